@@ -1,0 +1,275 @@
+"""The run engine: validate, upsert by natural key, advance the watermark, record the run.
+
+Each batch a source yields is committed in one transaction together with its watermark and its
+rejected rows, so a process killed at any instant (even SIGKILL) leaves the warehouse at a batch
+boundary: the next run resumes from the last committed watermark, and re-reading rows that were
+already committed changes nothing because rows are upserted by their natural key.
+
+All writes in a process go through `WRITE_LOCK` (one writer, as datasette does): sources fetch
+concurrently, but transactions never conflict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import httpx
+
+from collectors.schema import Table, table
+from collectors.sources.base import Batch, Source, SourceConfigError, TransientSourceError
+from collectors.validate import Rejected, validate
+
+log = logging.getLogger(__name__)
+
+WRITE_LOCK = threading.RLock()
+MAX_REJECT_ROW_CHARS = 4000
+
+# Errors worth retrying: the source said so, or the network failed underneath it.
+TRANSIENT = (TransientSourceError, httpx.TransportError, TimeoutError, ConnectionError)
+
+ProgressCallback = Callable[[int, int, Mapping[str, Any]], None]  # run_id, rows_read, progress
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    source: str
+    status: str  # ok|partial|failed
+    rows_read: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_rejected: int = 0
+    attempts: int = 1
+    error: str | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def watermarks(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT stream, value FROM watermarks WHERE source = ?", [source]
+    ).fetchall()
+    return dict(rows)
+
+
+def recover_interrupted_runs(con: duckdb.DuckDBPyConnection) -> int:
+    """Close runs left 'running' by a killed process; their committed batches are kept."""
+    with WRITE_LOCK:
+        rows = con.execute(
+            "UPDATE collector_runs SET status = 'failed', ended_at = coalesce(ended_at, ?), "
+            "error = 'interrupted: the collector stopped during this run; committed batches "
+            "were kept and the next run resumes from them' "
+            "WHERE status = 'running' RETURNING run_id",
+            [_utcnow()],
+        ).fetchall()
+    return len(rows)
+
+
+def _start_run(con: duckdb.DuckDBPyConnection, source: str) -> int:
+    with WRITE_LOCK:
+        row = con.execute(
+            "INSERT INTO collector_runs (run_id, source, started_at, status) "
+            "VALUES (nextval('collector_run_ids'), ?, ?, 'running') RETURNING run_id",
+            [source, _utcnow()],
+        ).fetchone()
+    return int(row[0])
+
+
+def _finish_run(con: duckdb.DuckDBPyConnection, s: RunSummary) -> None:
+    with WRITE_LOCK:
+        con.execute(
+            "UPDATE collector_runs SET ended_at = ?, status = ?, rows_read = ?, "
+            "rows_inserted = ?, rows_updated = ?, rows_rejected = ?, attempts = ?, error = ? "
+            "WHERE run_id = ?",
+            [
+                _utcnow(),
+                s.status,
+                s.rows_read,
+                s.rows_inserted,
+                s.rows_updated,
+                s.rows_rejected,
+                s.attempts,
+                s.error,
+                s.run_id,
+            ],
+        )
+
+
+def _reject_json(row: Mapping[str, Any]) -> str:
+    text = json.dumps(row, default=str, ensure_ascii=False)
+    if len(text) > MAX_REJECT_ROW_CHARS:
+        text = text[:MAX_REJECT_ROW_CHARS] + "…(truncated)"
+    return text
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int, int]:
+    """Insert new rows, update changed ones, skip identical ones. Returns (inserted, updated)."""
+    cols = spec.column_names
+    keys = spec.key
+    non_keys = [c for c in cols if c not in keys]
+    # Identifiers come from collectors.schema (a fixed whitelist), never from input.
+    key_join = " AND ".join(f"s.{k} = t.{k}" for k in keys)
+    changed = " OR ".join(f"s.{c} IS DISTINCT FROM t.{c}" for c in non_keys) or "FALSE"
+    con.register("_batch", data)
+    try:
+        # Last occurrence of a key within the batch wins, as it would across batches.
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _stage AS "
+            f"SELECT * EXCLUDE (_ord) FROM (SELECT *, row_number() OVER () AS _ord FROM _batch) "
+            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY _ord DESC) = 1"
+        )
+    finally:
+        con.unregister("_batch")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _changes AS "
+        f"SELECT s.*, t.{keys[0]} IS NULL AS _is_new FROM _stage s "
+        f"LEFT JOIN {spec.name} t ON {key_join} "
+        f"WHERE t.{keys[0]} IS NULL OR {changed}"
+    )
+    inserted, updated = con.execute(
+        "SELECT count(*) FILTER (WHERE _is_new), count(*) FILTER (WHERE NOT _is_new) FROM _changes"
+    ).fetchone()
+    col_list = ", ".join(cols)
+    if inserted:
+        con.execute(
+            f"INSERT INTO {spec.name} ({col_list}) SELECT {col_list} FROM _changes WHERE _is_new"
+        )
+    if updated:
+        sets = ", ".join(f"{c} = c.{c}" for c in non_keys)
+        match = " AND ".join(f"{spec.name}.{k} = c.{k}" for k in keys)
+        con.execute(
+            f"UPDATE {spec.name} SET {sets} FROM _changes c WHERE NOT c._is_new AND {match}"
+        )
+    if inserted or updated:
+        con.execute(
+            "INSERT INTO dirty_partitions "
+            f"SELECT DISTINCT ?, CAST({spec.time_column} AS DATE) FROM _changes "
+            "ON CONFLICT DO NOTHING",
+            [spec.name],
+        )
+    con.execute("DROP TABLE _stage")
+    con.execute("DROP TABLE _changes")
+    return int(inserted), int(updated)
+
+
+def _store_rejects(
+    con: duckdb.DuckDBPyConnection, run_id: int, source: str, table_name: str, rej: list[Rejected]
+) -> None:
+    now = _utcnow()
+    con.executemany(
+        "INSERT INTO rejects VALUES (nextval('reject_ids'), ?, ?, ?, ?, ?, ?)",
+        [(run_id, source, table_name, _reject_json(r.row), r.reason, now) for r in rej],
+    )
+
+
+def commit_batch(
+    con: duckdb.DuckDBPyConnection, run_id: int, source: str, batch: Batch
+) -> tuple[int, int, int, int]:
+    """Validate and commit one batch with its watermark. Returns (read, inserted, updated, rejected)."""
+    spec = table(batch.table)
+    checked = validate(spec, batch.rows)
+    read = checked.table.num_rows + len(checked.rejected)
+    with WRITE_LOCK:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            inserted = updated = 0
+            if checked.table.num_rows:
+                inserted, updated = _upsert(con, spec, checked.table)
+            if checked.rejected:
+                _store_rejects(con, run_id, source, spec.name, checked.rejected)
+            if batch.watermark is not None:
+                con.execute(
+                    "INSERT INTO watermarks VALUES (?, ?, ?, ?) ON CONFLICT (source, stream) "
+                    "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    [source, batch.stream_name, batch.watermark, _utcnow()],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return read, inserted, updated, len(checked.rejected)
+
+
+def _backoff_seconds(attempt: int, base: float, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    # Exponential backoff with full jitter (AWS architecture blog), capped at a minute.
+    return random.uniform(0, min(60.0, base * 2 ** (attempt - 1)))
+
+
+def _one_sentence(exc: BaseException) -> str:
+    if isinstance(exc, SourceConfigError | TransientSourceError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_source(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    *,
+    max_attempts: int = 4,
+    backoff_s: float = 1.0,
+    on_progress: ProgressCallback | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunSummary:
+    """Run `source` once: every batch it yields is committed with its watermark.
+
+    Transient faults are retried with backoff, resuming from the last committed watermark.
+    The run ends ok, partial (some rows rejected) or failed (an error stopped it; batches
+    committed before the error are kept).
+    """
+    con = con.cursor()  # a cursor per run, so concurrent runs in threads never share state
+    summary = RunSummary(_start_run(con, source.name), source.name, "running")
+    try:
+        while True:
+            try:
+                for batch in source.fetch(watermarks(con, source.name)):
+                    read, ins, upd, rej = commit_batch(con, summary.run_id, source.name, batch)
+                    summary.rows_read += read
+                    summary.rows_inserted += ins
+                    summary.rows_updated += upd
+                    summary.rows_rejected += rej
+                    if on_progress is not None:
+                        on_progress(summary.run_id, summary.rows_read, batch.progress)
+                break
+            except TRANSIENT as exc:
+                if summary.attempts >= max_attempts:
+                    raise
+                wait = _backoff_seconds(
+                    summary.attempts, backoff_s, getattr(exc, "retry_after_s", None)
+                )
+                log.warning(
+                    "%s: %s; retry %d of %d in %.1fs",
+                    source.name,
+                    _one_sentence(exc),
+                    summary.attempts,
+                    max_attempts - 1,
+                    wait,
+                )
+                summary.attempts += 1
+                sleep(wait)
+        summary.status = "partial" if summary.rows_rejected else "ok"
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is silent
+        summary.status = "failed"
+        summary.error = _one_sentence(exc)
+        if isinstance(exc, SourceConfigError | TransientSourceError):
+            log.error("%s failed: %s", source.name, summary.error)
+        else:
+            log.exception("%s failed", source.name)
+    finally:
+        if summary.status == "running":  # interrupted by KeyboardInterrupt or SystemExit
+            summary.status = "failed"
+            summary.error = "interrupted"
+        _finish_run(con, summary)
+    return summary
