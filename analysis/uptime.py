@@ -1,0 +1,296 @@
+"""Health and uptime: uptime per target, incidents, SLOs with burn rates, start-up times.
+
+Semantics follow Uptime Kuma (louislam/uptime-kuma, read at commit 005a8c2):
+- `server/model/monitor.js`: with `maxretries = N`, the first N failed beats are PENDING and the
+  (N+1)-th consecutive failure is DOWN. `incidents()` applies this to the raw statuses, so a
+  target is down only after `retries + 1` consecutive failed checks (retries = 0: first failure).
+- `server/uptime-calculator.js` `flatStatus()`: UP -> up; DOWN and PENDING -> down; MAINTENANCE
+  is counted apart and left out of the ratio. So a pending beat counts *against* uptime in Kuma.
+  `uptime_by_target(pending_counts_as_up=False)` is that default; pass True for the lenient view.
+SLO burn rates follow the Google SRE workbook, "Alerting on SLOs", multiwindow multi-burn-rate
+alerts: page when both the 1 h and 5 min burn rates exceed 14.4, or both the 6 h and 30 min
+burn rates exceed 6 (a 30-day budget).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+FAILED = ("down", "pending")
+
+_PROBES_SQL = """
+SELECT target, checked_at, status, latency_ms, error
+FROM probe_results
+WHERE checked_at >= ? AND checked_at < ?
+  AND (? IS NULL OR list_contains(?, target))
+ORDER BY target, checked_at
+"""
+
+
+@dataclass(frozen=True)
+class UptimeReport:
+    """One row per target: checks by status, uptime share, covered time and unknown gaps."""
+
+    frame: pd.DataFrame
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Incident:
+    target: str
+    start: datetime  # first failed check of the run
+    down_at: datetime  # the check that confirmed DOWN (after `retries` pending beats)
+    end: datetime | None  # first successful check after the run; None while still down
+    duration_s: float  # end - start (or last check - start while ongoing)
+    failed_checks: int
+    cause: str  # the most frequent error text in the run
+
+
+@dataclass(frozen=True)
+class IncidentReport:
+    incidents: list[Incident]
+    reason: str | None = None
+
+    def frame(self) -> pd.DataFrame:
+        cols = ["target", "start", "down_at", "end", "duration_s", "failed_checks", "cause"]
+        return pd.DataFrame([i.__dict__ for i in self.incidents], columns=cols)
+
+
+@dataclass(frozen=True)
+class BurnWindow:
+    long_window: timedelta
+    short_window: timedelta
+    threshold: float
+    long_burn: float | None
+    short_burn: float | None
+    firing: bool
+
+
+@dataclass(frozen=True)
+class SloStatus:
+    objective: float
+    period_days: int
+    good: int
+    total: int
+    sli: float | None  # good / total over the period
+    error_budget_remaining: float | None  # 1 - bad / allowed bad; negative when overspent
+    windows: list[BurnWindow] = field(default_factory=list)
+    reason: str | None = None
+
+    @property
+    def firing(self) -> bool:
+        return any(w.firing for w in self.windows)
+
+
+@dataclass(frozen=True)
+class StartupReport:
+    frame: pd.DataFrame  # per release: starts, p50/p95/max of startup_ms and init_ms
+    reason: str | None = None
+
+
+def _targets_param(targets: list[str] | None) -> list:
+    return [None, None] if not targets else [list(targets), list(targets)]
+
+
+def uptime_by_target(
+    con,
+    start: datetime,
+    end: datetime,
+    targets: list[str] | None = None,
+    pending_counts_as_up: bool = False,
+    gap_factor: float = 3.0,
+) -> UptimeReport:
+    """Uptime share per target over [start, end).
+
+    uptime = up / (up + down [+ pending]) with maintenance excluded (Kuma's flatStatus).
+    `unknown_s` sums the gaps between consecutive checks longer than `gap_factor` times the
+    target's median interval: time when nobody was looking (Kuma issue #5710 asks for this).
+    """
+    cols = ["target", "checks", "up", "pending", "down", "maintenance", "uptime", "unknown_s"]
+    df = con.execute(_PROBES_SQL, [start, end, *_targets_param(targets)]).df()
+    if df.empty:
+        return UptimeReport(pd.DataFrame(columns=cols), "no probe results in this window")
+    df = df.drop_duplicates(["target", "checked_at"])
+    rows = []
+    for target, g in df.groupby("target", sort=True):
+        status = g["status"].str.lower()
+        up = int((status == "up").sum())
+        pending = int((status == "pending").sum())
+        down = int((status == "down").sum())
+        maint = int((status == "maintenance").sum())
+        good = up + (pending if pending_counts_as_up else 0)
+        counted = up + pending + down
+        uptime = good / counted if counted else np.nan
+        ts = g["checked_at"].to_numpy("datetime64[ns]").astype("int64") / 1e9
+        unknown = 0.0
+        if len(ts) >= 3:
+            gaps = np.diff(ts)
+            med = float(np.median(gaps))
+            if med > 0:
+                unknown = float(gaps[gaps > gap_factor * med].sum())
+        rows.append([target, len(g), up, pending, down, maint, uptime, unknown])
+    return UptimeReport(pd.DataFrame(rows, columns=cols))
+
+
+def incidents(
+    con,
+    start: datetime,
+    end: datetime,
+    retries: int = 0,
+    targets: list[str] | None = None,
+) -> IncidentReport:
+    """Outages per target with Kuma's retry semantics.
+
+    A failed check is a status of down or pending. A run of consecutive failed checks becomes an
+    incident only when it reaches `retries + 1` checks (Kuma: `maxretries` beats are PENDING,
+    then DOWN). The incident starts at the first failed check and ends at the next up check;
+    a maintenance check closes a run too (Kuma leaves the DOWN state for MAINTENANCE).
+    """
+    df = con.execute(_PROBES_SQL, [start, end, *_targets_param(targets)]).df()
+    if df.empty:
+        return IncidentReport([], "no probe results in this window")
+    df = df.drop_duplicates(["target", "checked_at"])
+    needed = max(int(retries), 0) + 1
+    found: list[Incident] = []
+    for target, g in df.groupby("target", sort=True):
+        times = list(g["checked_at"])
+        status = list(g["status"].str.lower())
+        errors = list(g["error"])
+        i, n = 0, len(g)
+        while i < n:
+            if status[i] not in FAILED:
+                i += 1
+                continue
+            j = i
+            while j < n and status[j] in FAILED:
+                j += 1
+            run = j - i
+            if run >= needed:
+                ended = j < n  # the check at j is up or maintenance
+                stop = times[j] if ended else times[j - 1]
+                errs = pd.Series([e for e in errors[i:j] if isinstance(e, str) and e])
+                cause = str(errs.value_counts().index[0]) if len(errs) else "unknown"
+                found.append(
+                    Incident(
+                        target=str(target),
+                        start=times[i].to_pydatetime(),
+                        down_at=times[i + needed - 1].to_pydatetime(),
+                        end=stop.to_pydatetime() if ended else None,
+                        duration_s=float((stop - times[i]).total_seconds()),
+                        failed_checks=run,
+                        cause=cause,
+                    )
+                )
+            i = j
+    reason = None if found else "no incidents: no run of failed checks reached the retry count"
+    return IncidentReport(found, reason)
+
+
+# SRE workbook table "Recommended parameters": (long window, short window, burn-rate factor).
+SRE_WINDOWS: tuple[tuple[timedelta, timedelta, float], ...] = (
+    (timedelta(hours=1), timedelta(minutes=5), 14.4),
+    (timedelta(hours=6), timedelta(minutes=30), 6.0),
+)
+
+_SLO_REQUESTS_SQL = """
+SELECT
+  count(*) FILTER (WHERE started_at >= ?) AS total,
+  count(*) FILTER (WHERE started_at >= ? AND status_code < 500
+                   AND (? IS NULL OR duration_ms <= ?)) AS good
+FROM requests
+WHERE started_at >= ? AND started_at < ?
+  AND (? IS NULL OR route = ?)
+"""
+
+_SLO_PROBES_SQL = """
+SELECT
+  count(*) FILTER (WHERE checked_at >= ? AND lower(status) <> 'maintenance') AS total,
+  count(*) FILTER (WHERE checked_at >= ? AND lower(status) = 'up') AS good
+FROM probe_results
+WHERE checked_at >= ? AND checked_at < ?
+  AND (? IS NULL OR target = ?)
+"""
+
+
+def _good_total(con, source, since, end, latency_ms, subject) -> tuple[int, int]:
+    if source == "requests":
+        params = [since, since, latency_ms, latency_ms, since, end, subject, subject]
+        row = con.execute(_SLO_REQUESTS_SQL, params).fetchone()
+    else:
+        row = con.execute(_SLO_PROBES_SQL, [since, since, since, end, subject, subject]).fetchone()
+    return int(row[1] or 0), int(row[0] or 0)
+
+
+def slo_status(
+    con,
+    end: datetime,
+    objective: float = 0.999,
+    period_days: int = 30,
+    source: str = "requests",
+    subject: str | None = None,
+    latency_threshold_ms: float | None = None,
+    windows: tuple[tuple[timedelta, timedelta, float], ...] = SRE_WINDOWS,
+) -> SloStatus:
+    """Error budget and multiwindow burn rates at `end`.
+
+    source="requests": good = status < 500 (and duration <= latency_threshold_ms when given),
+    subject = a route. source="probes": good = up checks, subject = a target.
+    Burn rate = (bad / total over the window) / (1 - objective) (SRE workbook); budget
+    remaining = 1 - bad / ((1 - objective) * total) over the period.
+    """
+    if source not in ("requests", "probes"):
+        return SloStatus(objective, period_days, 0, 0, None, None, [], f"unknown source {source}")
+    if not 0 < objective < 1:
+        return SloStatus(
+            objective, period_days, 0, 0, None, None, [], "objective must be in (0, 1)"
+        )
+    good, total = _good_total(
+        con, source, end - timedelta(days=period_days), end, latency_threshold_ms, subject
+    )
+    if total == 0:
+        return SloStatus(
+            objective, period_days, 0, 0, None, None, [], "no events in the SLO period"
+        )
+    allowed = 1 - objective
+    bad = total - good
+    budget_left = 1 - bad / (allowed * total)
+
+    def burn(span: timedelta) -> float | None:
+        g, t = _good_total(con, source, end - span, end, latency_threshold_ms, subject)
+        return None if t == 0 else ((t - g) / t) / allowed
+
+    out = []
+    for long_w, short_w, factor in windows:
+        lb, sb = burn(long_w), burn(short_w)
+        firing = lb is not None and sb is not None and lb > factor and sb > factor
+        out.append(BurnWindow(long_w, short_w, factor, lb, sb, firing))
+    return SloStatus(objective, period_days, good, total, good / total, budget_left, out)
+
+
+_STARTS_SQL = """
+SELECT coalesce(release, '(unknown)') AS release,
+       count(*) AS starts,
+       quantile_cont(startup_ms, 0.5) AS startup_p50_ms,
+       quantile_cont(startup_ms, 0.95) AS startup_p95_ms,
+       max(startup_ms) AS startup_max_ms,
+       quantile_cont(init_ms, 0.5) AS init_p50_ms,
+       quantile_cont(init_ms, 0.95) AS init_p95_ms,
+       max(init_ms) AS init_max_ms,
+       min(started_at) AS first_start
+FROM app_starts
+WHERE started_at >= ? AND started_at < ?
+GROUP BY 1
+ORDER BY first_start
+"""
+
+
+def startup_times(con, start: datetime, end: datetime) -> StartupReport:
+    """Application start-up and initialisation time percentiles per release."""
+    df = con.execute(_STARTS_SQL, [start, end]).df()
+    if df.empty:
+        return StartupReport(df, "no application starts in this window")
+    return StartupReport(df.reset_index(drop=True))
