@@ -1,0 +1,60 @@
+"""Experiment statistics in the manner of GrowthBook's gbstats: sufficient statistics as small
+frozen dataclasses, and pure tests from two of them to a result dataclass."""
+
+from analysis.stats.bayesian import NormalPrior, bayesian_test
+from analysis.stats.compare import METHODS, DailyResult, compare, cumulate, results_over_time
+from analysis.stats.corrections import adjust_comparisons, benjamini_hochberg, holm
+from analysis.stats.effects import estimate_effect
+from analysis.stats.frequentist import sequential_test, welch_test
+from analysis.stats.power import (
+    PowerPlan,
+    days_needed,
+    minimum_detectable_effect,
+    plan_experiment,
+    power,
+    sample_size_per_arm,
+)
+from analysis.stats.results import Comparison, EffectEstimate
+from analysis.stats.srm import SrmResult, srm_check
+from analysis.stats.statistics import (
+    Proportion,
+    Quantile,
+    Ratio,
+    RegressionAdjusted,
+    SampleMean,
+    Statistic,
+    quantile_from_values,
+)
+
+__all__ = [
+    "METHODS",
+    "Comparison",
+    "DailyResult",
+    "EffectEstimate",
+    "NormalPrior",
+    "PowerPlan",
+    "Proportion",
+    "Quantile",
+    "Ratio",
+    "RegressionAdjusted",
+    "SampleMean",
+    "SrmResult",
+    "Statistic",
+    "adjust_comparisons",
+    "bayesian_test",
+    "benjamini_hochberg",
+    "compare",
+    "cumulate",
+    "days_needed",
+    "estimate_effect",
+    "holm",
+    "minimum_detectable_effect",
+    "plan_experiment",
+    "power",
+    "quantile_from_values",
+    "results_over_time",
+    "sample_size_per_arm",
+    "sequential_test",
+    "srm_check",
+    "welch_test",
+]

@@ -1,0 +1,110 @@
+"""Effect moments: the estimate of treatment vs control and its standard error.
+
+Every test (fixed, sequential, Bayesian) starts here, so degenerate inputs are caught once.
+Formulas follow gbstats (`utils.frequentist_diff/frequentist_variance`,
+`models/tests.py::EffectMoments`), see reference/ab_testing.md:
+  absolute  Δ = μB − μA,           Var = vA/nA + vB/nB
+  relative  Δ = (μB − μA)/μA,      Var = vB/(μA²nB) + vA·μB²/(μA⁴nA)   (delta method, F2)
+  Welch–Satterthwaite dof = (sA + sB)² / (sA²/(nA−1) + sB²/(nB−1)), s = v/n   (F3)
+CUPED pairs go through `analysis.stats.cuped`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from analysis.stats.results import EffectEstimate
+from analysis.stats.statistics import (
+    Proportion,
+    Quantile,
+    Ratio,
+    RegressionAdjusted,
+    Statistic,
+)
+
+
+def _finite(*values: float) -> bool:
+    return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+
+
+def welch_dof(s_a: float, n_a: float, s_b: float, n_b: float) -> float:
+    """Welch–Satterthwaite degrees of freedom from per-arm variances of the mean s = v/n."""
+    denom = s_a**2 / (n_a - 1) + s_b**2 / (n_b - 1)
+    return (s_a + s_b) ** 2 / denom if denom > 0 else math.inf
+
+
+def degenerate_reason(stat: Statistic, arm: str) -> str:
+    """Why one arm's statistic cannot enter a test, or "" when it can."""
+    if isinstance(stat, RegressionAdjusted):
+        return degenerate_reason(stat.post, arm)
+    n = stat.units if isinstance(stat, Quantile) else stat.n
+    if n <= 0:
+        return f"the {arm} arm has no data"
+    if n < 2:
+        return f"the {arm} arm has fewer than 2 units"
+    if isinstance(stat, Proportion):
+        if stat.sum <= 0:
+            return f"the {arm} arm has no conversions (0 %), so its variance is zero"
+        if stat.sum >= stat.n:
+            return f"every unit in the {arm} arm converted (100 %), so its variance is zero"
+    if isinstance(stat, Ratio) and not stat.denominator_sum:
+        return f"the {arm} arm's denominator sums to zero"
+    if isinstance(stat, Quantile):
+        if not _finite(stat.estimate, stat.lower, stat.upper):
+            return f"the {arm} arm has too few observations for a quantile interval"
+    v = stat.variance_of_mean
+    if not _finite(v, stat.mean):
+        return f"the {arm} arm's statistics are not finite numbers"
+    if v <= 0:
+        return f"every unit in the {arm} arm has the same value, so its variance is zero"
+    return ""
+
+
+def _units(stat: Statistic) -> int:
+    return stat.units if isinstance(stat, Quantile) else stat.n
+
+
+def estimate_effect(
+    control: Statistic, treatment: Statistic, relative: bool = False
+) -> EffectEstimate:
+    """Treatment − control (or relative lift) with its standard error and Welch dof."""
+    if type(control) is not type(treatment):
+        return EffectEstimate(False, "the two arms hold different kinds of statistics", relative)
+    for stat, arm in ((control, "control"), (treatment, "treatment")):
+        reason = degenerate_reason(stat, arm)
+        if reason:
+            return EffectEstimate(
+                False,
+                reason,
+                relative,
+                control_mean=_safe_mean(control),
+                treatment_mean=_safe_mean(treatment),
+            )
+    if isinstance(control, RegressionAdjusted) and isinstance(treatment, RegressionAdjusted):
+        from analysis.stats.cuped import estimate_cuped_effect
+
+        return estimate_cuped_effect(control, treatment, relative)
+
+    mu_a, mu_b = control.mean, treatment.mean
+    s_a, s_b = control.variance_of_mean, treatment.variance_of_mean
+    dof = welch_dof(s_a, _units(control), s_b, _units(treatment))
+    if not relative:
+        return EffectEstimate(True, "", False, mu_a, mu_b, mu_b - mu_a, math.sqrt(s_a + s_b), dof)
+    if mu_a <= 0:
+        return EffectEstimate(
+            False,
+            "relative lift needs a positive control mean"
+            f" (control mean is {mu_a:.4g}); use the absolute difference",
+            True,
+            mu_a,
+            mu_b,
+        )
+    var = s_b / mu_a**2 + s_a * mu_b**2 / mu_a**4
+    return EffectEstimate(True, "", True, mu_a, mu_b, (mu_b - mu_a) / mu_a, math.sqrt(var), dof)
+
+
+def _safe_mean(stat: Statistic) -> float:
+    try:
+        return float(stat.mean)
+    except (ZeroDivisionError, TypeError, ValueError):
+        return math.nan

@@ -1,0 +1,68 @@
+"""Result dataclasses shared by every test. A result is always returned, never an exception:
+`computable=False` carries the reason and never claims significance."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+NAN = math.nan
+
+
+@dataclass(frozen=True)
+class EffectEstimate:
+    """Point estimate and standard error of treatment − control (or the relative lift)."""
+
+    computable: bool
+    reason: str
+    relative: bool
+    control_mean: float = NAN
+    treatment_mean: float = NAN
+    effect: float = NAN
+    se: float = NAN
+    dof: float = NAN
+    theta: float | None = None  # CUPED coefficient when regression adjustment was used
+    note: str = ""  # e.g. "CUPED not applied: the pre-period has no variance"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One treatment arm against control for one metric, by one method.
+
+    `effect` is treatment − control (absolute) or (treatment − control)/control (relative).
+    `significant` means: frequentist, the interval excludes the null; Bayesian, the chance to
+    beat control passed the decision threshold in either direction.
+    """
+
+    computable: bool
+    reason: str
+    method: str  # "fixed" | "sequential" | "bayesian"
+    relative: bool
+    alpha: float
+    alternative: str = "two-sided"  # "two-sided" | "greater" | "less"
+    control_mean: float = NAN
+    treatment_mean: float = NAN
+    effect: float = NAN
+    se: float = NAN
+    ci_low: float = NAN
+    ci_high: float = NAN
+    p_value: float = NAN
+    dof: float = NAN
+    significant: bool = False
+    chance_to_beat_control: float = NAN  # Bayesian only
+    risk_control: float = NAN  # expected loss of keeping control (Bayesian)
+    risk_treatment: float = NAN  # expected loss of shipping treatment (Bayesian)
+    theta: float | None = None
+    note: str = ""
+    p_value_unadjusted: float = NAN  # set when a multiple-testing correction was applied
+    correction: str = ""
+
+
+def not_computable(
+    reason: str, method: str, relative: bool, alpha: float, **fields: object
+) -> Comparison:
+    return Comparison(False, reason, method, relative, alpha, **fields)  # type: ignore[arg-type]
+
+
+def with_fields(result: Comparison, **fields: object) -> Comparison:
+    return replace(result, **fields)  # type: ignore[arg-type]

@@ -1,0 +1,259 @@
+"""Sufficient statistics per arm: small frozen dataclasses whose mean and variance are derived.
+
+Modelled on GrowthBook gbstats `models/statistics.py` (SampleMeanStatistic, ProportionStatistic,
+RatioStatistic, RegressionAdjustedStatistic, QuantileStatistic). SQL computes the sums; these
+classes turn them into moments. `variance` is always the per-unit variance; `variance_of_mean`
+is the variance of the arm's estimate (variance / n, except for quantiles).
+A statistic never raises on degenerate input: moments become NaN and the tests report why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.stats import norm
+
+NAN = math.nan
+
+
+def _sample_variance(n: float, total: float, sum_squares: float) -> float:
+    # Unbiased sample variance from sums: (Σx² − (Σx)²/n) / (n − 1).
+    if n < 2:
+        return NAN
+    return max((sum_squares - total * total / n) / (n - 1), 0.0)
+
+
+def _sample_covariance(n: float, sum_x: float, sum_y: float, sum_xy: float) -> float:
+    # Unbiased sample covariance from sums: (Σxy − ΣxΣy/n) / (n − 1).
+    if n < 2:
+        return NAN
+    return (sum_xy - sum_x * sum_y / n) / (n - 1)
+
+
+@dataclass(frozen=True)
+class SampleMean:
+    """A metric averaged over units: n units, Σx, Σx²."""
+
+    n: int
+    sum: float
+    sum_squares: float
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.n if self.n > 0 else NAN
+
+    @property
+    def variance(self) -> float:
+        return _sample_variance(self.n, self.sum, self.sum_squares)
+
+    @property
+    def variance_of_mean(self) -> float:
+        return self.variance / self.n if self.n > 0 else NAN
+
+    def __add__(self, other: SampleMean) -> SampleMean:
+        return SampleMean(
+            self.n + other.n, self.sum + other.sum, self.sum_squares + other.sum_squares
+        )
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """A 0/1 metric: n units, of which `sum` converted."""
+
+    n: int
+    sum: float
+
+    @property
+    def sum_squares(self) -> float:
+        return self.sum
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.n if self.n > 0 else NAN
+
+    @property
+    def variance(self) -> float:
+        # Bernoulli variance p(1 − p), without the n − 1 correction, as gbstats does.
+        p = self.mean
+        return p * (1.0 - p) if self.n > 0 else NAN
+
+    @property
+    def variance_of_mean(self) -> float:
+        return self.variance / self.n if self.n > 0 else NAN
+
+    def __add__(self, other: Proportion) -> Proportion:
+        return Proportion(self.n + other.n, self.sum + other.sum)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Σ numerator / Σ denominator over n randomisation units (e.g. interruptions per turn
+    when calls are randomised): the analysis unit differs from the randomisation unit."""
+
+    n: int
+    numerator_sum: float
+    numerator_sum_squares: float
+    denominator_sum: float
+    denominator_sum_squares: float
+    cross_sum: float  # Σ numerator·denominator, per unit
+
+    @property
+    def numerator(self) -> SampleMean:
+        return SampleMean(self.n, self.numerator_sum, self.numerator_sum_squares)
+
+    @property
+    def denominator(self) -> SampleMean:
+        return SampleMean(self.n, self.denominator_sum, self.denominator_sum_squares)
+
+    @property
+    def covariance(self) -> float:
+        return _sample_covariance(self.n, self.numerator_sum, self.denominator_sum, self.cross_sum)
+
+    @property
+    def mean(self) -> float:
+        return self.numerator_sum / self.denominator_sum if self.denominator_sum else NAN
+
+    @property
+    def variance(self) -> float:
+        # Delta method for a ratio of means (gbstats utils.variance_of_ratios; Deng et al.
+        # 2018, "Applying the Delta Method in Metric Analytics"):
+        # v = v_M/μ_D² + v_D·μ_M²/μ_D⁴ − 2·cov·μ_M/μ_D³
+        if self.n < 2 or not self.denominator_sum:
+            return NAN
+        m, d = self.numerator.mean, self.denominator.mean
+        v = (
+            self.numerator.variance / d**2
+            + self.denominator.variance * m**2 / d**4
+            - 2 * self.covariance * m / d**3
+        )
+        return max(v, 0.0)
+
+    @property
+    def variance_of_mean(self) -> float:
+        return self.variance / self.n if self.n > 0 else NAN
+
+    def __add__(self, other: Ratio) -> Ratio:
+        return Ratio(
+            self.n + other.n,
+            self.numerator_sum + other.numerator_sum,
+            self.numerator_sum_squares + other.numerator_sum_squares,
+            self.denominator_sum + other.denominator_sum,
+            self.denominator_sum_squares + other.denominator_sum_squares,
+            self.cross_sum + other.cross_sum,
+        )
+
+
+@dataclass(frozen=True)
+class RegressionAdjusted:
+    """CUPED input for one arm: the metric in the experiment (post), the same metric for the
+    same unit before it started (pre, the covariate) and Σ post·pre. The adjustment itself
+    needs θ pooled over arms, so it lives in `analysis.stats.cuped`."""
+
+    post: SampleMean | Proportion
+    pre: SampleMean | Proportion
+    cross_sum: float
+
+    @property
+    def n(self) -> int:
+        return self.post.n
+
+    @property
+    def mean(self) -> float:
+        return self.post.mean
+
+    @property
+    def variance(self) -> float:
+        return self.post.variance
+
+    @property
+    def variance_of_mean(self) -> float:
+        return self.post.variance_of_mean
+
+    @property
+    def covariance(self) -> float:
+        return _sample_covariance(self.n, self.post.sum, self.pre.sum, self.cross_sum)
+
+    def __add__(self, other: RegressionAdjusted) -> RegressionAdjusted:
+        return RegressionAdjusted(
+            self.post + other.post, self.pre + other.pre, self.cross_sum + other.cross_sum
+        )
+
+
+@dataclass(frozen=True)
+class Quantile:
+    """A quantile (e.g. p95 latency) of one arm with a distribution-free interval.
+
+    `lower`/`upper` are the order statistics at ranks n·ν ∓ z·sqrt(n·ν(1−ν)), the normal
+    approximation to the binomial order-statistic interval (Deng, Knoblich & Lu 2018, as in
+    gbstats QuantileStatistic). `design_effect` inflates the variance when observations are
+    clustered in randomisation units (turns within calls): var_cluster(Ī)/(ν(1−ν)/n) with Ī
+    the share of observations at or below the estimate (Yao, Li & Lu 2024; gbstats
+    QuantileClusteredStatistic). It is 1 for independent observations.
+    """
+
+    n: int  # observations
+    nu: float  # quantile level, e.g. 0.95
+    estimate: float
+    lower: float
+    upper: float
+    confidence: float = 0.95  # the level `lower`/`upper` were taken at
+    design_effect: float = 1.0
+    n_units: int | None = None  # randomisation units, when clustered
+
+    @property
+    def mean(self) -> float:
+        return self.estimate
+
+    @property
+    def variance_of_mean(self) -> float:
+        # The interval half-width is z·sd(Q̂), so sd(Q̂) ≈ (upper − lower) / (2z).
+        if self.n < 2 or not all(map(math.isfinite, (self.lower, self.upper))):
+            return NAN
+        z = norm.ppf(0.5 + self.confidence / 2)
+        return ((self.upper - self.lower) / (2 * z)) ** 2 * self.design_effect
+
+    @property
+    def units(self) -> int:
+        return self.n_units if self.n_units is not None else self.n
+
+    @property
+    def variance(self) -> float:
+        return self.variance_of_mean * self.units
+
+
+Statistic = SampleMean | Proportion | Ratio | RegressionAdjusted | Quantile
+
+
+def quantile_ranks(n: int, nu: float, confidence: float = 0.95) -> tuple[int, int, int]:
+    """1-based ranks (lower, estimate, upper) of the order statistics for a quantile interval.
+
+    Normal approximation to Binomial(n, ν): ranks n·ν ∓ z·sqrt(n·ν(1−ν)), clamped to [1, n].
+    """
+    z = norm.ppf(0.5 + confidence / 2)
+    half = z * math.sqrt(n * nu * (1 - nu))
+
+    def clamp(r: float) -> int:
+        return min(max(int(math.ceil(r)), 1), max(n, 1))
+
+    return clamp(n * nu - half), clamp(n * nu), clamp(n * nu + half)
+
+
+def quantile_from_values(values, nu: float, confidence: float = 0.95) -> Quantile:
+    """A Quantile statistic from raw observations (for small data and tests)."""
+    import numpy as np
+
+    x = np.sort(np.asarray(values, dtype=float))
+    x = x[np.isfinite(x)]
+    n = int(x.size)
+    if n == 0:
+        return Quantile(0, nu, NAN, NAN, NAN, confidence)
+    lo, mid, hi = quantile_ranks(n, nu, confidence)
+    return Quantile(n, nu, float(x[mid - 1]), float(x[lo - 1]), float(x[hi - 1]), confidence)
+
+
+def quantile_interval_supported(n: int, nu: float, confidence: float = 0.95) -> bool:
+    """Whether n is large enough for the order-statistic interval to lie inside the sample:
+    n > z²ν/(1−ν) and n > z²(1−ν)/ν (gbstats' rule)."""
+    z = norm.ppf(0.5 + confidence / 2)
+    return n > z * z * nu / (1 - nu) and n > z * z * (1 - nu) / nu
