@@ -1,0 +1,80 @@
+"""Reading the published snapshot: an in-memory DuckDB with one view per table and rollup.
+
+The app never opens the warehouse. It reads manifest.json once (it is replaced atomically, so it
+is always whole), then points views at the Parquet files that manifest names. Tables with no
+data yet are empty tables of the warehouse schema, so every analysis runs on a fresh install.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from collectors.publish import read_manifest
+from collectors.warehouse import migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Snapshot:
+    con: duckdb.DuckDBPyConnection
+    manifest: dict[str, Any]
+
+    @property
+    def version(self) -> int:
+        return int(self.manifest.get("version", 0))
+
+
+def _files_sql(serving: Path, files: list[str]) -> str:
+    # Paths come from our own manifest; quote them as SQL string literals.
+    quoted = ", ".join("'" + (serving / f).as_posix().replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{quoted}])"
+
+
+def open_snapshot(serving: str | Path) -> Snapshot:
+    """A read-only view of the latest published snapshot (empty if nothing is published)."""
+    serving = Path(serving)
+    manifest = read_manifest(serving) or {
+        "version": 0,
+        "tables": {},
+        "rollups": {},
+        "bookkeeping": {},
+    }
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    migrate(con)  # empty tables of the warehouse schema
+    for name, entry in manifest.get("tables", {}).items():
+        files = [d["file"] for _, d in sorted(entry["days"].items())]
+        if files:
+            con.execute(f"DROP TABLE {name}")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {_files_sql(serving, files)}")
+    for name, entry in manifest.get("rollups", {}).items():
+        files = [d["file"] for _, d in sorted(entry["days"].items())]
+        if files:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {_files_sql(serving, files)}")
+    for name, entry in manifest.get("bookkeeping", {}).items():
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {_files_sql(serving, [entry['file']])}")
+    _create_missing_rollups(con)
+    return Snapshot(con, manifest)
+
+
+def _create_missing_rollups(con: duckdb.DuckDBPyConnection) -> None:
+    """Rollups with no data yet become empty tables with the right columns."""
+    from collectors.rollups import ROLLUPS
+
+    existing = {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    for rollup in ROLLUPS:
+        if rollup.name not in existing:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM {rollup.source} LIMIT 0"
+            )
+            con.execute(f"CREATE TABLE {rollup.name} AS {rollup.select}")
+            con.execute("DROP TABLE src")
