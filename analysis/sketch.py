@@ -8,8 +8,8 @@ within alpha of every value in it. The q-quantile is the value of the bucket hol
 of rank q * (n - 1) (0-based), as the paper's Algorithm 2 does.
 
 Buckets are plain integers, so rollups are ordinary GROUP BY (hour, route, bucket) counts and
-merging is adding counts of equal buckets. Values <= MIN_VALUE (zero latencies from streaming
-STT, for instance) go to ZERO_BUCKET, whose value is 0.
+merging is adding counts of equal buckets. Values <= 0 (zero latencies from streaming STT, for
+instance) go to ZERO_BUCKET, whose value is 0.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 ALPHA = 0.01
-MIN_VALUE = 1e-3  # ms; anything at or below is "zero" for latency purposes
-ZERO_BUCKET = -(2**15)
+# Same conventions as collectors/rollups.py, so its published histograms read back here:
+# values <= 0 (a 0 ms stage) land in ZERO_BUCKET and read back as 0.
+MIN_VALUE = 0.0
+ZERO_BUCKET = -(2**31)
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 

@@ -109,3 +109,15 @@ def test_rollup_rejects_unknown_identifiers_and_empty_input():
     assert histogram_rollup(con, "requests", "duration_ms", T0, T0, ["ip"]).reason
     assert histogram_rollup(con, "requests", "duration_ms", T0, T0 + timedelta(1)).reason
     assert quantiles_from_buckets([], [], QS).reason
+
+
+def test_published_rollup_buckets_read_back_with_these_quantiles():
+    # collectors.rollups writes the histograms pages read; its buckets must mean the same here
+    from collectors.rollups import bucket_sql as published_bucket_sql
+
+    con = duckdb.connect()
+    vals = np.concatenate([np.random.default_rng(3).lognormal(5, 1, 5000), [0.0]])
+    con.register("v", pd.DataFrame({"x": vals}))
+    theirs = con.execute(f"SELECT {published_bucket_sql('x')} AS b FROM v").df()["b"]
+    ours = con.execute(f"SELECT {bucket_sql('x')} AS b FROM v").df()["b"]
+    assert (theirs.to_numpy() == ours.to_numpy()).all()
