@@ -1,0 +1,292 @@
+"""The `workbench` command: run the workbench, the collectors service, and one-off jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("workbench")
+
+
+def _paths(args: argparse.Namespace):
+    from collectors.service import DataPaths
+
+    return DataPaths(Path(args.data_dir).resolve())
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from collectors.jobs import configured_jobs
+    from collectors.service import CollectorService
+    from collectors.warehouse import WarehouseLocked
+
+    try:
+        service = CollectorService(_paths(args), configured_jobs(), poll_seconds=args.poll)
+    except WarehouseLocked:
+        print(
+            f"Another workbench service already holds {_paths(args).warehouse}; "
+            "stop it first or use `workbench collect`.",
+            file=sys.stderr,
+        )
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    signal.signal(signal.SIGINT, lambda *_: service.stop())
+    log.info("collectors service running; data in %s", service.paths.root)
+    service.serve_forever()
+    return 0
+
+
+def _print_progress(job: str, progress: dict | None, started: float) -> None:
+    if not progress or progress.get("state") != "running":
+        return
+    rows = progress.get("rows_read") or 0
+    rate = rows / max(time.monotonic() - started, 1e-6)
+    total = progress.get("total")
+    done = progress.get("done")
+    part = f" {done}/{total}" if total else ""
+    print(f"\r{job}: {rows:,} rows{part} ({rate:,.0f} rows/s)", end="", file=sys.stderr, flush=True)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from collectors.control import ControlStore
+    from collectors.jobs import configured_jobs
+    from collectors.service import CollectorService
+    from collectors.warehouse import WarehouseLocked
+
+    paths = _paths(args)
+    jobs = configured_jobs()
+    if args.source not in jobs:
+        print(
+            f"No source named {args.source!r}; configured sources: {', '.join(jobs)}.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        service = CollectorService(paths, jobs)
+    except WarehouseLocked:
+        # The service owns the warehouse: hand it the request and follow it.
+        control = ControlStore(paths.control)
+        request_id = control.request_run(args.source)
+        print(
+            f"The collectors service is running; asked it to run {args.source} "
+            f"(request {request_id}).",
+            file=sys.stderr,
+        )
+        started = time.monotonic()
+        while True:
+            request = control.request(request_id)
+            if request and request["status"] not in ("pending", "running"):
+                print(file=sys.stderr)
+                print(
+                    f"{args.source}: {request['status']}"
+                    + (f": {request['message']}" if request["message"] else "")
+                )
+                return 0 if request["status"] in ("ok", "partial") else 1
+            _print_progress(args.source, control.progress().get(args.source), started)
+            time.sleep(0.5)
+    try:
+        from collectors.engine import recover_interrupted_runs
+
+        recover_interrupted_runs(service.con)
+        summary = service.run_job(args.source)
+    finally:
+        service.con.close()
+    print(
+        f"{args.source}: {summary.status}, {summary.rows_read:,} read, "
+        f"{summary.rows_inserted:,} new, {summary.rows_updated:,} updated, "
+        f"{summary.rows_rejected:,} rejected" + (f"; {summary.error}" if summary.error else "")
+    )
+    return 0 if summary.status in ("ok", "partial") else 1
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from collectors.publish import publish
+    from collectors.warehouse import WarehouseLocked, open_warehouse
+
+    paths = _paths(args)
+    try:
+        con = open_warehouse(paths.warehouse)
+    except WarehouseLocked:
+        print("The collectors service is running and publishes after every run.", file=sys.stderr)
+        return 2
+    try:
+        if args.full:
+            (paths.serving / "manifest.json").unlink(missing_ok=True)
+        result = publish(con, paths.serving)
+    finally:
+        con.close()
+    print(
+        f"published snapshot v{result.version}: {result.days_written} day partitions, "
+        f"{result.files_written} files in {result.seconds:.2f}s"
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from collectors.control import ControlStore
+    from collectors.publish import read_manifest
+
+    paths = _paths(args)
+    control = ControlStore(paths.control)
+    manifest = read_manifest(paths.serving) or {}
+    info = control.service_info()
+    print(f"service pid: {info.get('pid') or 'not running'}; heartbeat {info.get('heartbeat')}")
+    print(f"snapshot v{manifest.get('version', 0)} published {manifest.get('published_at')}")
+    for name, s in control.schedules().items():
+        fresh = manifest.get("freshness", {}).get(name, {})
+        print(
+            f"  {name}: {s.describe()}{'' if s.enabled else ' (paused)'}; last run "
+            f"{fresh.get('last_run')} {fresh.get('last_status') or ''}"
+        )
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the collectors service and the Streamlit app; Ctrl-C stops both."""
+    data_dir = str(Path(args.data_dir).resolve())
+    env = {**os.environ, "WORKBENCH_DATA_DIR": data_dir}
+    main_py = Path(__file__).resolve().parent.parent / "app" / "main.py"
+    service = subprocess.Popen(
+        [sys.executable, "-m", "collectors.cli", "--data-dir", data_dir, "serve"], env=env
+    )
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(main_py),
+            "--server.address",
+            args.host,
+            "--server.port",
+            str(args.port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        cwd=main_py.parent.parent,
+    )
+    print(
+        f"Workbench starting on http://{args.host}:{args.port} (data in {data_dir}); "
+        "Ctrl-C stops it.",
+        file=sys.stderr,
+    )
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and service.poll() is None and app.poll() is None:
+            time.sleep(0.3)
+    finally:
+        for proc in (app, service):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in (app, service):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # safe: every batch is committed atomically
+    return 0 if stopping else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Monitoring and continuous-improvement workbench for voice agents.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("WORKBENCH_DATA_DIR", "data"),
+        help="folder for the warehouse, serving snapshot and control store (default: data)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "up",
+        help="start the collectors service and the app together",
+        description="Start the collectors service and the Streamlit app; Ctrl-C stops both.",
+    )
+    p.add_argument(
+        "--host",
+        default=os.environ.get("WORKBENCH_HOST", "127.0.0.1"),
+        help="address the app binds to (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("WORKBENCH_PORT", "8501")),
+        help="app port (default 8501)",
+    )
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
+        "serve",
+        help="run the collectors service (owns the warehouse)",
+        description="Run every configured source on its schedule and publish "
+        "the serving snapshot after each run.",
+    )
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=2.0,
+        help="seconds between reads of the control store (default 2)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "collect",
+        help="run one source once",
+        description="Run one source once. While the service runs, the request "
+        "is handed to it and followed to the end.",
+    )
+    p.add_argument("source", help="the source's name, e.g. demo")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser(
+        "publish",
+        help="publish the serving snapshot now",
+        description="Publish what changed since the last snapshot (the service "
+        "does this after every run).",
+    )
+    p.add_argument("--full", action="store_true", help="republish every partition")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser(
+        "status",
+        help="show the service, the snapshot and each source",
+        description="Show the service's heartbeat, the snapshot version and "
+        "each source's schedule and last run.",
+    )
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
