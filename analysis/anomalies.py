@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 Kind = Literal["spike", "dip", "level_shift"]
 Direction = Literal["up", "down"]
@@ -60,7 +61,7 @@ class Anomaly:
 class DetectorConfig:
     """Detector parameters; the defaults are the ones evaluated on NAB (same for every series)."""
 
-    z_threshold: float = 6.0
+    z_threshold: float = 5.0
     shift_threshold: float = 8.0
     # A level shift must also be large in units of the residual scale, not only significant.
     min_shift_sigmas: float = 3.0
@@ -68,13 +69,19 @@ class DetectorConfig:
     scale_floor_range_frac: float = 0.02
     # ... and of its typical magnitude (median |x|), so a constant series never divides by zero.
     scale_floor_level_frac: float = 0.001
+    # Fraction of the tail scale of the two-window difference used as its standard error.
+    shift_tail_factor: float = 0.0
+    # Quantile of |residual| whose implied sigma is a lower bound on the scale (0 disables).
+    tail_quantile: float = 0.995
     # Minimum relative drop of the residual scale for a season to be used.
     min_season_gain: float = 0.1
     # Points of the two-window test, as a fraction of a day (clamped to [6, 120] points).
     shift_window: timedelta = timedelta(hours=2)
     # Flagged points closer than this are one episode (one alarm).
     cooldown: timedelta = timedelta(hours=2)
+    # Seasons of data needed to scan at all, and to fit a seasonal profile.
     min_cycles: int = 2
+    season_min_cycles: int = 3
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,28 @@ def _robust_scale(residual: np.ndarray) -> float:
     return float(MAD_TO_SIGMA * np.median(np.abs(finite - np.median(finite))))
 
 
+def _tail_scale(residual: np.ndarray, quantile: float) -> float:
+    """Sigma implied by a high quantile of |residual|: q / Phi^-1((1 + quantile) / 2).
+
+    Equals sigma for normal noise; grows for bursty, heavy-tailed series whose bursts are
+    routine, so that only bursts well beyond the usual ones are flagged.
+    """
+    finite = np.abs(residual[np.isfinite(residual)])
+    if len(finite) == 0:
+        return 0.0
+    return float(np.quantile(finite, quantile) / ndtri((1.0 + quantile) / 2.0))
+
+
+def _point_scale(
+    residual: np.ndarray, window: int, floor: float, config: DetectorConfig
+) -> np.ndarray:
+    """Per-point scale: the larger of the local MAD (centred window), the tail scale, the floor."""
+    local = MAD_TO_SIGMA * _rolling_median(np.abs(residual), window)
+    tail = _tail_scale(residual, config.tail_quantile) if config.tail_quantile else 0.0
+    out = np.fmax(local, max(tail, floor))
+    return np.where(np.isfinite(out), out, max(tail, floor))
+
+
 def _scale_floor(values: np.ndarray, config: DetectorConfig) -> float:
     finite = values[np.isfinite(values)]
     q05, q95 = np.quantile(finite, [0.05, 0.95])
@@ -256,7 +285,11 @@ def _level_shift_points(
     before = s.rolling(window, min_periods=min_periods).median().shift(1).to_numpy()
     after = s[::-1].rolling(window, min_periods=min_periods).median()[::-1].to_numpy()
     diff = after - before
-    se = MEDIAN_SE_FACTOR * scale * np.sqrt(2.0 / window)
+    # Standard error of the difference: the iid value, or the observed spread of the difference
+    # itself when the series wanders (autocorrelated noise makes windowed medians vary more).
+    se = max(MEDIAN_SE_FACTOR * scale * np.sqrt(2.0 / window), _robust_scale(diff))
+    if config.tail_quantile:
+        se = max(se, _tail_scale(diff, config.tail_quantile) * config.shift_tail_factor)
     stat = np.abs(diff) / se
     stat[~np.isfinite(stat)] = 0.0
     ok = (stat > config.shift_threshold) & (np.abs(diff) > config.min_shift_sigmas * scale)
@@ -273,6 +306,22 @@ def _level_shift_points(
         taken[max(0, i - window) : i + window + 1] = True
         points.append((i, float(stat[i]), float(before[i]), float(after[i])))
     return points
+
+
+def _merged_episodes(candidates: list[tuple[int, int, Anomaly]], cooldown: int) -> list[Anomaly]:
+    """One anomaly per episode. Candidates are (first, last flagged index, anomaly); one that
+    starts within `cooldown` points of the previous episode's last flagged point joins it, and
+    the episode keeps the earliest start and the strongest candidate's description."""
+    merged: list[tuple[int, int, Anomaly]] = []
+    for first, last, a in sorted(candidates, key=lambda c: c[0]):
+        if merged and first <= merged[-1][1] + cooldown:
+            p_first, p_last, prev = merged[-1]
+            strongest = a if a.score > prev.score else prev
+            episode = replace(strongest, start=prev.start, end=max(prev.end, a.end))
+            merged[-1] = (p_first, max(p_last, last), episode)
+        else:
+            merged.append((first, last, a))
+    return [a for _, _, a in merged]
 
 
 def detect_anomalies(
@@ -320,7 +369,7 @@ def detect_anomalies(
     best_name, best_seasonal = "none", np.zeros(n)
     best_scale = _robust_scale(detrended)
     for name, period in seasons:
-        if n < config.min_cycles * period:
+        if n < config.season_min_cycles * period:
             continue
         seasonal = _seasonal_profile(detrended, period)
         scale = _robust_scale(detrended - seasonal)
@@ -329,16 +378,18 @@ def detect_anomalies(
     deseasonalised = x - best_seasonal
     trend = _rolling_median(deseasonalised, min(trend_window, n))
     residual = deseasonalised - trend
-    scale = max(_robust_scale(residual), _scale_floor(x, config))
+    floor = _scale_floor(x, config)
+    scale = max(_robust_scale(residual), floor)
+    point_scale = _point_scale(residual, trend_window, floor, config)
     expected = trend + best_seasonal
-    z = residual / scale
+    z = residual / point_scale
     z[~np.isfinite(z)] = 0.0
 
     index = grid.start + grid.interval * np.arange(n)
     cooldown = max(1, int(round(_points(config.cooldown, grid.interval))))
     window = int(np.clip(round(_points(config.shift_window, grid.interval)), 6, 120))
 
-    anomalies: list[Anomaly] = []
+    candidates: list[tuple[int, int, Anomaly]] = []
     shift_spans: list[tuple[int, int]] = []
     for i, stat, level_before, level_after in _level_shift_points(
         deseasonalised, window, scale, config
@@ -351,16 +402,20 @@ def detect_anomalies(
         end = i + int(back[0]) - 1 if len(back) else n - 1
         end = max(i, min(end, n - 1))
         shift_spans.append((i, i + window))
-        anomalies.append(
-            Anomaly(
-                start=index[i],
-                end=index[end],
-                peak=index[i],
-                value=float(x[i]) if np.isfinite(x[i]) else float(level_after),
-                expected=float(level_before + best_seasonal[i]),
-                score=stat,
-                kind="level_shift",
-                direction="up" if up else "down",
+        candidates.append(
+            (
+                i,
+                i + window,
+                Anomaly(
+                    start=index[i],
+                    end=index[end],
+                    peak=index[i],
+                    value=float(x[i]) if np.isfinite(x[i]) else float(level_after),
+                    expected=float(level_before + best_seasonal[i]),
+                    score=stat,
+                    kind="level_shift",
+                    direction="up" if up else "down",
+                ),
             )
         )
 
@@ -372,21 +427,24 @@ def detect_anomalies(
         segment = z[first : last + 1]
         k = first + int(np.argmax(np.abs(segment)))
         up = z[k] > 0
-        anomalies.append(
-            Anomaly(
-                start=index[first],
-                end=index[last],
-                peak=index[k],
-                value=float(x[k]),
-                expected=float(expected[k]),
-                score=float(abs(z[k])),
-                kind="spike" if up else "dip",
-                direction="up" if up else "down",
+        candidates.append(
+            (
+                first,
+                last,
+                Anomaly(
+                    start=index[first],
+                    end=index[last],
+                    peak=index[k],
+                    value=float(x[k]),
+                    expected=float(expected[k]),
+                    score=float(abs(z[k])),
+                    kind="spike" if up else "dip",
+                    direction="up" if up else "down",
+                ),
             )
         )
-    anomalies.sort(key=lambda a: a.start)
     return AnomalyScan(
-        anomalies=anomalies,
+        anomalies=_merged_episodes(candidates, cooldown),
         interval=grid.interval,
         season=best_name,
         notes=grid.notes,
