@@ -1,0 +1,6 @@
+"""Benchmarks (placeholder until issue 4 lands)."""
+
+import streamlit as st
+
+st.title("Benchmarks")
+st.info("Placeholder: this page arrives with issue 4. The data it needs is already collected.")

@@ -1,0 +1,75 @@
+"""Collectors: each source's status and schedule, run now with progress, recent runs, rejects."""
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from analysis import collector_health
+from app import data
+from collectors.control import ScheduleError
+
+st.title("Collectors")
+control = data.control_store()
+service = control.service_info()
+if service.get("pid"):
+    st.caption(f"Collectors service running (pid {service['pid']}), "
+               f"last heartbeat {service.get('heartbeat')}.")
+else:
+    st.warning("The collectors service is not running: start it with `make run` "
+               "(or `workbench serve`). Schedules and run-now requests wait for it.")
+
+now = datetime.now(UTC).replace(tzinfo=None)
+status = collector_health.source_status(data.cursor(), now)
+st.subheader("Sources")
+st.dataframe(status, hide_index=True, width="stretch")
+
+st.subheader("Schedules")
+schedules = control.schedules()
+if not schedules:
+    st.caption("No schedules yet: the service creates one per configured source when it starts.")
+for job, schedule in schedules.items():
+    with st.expander(f"{job}: {schedule.describe()}{'' if schedule.enabled else ' (paused)'}"):
+        with st.form(f"schedule-{job}"):
+            kind = st.radio("Kind", ["interval", "cron"], horizontal=True,
+                            index=0 if schedule.kind == "interval" else 1)
+            every = st.number_input("Every (seconds)", min_value=5,
+                                    value=schedule.every_seconds or 60, step=5)
+            cron = st.text_input("Cron expression (UTC)", value=schedule.cron or "*/5 * * * *")
+            enabled = st.checkbox("Enabled", value=schedule.enabled)
+            if st.form_submit_button("Save schedule"):
+                try:
+                    control.set_schedule(job, kind, int(every) if kind == "interval" else None,
+                                         cron if kind == "cron" else None, enabled)
+                    st.success("Saved; the service picks it up within a few seconds.")
+                except ScheduleError as exc:
+                    st.error(str(exc))
+        if st.button("Run now", key=f"run-{job}"):
+            request_id = control.request_run(job)
+            st.session_state[f"request-{job}"] = request_id
+
+
+@st.fragment(run_every="1s")
+def progress():
+    requests = {job: st.session_state.get(f"request-{job}") for job in schedules}
+    live = control.progress()
+    for job, request_id in requests.items():
+        if request_id is None:
+            continue
+        request = control.request(request_id) or {}
+        p = live.get(job, {})
+        if request.get("status") in ("pending", "running"):
+            done, total = p.get("done"), p.get("total")
+            text = f"{job}: {request['status']}, {p.get('rows_read', 0):,} rows read"
+            st.progress(min(1.0, done / total) if done and total else 0.0, text=text)
+        else:
+            st.caption(f"{job}: last requested run finished {request.get('status')}"
+                       + (f": {request['message']}" if request.get("message") else ""))
+
+
+progress()
+
+st.subheader("Recent runs")
+st.dataframe(collector_health.recent_runs(data.cursor()), hide_index=True, width="stretch")
+st.subheader("Rejected rows")
+st.caption("Rows that did not fit the schema, with the reason. Everything valid was kept.")
+st.dataframe(collector_health.recent_rejects(data.cursor()), hide_index=True, width="stretch")

@@ -1,0 +1,6 @@
+"""Conversations (placeholder until issue 3 lands)."""
+
+import streamlit as st
+
+st.title("Conversations")
+st.info("Placeholder: this page arrives with issue 3. The data it needs is already collected.")

@@ -1,0 +1,44 @@
+"""Overview: headline KPIs against the previous period, and the hourly trend with deploys."""
+
+import streamlit as st
+
+from analysis import overview
+from app import data
+from app.charts import time_chart
+from app.widgets import freshness_banner, period_picker
+
+st.title("Overview")
+
+
+@st.fragment(run_every="30s")
+def body():
+    freshness_banner()
+    con = data.cursor()
+    end = overview.data_end(con)
+    if end is None:
+        st.caption("No traffic has been collected yet.")
+        return
+    start, end = period_picker(end)
+    kpis = overview.kpis(con, start, end)
+    for column, kpi in zip(st.columns(len(kpis)), kpis, strict=True):
+        fmt = {"%": "{:.2f} %", "ms": "{:,.0f} ms", "": "{:.2f}"}[kpi.unit]
+        value = fmt.format(kpi.value) if kpi.value is not None else "n/a"
+        delta = None if kpi.change is None else fmt.format(kpi.change).replace(" ", "")
+        column.metric(kpi.label, value, delta,
+                      delta_color="normal" if kpi.higher_is_better else "inverse",
+                      help=kpi.reason or "Change against the previous period of equal length.")
+    trend = overview.hourly_trend(con, start, end)
+    deploys = overview.deployments(con, start, end)
+    st.plotly_chart(
+        time_chart(trend, "hour", {"p95_e2e_ms": "p95 turn latency (ms)"}, deploys,
+                   title="Turn latency and errors per hour",
+                   secondary={"error_rate_pct": "5xx error rate (%)"}),
+        width="stretch",
+    )
+    st.plotly_chart(
+        time_chart(trend, "hour", {"calls": "Calls per hour"}, deploys, title="Call volume"),
+        width="stretch",
+    )
+
+
+body()
