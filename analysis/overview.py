@@ -37,22 +37,42 @@ def _ratio(con, sql: str, start: datetime, end: datetime) -> float | None:
 
 
 def _kpi_values(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict:
-    window = "hour >= ? AND hour < ?"
     values = {
-        "uptime": _ratio(con, f"SELECT sum(n_up), sum(n) FROM probes_hourly WHERE {window}",
-                         start, end),
-        "error_rate": _ratio(con, f"SELECT sum(n_5xx), sum(n) FROM requests_hourly "
-                             f"WHERE {window}", start, end),
-        "mos": _ratio(con, f"SELECT sum(sum_mos), sum(n_mos) FROM quality_hourly "
-                      f"WHERE {window}", start, end),
-        "csat": _ratio(con, f"SELECT sum(n_positive), sum(n) FROM feedback_hourly "
-                       f"WHERE {window}", start, end),
-        "resolved": _ratio(con, "SELECT sum(n) FILTER (WHERE outcome = 'resolved'), sum(n) "
-                           f"FROM calls_hourly WHERE {window}", start, end),
+        "uptime": _ratio(
+            con,
+            "SELECT sum(n_up), sum(n) FROM probes_hourly WHERE hour >= ? AND hour < ?",
+            start,
+            end,
+        ),
+        "error_rate": _ratio(
+            con,
+            "SELECT sum(n_5xx), sum(n) FROM requests_hourly WHERE hour >= ? AND hour < ?",
+            start,
+            end,
+        ),
+        "mos": _ratio(
+            con,
+            "SELECT sum(sum_mos), sum(n_mos) FROM quality_hourly WHERE hour >= ? AND hour < ?",
+            start,
+            end,
+        ),
+        "csat": _ratio(
+            con,
+            "SELECT sum(n_positive), sum(n) FROM feedback_hourly WHERE hour >= ? AND hour < ?",
+            start,
+            end,
+        ),
+        "resolved": _ratio(
+            con,
+            "SELECT sum(n) FILTER (WHERE outcome = 'resolved'), sum(n) "
+            "FROM calls_hourly WHERE hour >= ? AND hour < ?",
+            start,
+            end,
+        ),
     }
     hist = con.execute(
         "SELECT bucket, sum(n) FROM turn_latency_hist "
-        f"WHERE stage = 'e2e_ms' AND {window} GROUP BY bucket",
+        "WHERE stage = 'e2e_ms' AND hour >= ? AND hour < ? GROUP BY bucket",
         [start, end],
     ).fetchall()
     q = quantiles_from_buckets([b for b, _ in hist], [n for _, n in hist], [0.95])
@@ -87,14 +107,19 @@ def kpis(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> list
 def hourly_trend(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
     """Per hour: calls, p95 end-to-end turn latency (ms) and 5xx error rate (%)."""
     calls = con.execute(
-        "SELECT hour, sum(n) AS calls FROM calls_hourly WHERE hour >= ? AND hour < ? "
-        "GROUP BY hour", [start, end]).df()
+        "SELECT hour, sum(n) AS calls FROM calls_hourly WHERE hour >= ? AND hour < ? GROUP BY hour",
+        [start, end],
+    ).df()
     errors = con.execute(
         "SELECT hour, 100.0 * sum(n_5xx) / sum(n) AS error_rate_pct FROM requests_hourly "
-        "WHERE hour >= ? AND hour < ? GROUP BY hour", [start, end]).df()
+        "WHERE hour >= ? AND hour < ? GROUP BY hour",
+        [start, end],
+    ).df()
     hist = con.execute(
         "SELECT hour, bucket, sum(n) AS n FROM turn_latency_hist WHERE stage = 'e2e_ms' "
-        "AND hour >= ? AND hour < ? GROUP BY hour, bucket", [start, end]).df()
+        "AND hour >= ? AND hour < ? GROUP BY hour, bucket",
+        [start, end],
+    ).df()
     p95 = [
         (hour, quantiles_from_buckets(g["bucket"], g["n"], [0.95]).values.get(0.95))
         for hour, g in hist.groupby("hour")
