@@ -205,7 +205,7 @@ class SupabaseRestSource:
 
     def client(self) -> Any:
         if self._client is None:
-            from supabase import ClientOptions, create_client
+            from supabase import ClientOptions, SupabaseException, create_client
 
             http = httpx.Client(
                 timeout=self.timeout_s,
@@ -222,7 +222,7 @@ class SupabaseRestSource:
             )
             try:
                 self._client = create_client(self.url, self._key, options=options)
-            except Exception as exc:  # supabase-py raises its own error types for bad input
+            except SupabaseException as exc:
                 raise SourceConfigError(
                     f"SUPABASE_URL or SUPABASE_API_KEY was not accepted: {exc}"
                 ) from None
