@@ -196,13 +196,12 @@ def _season_periods(interval: pd.Timedelta) -> list[tuple[str, int]]:
     return out
 
 
-def _rolling_median(values: np.ndarray, window: int) -> np.ndarray:
+def _rolling_median(values: np.ndarray, window: int, full: bool = False) -> np.ndarray:
+    """Centred running median; `full` leaves NaN where the window is truncated (series edges)."""
     window = max(3, window | 1)  # odd, so the window is centred on its point
+    min_periods = window if full else max(1, window // 4)
     return (
-        pd.Series(values)
-        .rolling(window, center=True, min_periods=max(1, window // 4))
-        .median()
-        .to_numpy()
+        pd.Series(values).rolling(window, center=True, min_periods=min_periods).median().to_numpy()
     )
 
 
@@ -222,6 +221,18 @@ def _seasonal_profile(detrended: np.ndarray, period: int) -> np.ndarray:
     profile = np.where(np.isfinite(profile), profile, 0.0)
     profile = profile - np.median(profile)
     return np.tile(profile, cycles)[:n]
+
+
+def _seasonal_fit(x: np.ndarray, period: int) -> tuple[np.ndarray, float]:
+    """(seasonal component, robust scale of the remainder) for one season, in two passes as in
+    STL's inner loop (Cleveland et al. 1990): a trend from full windows only (a truncated
+    window at the edges is biased by the season), a profile, then a trend on the
+    deseasonalised series (unbiased at the edges) and the final profile."""
+    first_trend = _rolling_median(x, period, full=True)
+    seasonal = _seasonal_profile(x - first_trend, period)
+    trend = _rolling_median(x - seasonal, period)
+    seasonal = _seasonal_profile(x - trend, period)
+    return seasonal, _robust_scale(x - trend - seasonal)
 
 
 def _robust_scale(residual: np.ndarray) -> float:
@@ -308,6 +319,20 @@ def _level_shift_points(
     return points
 
 
+def _refined_change_point(
+    x: np.ndarray, i: int, window: int, level_before: float, level_after: float
+) -> int:
+    """Split of [i - w, i + w) minimising the L1 cost of the two levels (the `l1` cost of
+    ruptures' change-point search), sharper than the argmax of the windowed test."""
+    lo, hi = max(0, i - window), min(len(x), i + window)
+    seg = x[lo:hi]
+    cost_before = np.concatenate(([0.0], np.cumsum(np.nan_to_num(np.abs(seg - level_before)))))
+    cost_after = np.concatenate(([0.0], np.cumsum(np.nan_to_num(np.abs(seg - level_after)))))
+    # cost(j) = sum_{t < j} |x_t - before| + sum_{t >= j} |x_t - after|, j = 0..len(seg)
+    total = cost_before + (cost_after[-1] - cost_after)
+    return lo + int(np.argmin(total[1:-1])) + 1 if len(seg) > 2 else i
+
+
 def _merged_episodes(candidates: list[tuple[int, int, Anomaly]], cooldown: int) -> list[Anomaly]:
     """One anomaly per episode. Candidates are (first, last flagged index, anomaly); one that
     starts within `cooldown` points of the previous episode's last flagged point joins it, and
@@ -363,20 +388,17 @@ def detect_anomalies(
         )
 
     # Trend: running median over the shortest season (or a day's worth of points if none fits).
-    trend_window = shortest or max(24, int(_points(timedelta(days=1), grid.interval)))
-    trend = _rolling_median(x, min(trend_window, n))
-    detrended = x - trend
+    trend_window = min(shortest or max(24, int(_points(timedelta(days=1), grid.interval))), n)
     best_name, best_seasonal = "none", np.zeros(n)
-    best_scale = _robust_scale(detrended)
+    best_scale = _robust_scale(x - _rolling_median(x, trend_window))
     for name, period in seasons:
         if n < config.season_min_cycles * period:
             continue
-        seasonal = _seasonal_profile(detrended, period)
-        scale = _robust_scale(detrended - seasonal)
+        seasonal, scale = _seasonal_fit(x, period)
         if scale < (1.0 - config.min_season_gain) * best_scale:
             best_name, best_seasonal, best_scale = name, seasonal, scale
     deseasonalised = x - best_seasonal
-    trend = _rolling_median(deseasonalised, min(trend_window, n))
+    trend = _rolling_median(deseasonalised, trend_window)
     residual = deseasonalised - trend
     floor = _scale_floor(x, config)
     scale = max(_robust_scale(residual), floor)
@@ -385,7 +407,7 @@ def detect_anomalies(
     z = residual / point_scale
     z[~np.isfinite(z)] = 0.0
 
-    index = grid.start + grid.interval * np.arange(n)
+    index = pd.DatetimeIndex(grid.start + grid.interval * np.arange(n))
     cooldown = max(1, int(round(_points(config.cooldown, grid.interval))))
     window = int(np.clip(round(_points(config.shift_window, grid.interval)), 6, 120))
 
@@ -394,12 +416,15 @@ def detect_anomalies(
     for i, stat, level_before, level_after in _level_shift_points(
         deseasonalised, window, scale, config
     ):
+        i = _refined_change_point(deseasonalised, i, window, level_before, level_after)
         up = level_after > level_before
-        # The shifted episode lasts while the level stays nearer the new level than the old.
+        # The shifted episode lasts until the running median (past the transition) comes back
+        # nearer the old level than the new one.
         mid = (level_before + level_after) / 2
-        level = pd.Series(deseasonalised[i:]).rolling(window, min_periods=1).median().to_numpy()
+        settled = i + window
+        level = pd.Series(deseasonalised[settled:]).rolling(window, min_periods=1).median()
         back = np.flatnonzero((level < mid) if up else (level > mid))
-        end = i + int(back[0]) - 1 if len(back) else n - 1
+        end = settled + int(back[0]) - window // 2 if len(back) else n - 1
         end = max(i, min(end, n - 1))
         shift_spans.append((i, i + window))
         candidates.append(
