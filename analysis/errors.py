@@ -1,0 +1,325 @@
+"""Sentry-like error grouping: normalised messages and stack traces, fingerprints, releases.
+
+Grouping follows Sentry's documented order ("Issue Grouping", docs.sentry.io: the stack trace
+first, then the exception, then the message) and its normalisation
+(getsentry/sentry `src/sentry/grouping/parameterization.py`: an ordered regex list replacing
+emails, URLs, IPs, UUIDs, hashes, dates, durations, hex and numbers by placeholders;
+`strategies/newstyle.py`: only in-app frames, filename reduced to a lowercased basename, line
+numbers ignored, recursion collapsed).
+
+fingerprint = sha1(error_type + "\\n" + in-app frames) when the trace has frames, otherwise
+sha1(error_type + "\\n" + normalised message); the first 16 hex digits are kept.
+
+Counts are corrected for client-side sampling (Sentry's `sample_rate`, the spec's
+error_sample_rate): each kept event stands for 1 / sample_rate events (Horvitz-Thompson).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+GROUPING_VERSION = "workbench-2025-01"
+SEVERITY_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4, "fatal": 4}
+
+_MESSAGE_RULES: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.I), "<url>"),
+    (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+        "<uuid>",
+    ),
+    (
+        re.compile(
+            r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"
+        ),
+        "<date>",
+    ),
+    (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\b"), "<time>"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"), "<ip>"),
+    (re.compile(r"(?<![\w:])(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{0,4}(?![\w:])", re.I), "<ip>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,128}\b", re.I), "<hex>"),
+    (re.compile(r"\b\d+(?:\.\d+)?(?:ms|s|sec|m|min|h)\b", re.I), "<duration>"),
+    # ids such as call_8f3a2b, user-0042, req:ab12 (a word, a separator, a token with a digit)
+    (re.compile(r"\b[a-z]+[_:-](?=[a-z0-9]*\d)[a-z0-9]+\b", re.I), "<id>"),
+    (re.compile(r"\+?\b\d[\d.,]*\b"), "<num>"),
+    (re.compile(r"=\s*(?:'[^']*'|\"[^\"]*\")"), "=<str>"),
+)
+
+
+def normalise_message(message: str | None) -> str:
+    """Replace variable tokens (ids, numbers, IPs, UUIDs, hex, dates...) by placeholders."""
+    if not isinstance(message, str):
+        return ""
+    s = message.strip()
+    for pattern, repl in _MESSAGE_RULES:
+        s = pattern.sub(repl, s)
+    return re.sub(r"\s+", " ", s)[:512]
+
+
+_FRAME = re.compile(r'File "(?P<path>[^"]+)", line \d+, in (?P<func>\S+)')
+_LIBRARY = re.compile(
+    r"(site-packages|dist-packages|[\\/]lib[\\/]python\d|[\\/]lib64[\\/]|<frozen|^<|"
+    r"[\\/]usr[\\/]lib[\\/]|[\\/]\.venv[\\/]|asyncio[\\/]|importlib[\\/])"
+)
+
+
+def normalise_frames(stack_trace: str | None) -> list[str]:
+    """In-app frames as 'module:function', outermost first, without line numbers.
+
+    Library frames (site-packages, the standard library, frozen modules) are dropped; when no
+    frame is in-app, all frames are used (Sentry's system variant). Lambdas become <lambda> and
+    consecutive repeats (recursion) collapse to one.
+    """
+    if not isinstance(stack_trace, str) or not stack_trace:
+        return []
+    frames = []
+    for m in _FRAME.finditer(stack_trace):
+        path = m.group("path").replace("\\", "/")
+        module = path.rsplit("/", 1)[-1].lower()
+        module = module[:-3] if module.endswith(".py") else module
+        func = "<lambda>" if m.group("func").startswith("<lambda") else m.group("func")
+        frames.append((bool(_LIBRARY.search(path)), f"{module}:{func}"))
+    in_app = [f for lib, f in frames if not lib] or [f for _, f in frames]
+    out: list[str] = []
+    for f in in_app:
+        if not out or out[-1] != f:
+            out.append(f)
+    return out
+
+
+def fingerprint(error_type: str | None, message: str | None, stack_trace: str | None) -> str:
+    """The group key: hash of the type and the in-app frames, or of the normalised message."""
+    frames = normalise_frames(stack_trace)
+    body = "\n".join(frames) if frames else normalise_message(message)
+    raw = f"{GROUPING_VERSION}\n{error_type or ''}\n{body}"
+    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+_HISTORY_SQL = """
+SELECT error_type, message, stack_trace, lower(coalesce(severity, 'error')) AS severity,
+       coalesce(release, '(unknown)') AS release,
+       date_trunc('hour', occurred_at) AS hour,
+       count(*) AS events,
+       sum(CASE WHEN sample_rate > 0 AND sample_rate <= 1 THEN 1.0 / sample_rate
+                ELSE 1.0 / ? END) AS estimated,
+       min(occurred_at) AS first_seen, max(occurred_at) AS last_seen,
+       bool_or(occurred_at >= ?) AS in_window,
+       count(*) FILTER (WHERE occurred_at >= ?) AS events_in_window,
+       sum(CASE WHEN occurred_at < ? THEN 0.0
+                WHEN sample_rate > 0 AND sample_rate <= 1 THEN 1.0 / sample_rate
+                ELSE 1.0 / ? END) AS estimated_in_window
+FROM errors
+WHERE occurred_at >= ? AND occurred_at < ?
+  AND NOT list_contains(?, error_type)
+GROUP BY ALL
+"""
+
+_RELEASE_ORDER_SQL = """
+SELECT release, min(t) AS first_at FROM (
+  SELECT release, coalesce(finished_at, created_at) AS t FROM deployments
+  WHERE release IS NOT NULL AND coalesce(upper(status), '') NOT IN ('FAILED', 'CRASHED', 'REMOVED')
+  UNION ALL
+  SELECT release, min(occurred_at) FROM errors WHERE release IS NOT NULL GROUP BY release
+  UNION ALL
+  SELECT release, min(started_at) FROM requests WHERE release IS NOT NULL GROUP BY release
+) GROUP BY release ORDER BY first_at
+"""
+
+
+def release_order(con) -> list[str]:
+    """Releases in the order they went live (deployments first, else first seen in data)."""
+    return [r[0] for r in con.execute(_RELEASE_ORDER_SQL).fetchall()]
+
+
+@dataclass(frozen=True)
+class ErrorGroups:
+    """One row per fingerprint with events in the window (see `error_groups`)."""
+
+    frame: pd.DataFrame
+    by_release: pd.DataFrame  # fingerprint, release, events, estimated_events (window)
+    reason: str | None = None
+
+
+_GROUP_COLS = [
+    "fingerprint",
+    "error_type",
+    "title",
+    "example_message",
+    "frames",
+    "events",
+    "estimated_events",
+    "first_seen",
+    "last_seen",
+    "first_release",
+    "releases",
+    "severity",
+    "is_critical",
+    "is_new",
+    "is_regressed",
+    "regression_reason",
+]
+
+
+def error_groups(
+    con,
+    start: datetime,
+    end: datetime,
+    critical_types: tuple[str, ...] = (),
+    ignored_types: tuple[str, ...] = (),
+    quiet_period: timedelta = timedelta(days=7),
+    history: timedelta = timedelta(days=90),
+    default_sample_rate: float = 1.0,
+) -> ErrorGroups:
+    """Groups with events in [start, end), with first/last seen over `history` before `end`.
+
+    - is_new: the group's first event (within the history) falls in the window; first_release
+      is the release of that event, so "new in release R" is first_release == R.
+    - is_regressed: an event in the window follows a silence of at least `quiet_period`
+      (hour resolution), or the group is seen in a release after being absent from the
+      release before it while present in an earlier one (Sentry's "regressed" substatus).
+    - is_critical: severity critical/fatal, or the type is in `critical_types`.
+    - estimated_events: sum of 1 / sample_rate (rows without a valid rate use
+      `default_sample_rate`).
+    """
+    rate = default_sample_rate if 0 < default_sample_rate <= 1 else 1.0
+    params = [rate, start, start, start, rate, end - history, end, list(ignored_types)]
+    hist = con.execute(_HISTORY_SQL, params).df()
+    empty = ErrorGroups(pd.DataFrame(columns=_GROUP_COLS), pd.DataFrame())
+    if hist.empty or not hist["in_window"].any():
+        return ErrorGroups(empty.frame, empty.by_release, "no errors in this window")
+    cache: dict[tuple, tuple[str, str, str]] = {}
+
+    def keyed(row) -> tuple[str, str, str]:
+        k = (row.error_type, row.message, row.stack_trace)
+        if k not in cache:
+            frames = normalise_frames(row.stack_trace)
+            cache[k] = (
+                fingerprint(row.error_type, row.message, row.stack_trace),
+                normalise_message(row.message),
+                " > ".join(frames),
+            )
+        return cache[k]
+
+    keys = [keyed(r) for r in hist.itertuples(index=False)]
+    hist["fingerprint"] = [k[0] for k in keys]
+    hist["title"] = [k[1] for k in keys]
+    hist["frames"] = [k[2] for k in keys]
+    order = release_order(con)
+    rank = {r: i for i, r in enumerate(order)}
+    crit = {t for t in critical_types}
+    rows = []
+    for fp, g in hist.groupby("fingerprint", sort=False):
+        win = g[g["in_window"]]
+        if win.empty:
+            continue
+        g = g.sort_values("first_seen")
+        first = g.iloc[0]
+        sev = max(g["severity"], key=lambda s: SEVERITY_RANK.get(s, 3))
+        releases_all = sorted(set(g["release"]), key=lambda r: rank.get(r, len(rank)))
+        releases_win = sorted(set(win["release"]), key=lambda r: rank.get(r, len(rank)))
+        reason = _regression(g, start, quiet_period, releases_win, set(releases_all), order)
+        example = win.sort_values("last_seen").iloc[-1]
+        rows.append(
+            [
+                fp,
+                first.error_type,
+                first.title,
+                example.message,
+                first.frames,
+                int(win["events_in_window"].sum()),
+                float(win["estimated_in_window"].sum()),
+                first.first_seen,
+                g["last_seen"].max(),
+                first.release,
+                releases_win,
+                sev,
+                SEVERITY_RANK.get(sev, 3) >= 4 or first.error_type in crit,
+                bool(first.first_seen >= start),
+                reason is not None,
+                reason or "",
+            ]
+        )
+    frame = pd.DataFrame(rows, columns=_GROUP_COLS).sort_values(
+        ["is_critical", "estimated_events"], ascending=[False, False]
+    )
+    w = hist[hist["in_window"]]
+    by_release = (
+        w.groupby(["fingerprint", "release"], as_index=False)
+        .agg(events=("events_in_window", "sum"), estimated_events=("estimated_in_window", "sum"))
+        .sort_values(["fingerprint", "release"])
+    )
+    return ErrorGroups(frame.reset_index(drop=True), by_release.reset_index(drop=True))
+
+
+def _regression(g, start, quiet_period, releases_win, seen_in, order) -> str | None:
+    hours = np.sort(g["hour"].unique())
+    if len(hours) >= 2:
+        gaps = np.diff(hours)
+        after = hours[1:]
+        quiet = (gaps >= np.timedelta64(quiet_period)) & (after >= np.datetime64(start))
+        if quiet.any():
+            return f"reappeared after {pd.Timedelta(gaps[quiet].max())} without events"
+    for rel in releases_win:
+        if rel not in order:
+            continue
+        i = order.index(rel)
+        if i >= 2 and order[i - 1] not in seen_in and any(r in seen_in for r in order[: i - 1]):
+            return f"absent in {order[i - 1]}, back in {rel}"
+    return None
+
+
+_RATE_SQL = """
+WITH r AS (
+  SELECT coalesce(release, '(unknown)') AS release, count(*) AS requests,
+         count(*) FILTER (WHERE status_code >= 500) AS http_5xx
+  FROM requests WHERE started_at >= ? AND started_at < ? GROUP BY 1
+), e AS (
+  SELECT coalesce(release, '(unknown)') AS release, count(*) AS errors,
+         sum(CASE WHEN sample_rate > 0 AND sample_rate <= 1 THEN 1.0 / sample_rate
+                  ELSE 1.0 / ? END) AS estimated_errors
+  FROM errors WHERE occurred_at >= ? AND occurred_at < ? GROUP BY 1
+)
+SELECT coalesce(r.release, e.release) AS release, coalesce(requests, 0) AS requests,
+       coalesce(http_5xx, 0) AS http_5xx, coalesce(errors, 0) AS errors,
+       coalesce(estimated_errors, 0) AS estimated_errors
+FROM r FULL OUTER JOIN e ON r.release = e.release
+"""
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    frame: pd.DataFrame
+    reason: str | None = None
+
+
+def error_rate_by_release(
+    con, start: datetime, end: datetime, default_sample_rate: float = 1.0
+) -> ErrorRates:
+    """Per release: requests, 5xx share, captured and sample-corrected errors per request.
+
+    The 5xx share carries a Wilson 95 % interval (statsmodels proportion_confint).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    rate = default_sample_rate if 0 < default_sample_rate <= 1 else 1.0
+    df = con.execute(_RATE_SQL, [start, end, rate, start, end]).df()
+    if df.empty:
+        return ErrorRates(df, "no requests or errors in this window")
+    n = df["requests"].to_numpy(float)
+    k = df["http_5xx"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["http_5xx_rate"] = np.where(n > 0, k / n, np.nan)
+        df["errors_per_request"] = np.where(n > 0, df["estimated_errors"] / n, np.nan)
+    lo, hi = proportion_confint(k, np.maximum(n, 1), alpha=0.05, method="wilson")
+    df["http_5xx_ci_low"] = np.where(n > 0, lo, np.nan)
+    df["http_5xx_ci_high"] = np.where(n > 0, hi, np.nan)
+    order = {r: i for i, r in enumerate(release_order(con))}
+    df["_o"] = df["release"].map(lambda r: order.get(r, len(order)))
+    return ErrorRates(df.sort_values("_o").drop(columns="_o").reset_index(drop=True))
