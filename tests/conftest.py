@@ -1,0 +1,48 @@
+"""Shared fixtures. In CI (CI=true or WORKBENCH_REQUIRE_ALL=1) a missing system dependency is a
+failure, never a skip: browser and PostgreSQL tests must run there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def must_run_everything() -> bool:
+    return os.environ.get("WORKBENCH_REQUIRE_ALL") == "1" or os.environ.get("CI") == "true"
+
+
+def missing(what: str) -> None:
+    """Skip locally with a reason; fail in CI."""
+    if must_run_everything():
+        pytest.fail(f"{what} is required in CI (make test installs it as root on Debian)")
+    pytest.skip(f"{what} is not installed")
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        missing("Debian's chromium")
+    return path
+
+
+def pg_bin_dir() -> Path:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    missing("PostgreSQL server binaries (initdb, pg_ctl)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,104 @@
+"""Publishing: incremental, atomic, and readable as a snapshot."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from collectors.engine import run_source
+from collectors.publish import publish, read_manifest, referenced_files
+from collectors.snapshot import open_snapshot
+from collectors.sources.base import Batch
+from collectors.warehouse import open_warehouse
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class Rows:
+    name = "rows"
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def fetch(self, marks):
+        yield Batch("requests", self.rows)
+
+
+def req(i, minutes_ago, status=200):
+    return {
+        "request_id": f"r{i}",
+        "started_at": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
+        "route": "/v1/agent/turn",
+        "method": "POST",
+        "status_code": status,
+        "duration_ms": 100.0 + i,
+    }
+
+
+@pytest.fixture
+def con(tmp_path):
+    con = open_warehouse(tmp_path / "w.duckdb")
+    yield con
+    con.close()
+
+
+def test_first_publish_writes_every_day_and_snapshot_reads_it(con, tmp_path):
+    run_source(con, Rows([req(i, i * 60) for i in range(24 * 5)]))  # 5 days, hourly
+    result = publish(con, tmp_path / "serving")
+    snap = open_snapshot(tmp_path / "serving")
+    assert result.version == 1 and result.days_written >= 5
+    assert snap.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 120
+    assert snap.con.execute("SELECT sum(n) FROM requests_hourly").fetchone()[0] == 120
+    assert snap.manifest["tables"]["requests"]["rows"] == 120
+
+
+def test_a_new_minute_republishes_only_its_day(con, tmp_path):
+    run_source(con, Rows([req(i, i * 60) for i in range(24 * 20)]))
+    publish(con, tmp_path / "serving")
+    run_source(con, Rows([req(10_000, 0, status=500)]))
+    result = publish(con, tmp_path / "serving")
+    assert result.days_written == 1
+    snap = open_snapshot(tmp_path / "serving")
+    assert snap.version == 2
+    assert snap.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 24 * 20 + 1
+    assert snap.con.execute("SELECT sum(n_5xx) FROM requests_hourly").fetchone()[0] == 1
+
+
+def test_nothing_changed_republishes_no_day(con, tmp_path):
+    run_source(con, Rows([req(1, 5)]))
+    publish(con, tmp_path / "serving")
+    assert publish(con, tmp_path / "serving").days_written == 0
+
+
+def test_a_corrupt_manifest_is_rebuilt_from_the_warehouse(con, tmp_path, caplog):
+    run_source(con, Rows([req(i, i * 60) for i in range(48)]))
+    publish(con, tmp_path / "serving")
+    (tmp_path / "serving" / "manifest.json").write_text("{not json")
+    result = publish(con, tmp_path / "serving")
+    assert "unreadable" in caplog.text
+    assert result.days_written >= 2
+    assert (
+        open_snapshot(tmp_path / "serving")
+        .con.execute("SELECT count(*) FROM requests")
+        .fetchone()[0]
+        == 48
+    )
+
+
+def test_manifest_refers_only_to_files_that_exist(con, tmp_path):
+    for k in range(3):
+        run_source(con, Rows([req(100 * k + i, i * 30) for i in range(10)]))
+        publish(con, tmp_path / "serving")
+    manifest = read_manifest(tmp_path / "serving")
+    for rel in referenced_files(manifest):
+        assert (tmp_path / "serving" / rel).exists(), rel
+    assert json.loads((tmp_path / "serving" / "manifest.json").read_text())["version"] == 3
+
+
+def test_empty_snapshot_has_every_table_and_rollup(tmp_path):
+    snap = open_snapshot(tmp_path / "nothing-here")
+    assert snap.version == 0
+    assert snap.con.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+    assert snap.con.execute("SELECT count(*) FROM turn_latency_hist").fetchone()[0] == 0
