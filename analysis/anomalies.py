@@ -61,7 +61,7 @@ class Anomaly:
 class DetectorConfig:
     """Detector parameters; the defaults are the ones evaluated on NAB (same for every series)."""
 
-    z_threshold: float = 5.0
+    z_threshold: float = 4.5
     shift_threshold: float = 8.0
     # A level shift must also be large in units of the residual scale, not only significant.
     min_shift_sigmas: float = 3.0
