@@ -1,0 +1,300 @@
+"""Voice quality: ITU-T G.107 E-model R and MOS beside the reported MOS, trends, worst segments.
+
+Equations: ITU-T G.107 (2015) sections 7.1-7.7 and Annex B, as collected in
+reference/voice_observability.md section 6:
+  R = Ro - Is - Id - Ie,eff + A
+  Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl)            (G.107 eq. 7-29)
+  MOS = 1 + 0.035 R + R (R - 60)(100 - R) 7e-6 for 0 < R < 100     (Annex B), clamped to [1, 4.5]
+Ro, Is, Idte, Idle and Idd use the full G.107 formulas with the Table 1 defaults; with every
+parameter at its default R = 93.2 (MOS 4.41).
+
+Which delay goes where (our choice, stated): the one-way mouth-to-ear delay is
+Ta = latency_ms + 2 * jitter_ms (a de-jitter buffer sized at twice the jitter, as in the
+PingPlotter/LiveKit simplified form, reference section 6.2). WebRTC endpoints cancel echo,
+so by default the echo paths are left at their G.107 defaults (T = Tr = 0) and delay enters
+through the absolute-delay term Idd only; `echo_delay=True` sets T = Ta and Tr = 2 Ta with
+TELR 65 dB instead. The simplified PingPlotter form is computed beside it as a cross-check.
+
+Codec profiles (equipment impairment Ie and packet-loss robustness Bpl): G.711 from G.113
+Appendix I as quoted in the reference; G.729A+VAD from G.113 Appendix I (Ie 11, Bpl 19; not in
+the project reference); Opus has no G.113 entry, so its Ie 6 / Bpl 20 is an assumption (the
+same one the demo source makes), labelled as such in every result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class CodecProfile:
+    name: str
+    ie: float
+    bpl: float
+    source: str
+
+
+CODECS: dict[str, CodecProfile] = {
+    "G.711": CodecProfile("G.711", 0.0, 25.1, "G.113 App. I, G.711 with Appendix I PLC"),
+    "G.711-noplc": CodecProfile("G.711-noplc", 0.0, 4.3, "G.113 App. I, G.711 without PLC"),
+    "G.729A": CodecProfile("G.729A", 11.0, 19.0, "G.113 App. I, G.729A + VAD"),
+    "opus": CodecProfile("opus", 6.0, 20.0, "assumption: G.113 has no Opus entry"),
+}
+_ALIASES = {
+    "g711": "G.711",
+    "g.711": "G.711",
+    "pcmu": "G.711",
+    "pcma": "G.711",
+    "g711-noplc": "G.711-noplc",
+    "g729": "G.729A",
+    "g.729": "G.729A",
+    "g729a": "G.729A",
+    "g.729a": "G.729A",
+    "opus": "opus",
+}
+
+
+def codec_profile(name: str | None, default: str = "opus") -> CodecProfile:
+    """The profile for a codec name as reported (case and punctuation tolerant)."""
+    key = _ALIASES.get(str(name or "").strip().lower())
+    return CODECS[key] if key else CODECS[default]
+
+
+@dataclass(frozen=True)
+class G107:
+    """ITU-T G.107 Table 1 default values."""
+
+    slr: float = 8.0
+    rlr: float = 2.0
+    stmr: float = 15.0
+    lstr: float = 18.0
+    ds: float = 3.0
+    dr: float = 3.0
+    telr: float = 65.0
+    wepl: float = 110.0
+    qdu: float = 1.0
+    nc: float = -70.0
+    nfor: float = -64.0
+    ps: float = 35.0
+    pr: float = 35.0
+    a: float = 0.0
+    mt: float = 100.0
+    st: float = 1.0
+
+
+def _lg(x):
+    return np.log10(x)
+
+
+def basic_terms(p: G107 = G107(), t_ms: float = 0.0) -> tuple[float, float]:
+    """(Ro, Is): basic signal-to-noise ratio and simultaneous impairments (G.107 7.2, 7.3)."""
+    olr = p.slr + p.rlr
+    nos = p.ps - p.slr - p.ds - 100 + 0.004 * (p.ps - olr - p.ds - 14) ** 2
+    pre = p.pr + 10 * _lg(1 + 10 ** ((10 - p.lstr) / 10))
+    nor = p.rlr - 121 + pre + 0.008 * (pre - 35) ** 2
+    nfo = p.nfor + p.rlr
+    no = 10 * _lg(10 ** (p.nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** (nfo / 10))
+    ro = 15 - 1.5 * (p.slr + no)
+    xolr = olr + 0.2 * (64 + no - p.rlr)
+    iolr = 20 * ((1 + (xolr / 8) ** 8) ** (1 / 8) - xolr / 8)
+    stmro = -10 * _lg(10 ** (-p.stmr / 10) + np.exp(-t_ms / 4) * 10 ** (-p.telr / 10))
+    ist = (
+        12 * (1 + ((stmro - 13) / 6) ** 8) ** (1 / 8)
+        - 28 * (1 + ((stmro + 1) / 19.4) ** 35) ** (1 / 35)
+        - 13 * (1 + ((stmro - 3) / 33) ** 13) ** (1 / 13)
+        + 29
+    )
+    q = 37 - 15 * _lg(p.qdu)
+    g = 1.07 + 0.258 * q + 0.0602 * q**2
+    y = (ro - 100) / 15 + 46 / 8.4 - g / 9
+    z = 46 / 30 - g / 40
+    iq = 15 * _lg(1 + 10**y + 10**z)
+    return float(ro), float(iolr + ist + iq)
+
+
+def delay_impairment(ta_ms, t_ms=0.0, tr_ms=0.0, p: G107 = G107()) -> np.ndarray:
+    """Id = Idte + Idle + Idd (G.107 7.4), vectorised over delays in ms."""
+    ta = np.asarray(ta_ms, dtype=float)
+    t = np.broadcast_to(np.asarray(t_ms, dtype=float), ta.shape)
+    tr = np.broadcast_to(np.asarray(tr_ms, dtype=float), ta.shape)
+    ro, _ = basic_terms(p)
+    olr = p.slr + p.rlr
+    nos = p.ps - p.slr - p.ds - 100 + 0.004 * (p.ps - olr - p.ds - 14) ** 2
+    pre = p.pr + 10 * _lg(1 + 10 ** ((10 - p.lstr) / 10))
+    nor = p.rlr - 121 + pre + 0.008 * (pre - 35) ** 2
+    no = 10 * _lg(
+        10 ** (p.nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** ((p.nfor + p.rlr) / 10)
+    )
+    # talker echo
+    terv = p.telr - 40 * _lg((1 + t / 10) / (1 + t / 150)) + 6 * np.exp(-0.3 * t**2)
+    roe = -1.5 * (no - p.rlr)
+    re = 80 + 2.5 * (terv - 14)
+    idte = ((roe - re) / 2 + np.sqrt((roe - re) ** 2 / 4 + 100) - 1) * (1 - np.exp(-t))
+    # listener echo
+    rle = 10.5 * (p.wepl + 7) * (tr + 1) ** -0.25
+    idle = (ro - rle) / 2 + np.sqrt((ro - rle) ** 2 / 4 + 169)
+    # absolute delay
+    x = np.log10(np.maximum(ta, p.mt) / p.mt) / np.log10(2)
+    k = 6 * p.st
+    idd = 25 * ((1 + x**k) ** (1 / k) - 3 * (1 + (x / 3) ** k) ** (1 / k) + 2)
+    idd = np.where(ta > p.mt, idd, 0.0)
+    return idte + idle + idd
+
+
+def ie_eff(loss_pct, codec: CodecProfile, burst_r: float = 1.0) -> np.ndarray:
+    """Effective equipment impairment with packet loss (G.107 eq. 7-29)."""
+    ppl = np.clip(np.asarray(loss_pct, dtype=float), 0.0, 100.0)
+    return codec.ie + (95.0 - codec.ie) * ppl / (ppl / burst_r + codec.bpl)
+
+
+def mos_from_r(r) -> np.ndarray:
+    """G.107 Annex B: R to MOS (conversational quality estimate), clamped to [1, 4.5]."""
+    r = np.asarray(r, dtype=float)
+    mos = 1 + 0.035 * r + r * (r - 60) * (100 - r) * 7e-6
+    mos = np.where(r <= 0, 1.0, np.where(r >= 100, 4.5, mos))
+    return np.clip(mos, 1.0, 4.5)
+
+
+def r_factor(
+    latency_ms,
+    jitter_ms=0.0,
+    loss_pct=0.0,
+    codec: CodecProfile | str = "G.711",
+    burst_r: float = 1.0,
+    echo_delay: bool = False,
+    params: G107 = G107(),
+) -> np.ndarray:
+    """E-model R for measured one-way latency, jitter and loss (delay mapping in the docstring)."""
+    prof = codec if isinstance(codec, CodecProfile) else codec_profile(codec)
+    ta = np.asarray(latency_ms, dtype=float) + 2.0 * np.nan_to_num(
+        np.asarray(jitter_ms, dtype=float)
+    )
+    t = ta if echo_delay else 0.0
+    tr = 2 * ta if echo_delay else 0.0
+    ro, is_ = basic_terms(params)
+    loss = np.nan_to_num(np.asarray(loss_pct, dtype=float))
+    return ro - is_ - delay_impairment(ta, t, tr, params) - ie_eff(loss, prof, burst_r) + params.a
+
+
+def r_simplified(latency_ms, jitter_ms=0.0, loss_pct=0.0) -> np.ndarray:
+    """PingPlotter's simplified form (reference section 6.2); no codec dependence."""
+    el = np.asarray(latency_ms, dtype=float) + 2 * np.asarray(jitter_ms, dtype=float) + 10
+    r = np.where(el < 160, 93.2 - el / 40, 93.2 - (el - 120) / 10)
+    return r - 2.5 * np.asarray(loss_pct, dtype=float)
+
+
+@dataclass(frozen=True)
+class Table:
+    frame: pd.DataFrame
+    reason: str | None = None
+
+
+_SAMPLES_SQL = """
+SELECT sample_id, call_id, measured_at, latency_ms, jitter_ms, packet_loss_pct, mos_reported,
+       codec, coalesce(region, '(unknown)') AS region, coalesce(network, '(unknown)') AS network,
+       coalesce(release, '(unknown)') AS release
+FROM voice_quality
+WHERE measured_at >= ? AND measured_at < ? AND latency_ms IS NOT NULL AND NOT isnan(latency_ms)
+"""
+
+POOR_MOS = 3.5  # Twilio Voice Insights' low-MOS warning (reference section 5)
+
+
+def quality_samples(
+    con, start: datetime, end: datetime, default_codec: str = "opus", echo_delay: bool = False
+) -> Table:
+    """Every sample with its E-model R and MOS (full and simplified) beside the reported MOS."""
+    df = con.execute(_SAMPLES_SQL, [start, end]).df()
+    if df.empty:
+        return Table(df, "no voice quality samples in this window")
+    df = df.drop_duplicates("sample_id")
+    profiles = {c: codec_profile(c, default_codec) for c in df["codec"].unique()}
+    df["codec_profile"] = df["codec"].map(lambda c: profiles[c].name)
+    df["codec_source"] = df["codec"].map(lambda c: profiles[c].source)
+    r = np.empty(len(df))
+    for name, idx in df.groupby("codec_profile").indices.items():
+        sub = df.iloc[idx]
+        r[idx] = r_factor(
+            sub["latency_ms"],
+            sub["jitter_ms"],
+            sub["packet_loss_pct"],
+            CODECS[name],
+            echo_delay=echo_delay,
+        )
+    df["r"] = r
+    df["mos_estimated"] = mos_from_r(r)
+    df["mos_simplified"] = mos_from_r(
+        r_simplified(df["latency_ms"], df["jitter_ms"].fillna(0), df["packet_loss_pct"].fillna(0))
+    )
+    return Table(df)
+
+
+def _summarise(g: pd.DataFrame) -> dict:
+    return {
+        "samples": len(g),
+        "calls": g["call_id"].nunique(),
+        "latency_ms": g["latency_ms"].mean(),
+        "jitter_ms": g["jitter_ms"].mean(),
+        "packet_loss_pct": g["packet_loss_pct"].mean(),
+        "r": g["r"].mean(),
+        "mos_estimated": g["mos_estimated"].mean(),
+        "mos_reported": g["mos_reported"].mean(),
+        "poor_share": float((g["mos_estimated"] < POOR_MOS).mean()),
+    }
+
+
+def quality_trend(
+    con,
+    start: datetime,
+    end: datetime,
+    grain: str = "hour",
+    default_codec: str = "opus",
+) -> Table:
+    """Per hour or day: samples, mean network figures, mean R, estimated and reported MOS."""
+    if grain not in ("hour", "day"):
+        return Table(pd.DataFrame(), f"grain must be hour or day, not {grain!r}")
+    s = quality_samples(con, start, end, default_codec)
+    if s.reason:
+        return s
+    df = s.frame
+    df["period"] = df["measured_at"].dt.floor("h" if grain == "hour" else "D")
+    rows = [{"period": p, **_summarise(g)} for p, g in df.groupby("period", sort=True)]
+    return Table(pd.DataFrame(rows))
+
+
+SEGMENT_DIMENSIONS = ("release", "network", "region", "codec_profile")
+
+
+def worst_segments(
+    con,
+    start: datetime,
+    end: datetime,
+    dimensions: tuple[str, ...] = ("release", "network", "region"),
+    min_samples: int = 20,
+    top: int = 10,
+    default_codec: str = "opus",
+) -> Table:
+    """The segments (one dimension at a time) with the lowest mean estimated MOS.
+
+    Segments with fewer than `min_samples` samples are left out so a handful of bad samples
+    cannot top the list; each row carries its counts.
+    """
+    bad = [d for d in dimensions if d not in SEGMENT_DIMENSIONS]
+    if bad:
+        return Table(pd.DataFrame(), f"cannot segment voice quality by {bad}")
+    s = quality_samples(con, start, end, default_codec)
+    if s.reason:
+        return s
+    rows = []
+    for dim in dimensions:
+        for value, g in s.frame.groupby(dim, sort=False):
+            if len(g) >= min_samples:
+                rows.append({"dimension": dim, "value": value, **_summarise(g)})
+    if not rows:
+        return Table(pd.DataFrame(), f"no segment has {min_samples} samples or more")
+    out = pd.DataFrame(rows).sort_values("mos_estimated").head(top)
+    return Table(out.reset_index(drop=True))

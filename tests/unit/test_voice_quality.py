@@ -1,0 +1,147 @@
+"""E-model against published values and closed forms; trends and worst segments on rows."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.voice_quality import (
+    CODECS,
+    basic_terms,
+    delay_impairment,
+    ie_eff,
+    mos_from_r,
+    quality_samples,
+    quality_trend,
+    r_factor,
+    r_simplified,
+    worst_segments,
+)
+
+MIGRATION = Path(__file__).resolve().parents[2] / "collectors" / "migrations" / "0001_initial.sql"
+T0 = datetime(2025, 5, 1)
+
+
+def test_g107_defaults_give_published_r_93_2_and_mos_4_41():
+    ro, is_ = basic_terms()
+    assert ro == pytest.approx(94.77, abs=0.01)
+    assert is_ == pytest.approx(1.41, abs=0.01)
+    assert float(delay_impairment(0.0)) == pytest.approx(0.15, abs=0.01)
+    r = float(r_factor(0.0, 0.0, 0.0, "G.711"))
+    assert r == pytest.approx(93.2, abs=0.01)
+    assert float(mos_from_r(r)) == pytest.approx(4.41, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    "r, mos",
+    # G.107 Annex B curve at round R values (the table most VoIP texts reprint)
+    [(0, 1.0), (50, 2.575), (60, 3.1), (70, 3.597), (80, 4.024), (90, 4.339), (100, 4.5)],
+)
+def test_r_to_mos_at_known_points(r, mos):
+    assert float(mos_from_r(r)) == pytest.approx(mos, abs=1e-3)
+
+
+def test_mos_is_clamped_for_out_of_range_r():
+    assert mos_from_r([-20, 3, 120]).tolist() == [1.0, 1.0, 4.5]
+
+
+def test_ie_eff_closed_form():
+    g711 = CODECS["G.711"]
+    assert float(ie_eff(0, g711)) == 0
+    assert float(ie_eff(2, g711)) == pytest.approx(95 * 2 / (2 + 25.1))  # 7.011
+    assert float(ie_eff(1, CODECS["G.711-noplc"])) == pytest.approx(95 / 5.3)  # 17.92
+    assert float(ie_eff(2, g711, burst_r=2)) == pytest.approx(95 * 2 / (1 + 25.1))
+    g729 = CODECS["G.729A"]
+    assert float(ie_eff(3, g729)) == pytest.approx(11 + 84 * 3 / 22)
+
+
+def test_absolute_delay_term_matches_closed_form_at_200_ms():
+    x = 1.0  # log2(200 / 100)
+    idd = 25 * ((1 + x**6) ** (1 / 6) - 3 * (1 + (x / 3) ** 6) ** (1 / 6) + 2)
+    got = float(delay_impairment(200.0)) - float(delay_impairment(0.0))
+    assert got == pytest.approx(idd, abs=1e-9)
+    assert idd == pytest.approx(3.044, abs=1e-3)
+
+
+def test_simplified_form_by_hand():
+    assert float(r_simplified(100, 5, 1)) == pytest.approx(93.2 - 120 / 40 - 2.5)
+    assert float(r_simplified(300, 0, 0)) == pytest.approx(93.2 - (310 - 120) / 10)
+
+
+def test_quality_worsens_with_delay_and_loss():
+    r = r_factor([50, 150, 300, 300], [0, 0, 0, 20], [0, 0, 0, 5], "opus")
+    assert np.all(np.diff(r) < 0)
+    assert math.isclose(float(r[0]), 93.2 - 6, abs_tol=0.05)  # opus assumption Ie = 6
+
+
+@pytest.fixture()
+def db():
+    c = duckdb.connect()
+    c.execute(MIGRATION.read_text())
+    rng = np.random.default_rng(8)
+    n = 2000
+    network = rng.choice(["wifi", "cellular", "wired"], n, p=[0.5, 0.3, 0.2])
+    loss = np.where(network == "cellular", rng.gamma(2, 1.5, n), rng.gamma(1, 0.2, n))
+    df = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n)],
+            "call_id": [f"c{i // 4}" for i in range(n)],
+            "measured_at": [T0 + timedelta(minutes=3 * i) for i in range(n)],
+            "latency_ms": rng.gamma(4, 20, n),
+            "jitter_ms": rng.gamma(2, 4, n),
+            "packet_loss_pct": loss,
+            "mos_reported": rng.uniform(3, 4.5, n),
+            "codec": rng.choice(["opus", "PCMU"], n),
+            "region": rng.choice(["eu", "us"], n),
+            "network": network,
+            "release": "v1",
+        }
+    )
+    c.register("q", df)
+    c.execute("INSERT INTO voice_quality BY NAME SELECT * FROM q")
+    yield c, df
+    c.close()
+
+
+def test_samples_use_each_rows_codec_profile(db):
+    con, rows = db
+    s = quality_samples(con, T0, T0 + timedelta(days=10)).frame.set_index("sample_id")
+    df = rows.set_index("sample_id").loc[s.index]
+    pcmu = df.codec == "PCMU"
+    expected = np.where(
+        pcmu,
+        r_factor(df.latency_ms, df.jitter_ms, df.packet_loss_pct, CODECS["G.711"]),
+        r_factor(df.latency_ms, df.jitter_ms, df.packet_loss_pct, CODECS["opus"]),
+    )
+    assert np.allclose(s["r"], expected)
+    assert set(s.loc[pcmu[pcmu].index, "codec_profile"]) == {"G.711"}
+
+
+def test_daily_trend_matches_pandas_groupby(db):
+    con, rows = db
+    res = quality_trend(con, T0, T0 + timedelta(days=10), grain="day").frame
+    s = quality_samples(con, T0, T0 + timedelta(days=10)).frame
+    expected = s.groupby(s.measured_at.dt.floor("D"))["mos_estimated"].mean()
+    assert np.allclose(res.set_index("period")["mos_estimated"], expected)
+    assert res["samples"].sum() == len(rows)
+
+
+def test_worst_segment_is_the_lossy_network_with_counts(db):
+    con, rows = db
+    res = worst_segments(con, T0, T0 + timedelta(days=10)).frame
+    top = res.iloc[0]
+    assert (top["dimension"], top["value"]) == ("network", "cellular")
+    assert top["samples"] == (rows.network == "cellular").sum()
+    assert worst_segments(con, T0, T0 + timedelta(days=10), dimensions=("ip",)).reason
+
+
+def test_empty_window(db):
+    con, rows = db
+    assert quality_trend(con, T0 - timedelta(days=5), T0).reason
+    assert worst_segments(con, T0 - timedelta(days=5), T0).reason
