@@ -62,11 +62,17 @@ def _print_progress(job: str, progress: dict | None, started: float) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from collectors.control import ControlStore
-    from collectors.jobs import configured_jobs
-    from collectors.service import CollectorService
-    from collectors.warehouse import WarehouseLocked
+    from collectors.warehouse import WarehouseLocked, open_warehouse
 
     paths = _paths(args)
+    try:
+        open_warehouse(paths.warehouse).close()
+    except WarehouseLocked:
+        return _hand_over(ControlStore(paths.control), args.source)
+    from collectors.engine import recover_interrupted_runs
+    from collectors.jobs import configured_jobs
+    from collectors.service import CollectorService
+
     jobs = configured_jobs()
     if args.source not in jobs:
         print(
@@ -76,30 +82,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
         return 2
     try:
         service = CollectorService(paths, jobs)
-    except WarehouseLocked:
-        # The service owns the warehouse: hand it the request and follow it.
-        control = ControlStore(paths.control)
-        request_id = control.request_run(args.source)
-        print(
-            f"The collectors service is running; asked it to run {args.source} "
-            f"(request {request_id}).",
-            file=sys.stderr,
-        )
-        started = time.monotonic()
-        while True:
-            request = control.request(request_id)
-            if request and request["status"] not in ("pending", "running"):
-                print(file=sys.stderr)
-                print(
-                    f"{args.source}: {request['status']}"
-                    + (f": {request['message']}" if request["message"] else "")
-                )
-                return 0 if request["status"] in ("ok", "partial") else 1
-            _print_progress(args.source, control.progress().get(args.source), started)
-            time.sleep(0.5)
+    except WarehouseLocked:  # the service started in between
+        return _hand_over(ControlStore(paths.control), args.source)
     try:
-        from collectors.engine import recover_interrupted_runs
-
         recover_interrupted_runs(service.con)
         summary = service.run_job(args.source)
     finally:
@@ -110,6 +95,27 @@ def cmd_collect(args: argparse.Namespace) -> int:
         f"{summary.rows_rejected:,} rejected" + (f"; {summary.error}" if summary.error else "")
     )
     return 0 if summary.status in ("ok", "partial") else 1
+
+
+def _hand_over(control, source: str) -> int:
+    """The service owns the warehouse: ask it to run `source` and follow the request."""
+    request_id = control.request_run(source)
+    print(
+        f"The collectors service is running; asked it to run {source} (request {request_id}).",
+        file=sys.stderr,
+    )
+    started = time.monotonic()
+    while True:
+        request = control.request(request_id)
+        if request and request["status"] not in ("pending", "running"):
+            print(file=sys.stderr)
+            print(
+                f"{source}: {request['status']}"
+                + (f": {request['message']}" if request["message"] else "")
+            )
+            return 0 if request["status"] in ("ok", "partial") else 1
+        _print_progress(source, control.progress().get(source), started)
+        time.sleep(0.5)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
