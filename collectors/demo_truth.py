@@ -13,7 +13,6 @@ before the generated history and are simply absent from the data.
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -127,6 +126,32 @@ class FeedbackModel:
 
 
 @dataclass(frozen=True)
+class OutcomeModel:
+    """Call outcome: multinomial logit over (resolved, escalated, abandoned, failed).
+
+    escalated is the reference (logit 0); x = mean_e2e_s - 1, n = interruptions, d = the
+    caller's latent difficulty ~ N(0, caller_difficulty_sd) (fixed per caller, so a caller's
+    earlier calls predict later ones: CUPED has something to work with).
+      resolved:  resolved_intercept - d + resolved_per_e2e_s * x + resolved_per_interruption * n
+      abandoned: abandoned_intercept + abandoned_per_e2e_s * x + abandoned_per_interruption * n
+      failed:    failed_intercept + failed_bad_release * [bad release] + failed_outage * [outage]
+    ([outage]: the call started from 10 minutes before the outage's start to its end.) The
+    experiment's treatment then adds `Experiment.resolved_rate_effect` to P(resolved).
+    """
+
+    resolved_intercept: float = 1.45
+    resolved_per_e2e_s: float = -0.7
+    resolved_per_interruption: float = -0.25
+    caller_difficulty_sd: float = 0.7
+    abandoned_intercept: float = -1.0
+    abandoned_per_e2e_s: float = 0.9
+    abandoned_per_interruption: float = 0.35
+    failed_intercept: float = -1.9
+    failed_bad_release: float = 1.0
+    failed_outage: float = 3.0
+
+
+@dataclass(frozen=True)
 class Deployment:
     deployment_id: str
     created_at: datetime
@@ -222,6 +247,7 @@ class DemoTruth:
     credential_stuffing: CredentialStuffing
     api_spike: ApiSpike
     feedback: FeedbackModel
+    outcomes: OutcomeModel
     latency_stages: dict[str, LatencyStage]
     codecs: dict[str, CodecProfile]
 
@@ -428,10 +454,7 @@ def demo_truth(seed: int = 7, anchor: datetime | None = None, history_days: int 
             route="/v1/transcripts/{call_id}",
         ),
         feedback=FeedbackModel(),
+        outcomes=OutcomeModel(),
         latency_stages=LATENCY_STAGES,
         codecs=CODECS,
     )
-
-
-def mos_is_plausible(mos: float) -> bool:
-    return 1.0 <= mos <= 4.5 and not math.isnan(mos)

@@ -584,7 +584,7 @@ class DemoSimulator:
         self.caller_p = w / w.sum()
         self.caller_region = rng.choice(len(REGIONS), n, p=REGION_WEIGHTS)
         self.caller_network = rng.choice(len(NETWORKS), n, p=NETWORK_WEIGHTS)
-        self.caller_difficulty = rng.normal(0.0, 0.7, n)
+        self.caller_difficulty = rng.normal(0.0, self.truth.outcomes.caller_difficulty_sd, n)
         ops = truth_mod.N_OPERATORS
         ow = rng.lognormal(0.0, 0.8, ops)
         self.operator_p = ow / ow.sum()
@@ -743,12 +743,18 @@ class DemoSimulator:
 
         # outcome: multinomial logit, then the treatment's +3 pp on P(resolved)
         x = mean_e2e / 1000.0 - 1.0
+        om = t.outcomes
         logits = np.stack(
             [
-                1.45 - self.caller_difficulty[caller] - 0.7 * x - 0.25 * interruptions,
+                om.resolved_intercept
+                - self.caller_difficulty[caller]
+                + om.resolved_per_e2e_s * x
+                + om.resolved_per_interruption * interruptions,
                 np.zeros(n),
-                -1.0 + 0.9 * x + 0.35 * interruptions,
-                -2.6 + 1.0 * bad + 3.0 * outage,
+                om.abandoned_intercept
+                + om.abandoned_per_e2e_s * x
+                + om.abandoned_per_interruption * interruptions,
+                om.failed_intercept + om.failed_bad_release * bad + om.failed_outage * outage,
             ],
             axis=1,
         )
