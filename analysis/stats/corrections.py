@@ -5,8 +5,10 @@ Holm (1979), family-wise error: sort p ascending, p_(i)·(m − i + 1), running 
 Benjamini–Hochberg (1995), false discovery rate: sort descending, p_(i)·m/i, running min, cap 1.
 Adjusted intervals (GrowthBook's construction): back out the standard error implied by the
 adjusted p-value, sd* = |Δ|/z_{1−p_adj/2}, and use Δ ± z_{1−α/2}·sd* when that is wider than
-the original interval; p_adj = 1 gives (−∞, ∞). Results that are not computable take no
-part in the family.
+the original interval. Where that construction breaks down (p_adj = 1, where GrowthBook shows
+(−∞, ∞)), we fall back to the Bonferroni interval: the original half-width scaled by
+z_{1−α/(2m)}/z_{1−α/2}, which is finite and has simultaneous coverage ≥ 1 − α.
+Results that are not computable take no part in the family.
 """
 
 from __future__ import annotations
@@ -44,16 +46,24 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def adjusted_interval(
-    effect: float, p_adjusted: float, ci: tuple[float, float], alpha: float
+def bonferroni_interval(
+    effect: float, ci: tuple[float, float], alpha: float, m: int
 ) -> tuple[float, float]:
-    if p_adjusted >= 1.0:
-        return (-math.inf, math.inf)
-    if effect == 0 or p_adjusted <= 0:
-        return ci
+    half = (ci[1] - ci[0]) / 2 * norm.ppf(1 - alpha / (2 * m)) / norm.ppf(1 - alpha / 2)
+    return (effect - half, effect + half)
+
+
+def adjusted_interval(
+    effect: float, p_adjusted: float, ci: tuple[float, float], alpha: float, m: int
+) -> tuple[float, float]:
+    fallback = bonferroni_interval(effect, ci, alpha, m)
+    if p_adjusted >= 1.0 or effect == 0 or p_adjusted <= 0:
+        return fallback if p_adjusted > 0 else ci
     sd = abs(effect) / norm.ppf(1 - p_adjusted / 2)
     half = norm.ppf(1 - alpha / 2) * sd
     lo, hi = effect - half, effect + half
+    if not math.isfinite(half):
+        return fallback
     return (lo, hi) if hi - lo > ci[1] - ci[0] else ci
 
 
@@ -75,7 +85,7 @@ def adjust_comparisons(results: Sequence[Comparison], method: str) -> list[Compa
         r = results[i]
         lo, hi = r.ci_low, r.ci_high
         if r.alternative == "two-sided":
-            lo, hi = adjusted_interval(r.effect, p, (r.ci_low, r.ci_high), r.alpha)
+            lo, hi = adjusted_interval(r.effect, p, (r.ci_low, r.ci_high), r.alpha, len(idx))
         out[i] = with_fields(
             r,
             p_value=p,

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import chisquare
+from scipy.stats import chisquare, norm
 from statsmodels.stats.multitest import multipletests
 
 from analysis.stats import (
@@ -75,7 +75,12 @@ def test_adjust_comparisons_widens_intervals_and_skips_not_computable():
     assert adjusted[3].p_value > results[3].p_value
 
 
-def test_adjusted_p_of_one_gives_unbounded_interval():
-    r = adjust_comparisons([welch_test(Proportion(100, 30), Proportion(100, 30))] * 3, "holm")
+def test_adjusted_p_of_one_falls_back_to_the_bonferroni_interval():
+    raw = welch_test(Proportion(1000, 300), Proportion(1000, 305))
+    r = adjust_comparisons([raw] * 3, "holm")
     assert r[0].p_value == 1.0
-    assert (r[0].ci_low, r[0].ci_high) == (-math.inf, math.inf)
+    # Bonferroni: the interval at level 1 − α/m, finite and wider than the raw one.
+    z = norm.ppf(1 - 0.05 / 6) / norm.ppf(0.975)
+    half = (raw.ci_high - raw.ci_low) / 2 * z
+    assert (r[0].ci_low, r[0].ci_high) == pytest.approx((raw.effect - half, raw.effect + half))
+    assert math.isfinite(r[0].ci_low) and r[0].ci_low < 0 < r[0].ci_high

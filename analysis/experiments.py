@@ -1,0 +1,590 @@
+"""A/B experiments on the warehouse: SQL computes sufficient statistics per arm (and per
+exposure day), then `analysis.stats` compares each treatment arm with control.
+
+Units come from `experiment_exposures` (unit_type 'call': unit_id is a call_id; 'caller':
+unit_id is a calls.caller_id and only calls at or after the exposure count). How a metric
+becomes a statistic depends on whether one fact row is one randomisation unit:
+  * proportion/mean at call level with call units -> Proportion / SampleMean per call
+    (optionally CUPED on the caller's pre-period value of the same metric);
+  * anything else (turn, feedback or request level, caller units, ratio metrics) -> Ratio of
+    per-unit sums over all exposed units, analysed with the delta method, so clustered
+    observations are not treated as independent;
+  * quantile metrics -> per-arm order-statistic interval with a cluster design effect.
+All SQL is parameterised; the only text composed into it is the registry's metric SQL and
+fixed fragments chosen from whitelists below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from analysis.metrics import Metric
+from analysis.stats import (
+    METHODS,
+    Comparison,
+    DailyResult,
+    NormalPrior,
+    Proportion,
+    Quantile,
+    Ratio,
+    RegressionAdjusted,
+    SampleMean,
+    SrmResult,
+    Statistic,
+    adjust_comparisons,
+    compare,
+    results_over_time,
+    srm_check,
+)
+from analysis.stats.corrections import CORRECTIONS
+from analysis.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING_N
+from analysis.stats.results import not_computable
+from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
+
+UNIT_TYPES = ("call", "caller")
+
+
+@dataclass(frozen=True)
+class ExperimentDefinition:
+    key: str
+    control: str
+    treatments: tuple[str, ...] = ()  # empty: every other variant seen in the exposures
+    weights: Mapping[str, float] | None = None  # planned split; equal when omitted
+    unit_type: str = "call"
+    start: dt.datetime | None = None  # naive UTC; defaults to the first exposure
+    end: dt.datetime | None = None  # exclusive; exposures and facts from then on are ignored
+    alpha: float = 0.05
+    correction: str = "holm"  # none | holm | bh, across metrics × treatment arms
+    cuped: bool = True
+    pre_period_days: int = 30
+    sequential_tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N
+    prior: NormalPrior | None = None  # Bayesian prior on the absolute effect; flat if None
+
+
+@dataclass(frozen=True)
+class MetricArmResult:
+    metric: str
+    label: str
+    unit: str
+    metric_type: str
+    lower_is_better: bool
+    arm: str
+    control: Statistic | None
+    treatment: Statistic | None
+    absolute: Comparison
+    relative: Comparison
+    direction: str  # "better" | "worse" | "unclear"
+    verdict: str
+    daily: tuple[DailyResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    key: str
+    method: str
+    computable: bool
+    reason: str
+    control: str = ""
+    treatments: tuple[str, ...] = ()
+    units: dict[str, int] = field(default_factory=dict)
+    srm: SrmResult | None = None
+    results: tuple[MetricArmResult, ...] = ()
+    verdict: str = ""
+    notes: tuple[str, ...] = ()
+
+    def result(self, metric: str, arm: str | None = None) -> MetricArmResult | None:
+        for r in self.results:
+            if r.metric == metric and (arm is None or r.arm == arm):
+                return r
+        return None
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def _params(sql: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the named parameters the statement uses (DuckDB rejects extra ones)."""
+    used = set(re.findall(r"\$([a-z_][a-z0-9_]*)", sql))
+    return {k: v for k, v in values.items() if k in used}
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, values: Mapping[str, Any]) -> list[tuple]:
+    return con.execute(sql, _params(sql, values)).fetchall()
+
+
+_UNITS = """units AS (
+    SELECT unit_id, variant, exposed_at, CAST(exposed_at AS DATE) AS day
+    FROM experiment_exposures
+    WHERE experiment_key = $key
+      AND (unit_type = $unit_type OR unit_type IS NULL)
+      AND list_contains($arms, variant)
+      AND ($end IS NULL OR exposed_at < $end)
+)"""
+
+# How facts reach units: the call itself, or the caller's calls since exposure.
+_JOIN = {
+    "call": """FROM facts f JOIN units u ON f.call_id = u.unit_id
+    WHERE ($end IS NULL OR f.ts < $end)""",
+    "caller": """FROM facts f JOIN calls c ON c.call_id = f.call_id
+    JOIN units u ON u.unit_id = c.caller_id
+    WHERE f.ts >= u.exposed_at AND ($end IS NULL OR f.ts < $end)""",
+}
+
+
+def _with(metric: Metric, unit_type: str, columns: str) -> str:
+    return (
+        f"WITH {_UNITS},\nfacts AS ({metric.sql}),\n"
+        f"joined AS (SELECT u.unit_id, u.variant, u.day, {columns}\n    {_JOIN[unit_type]})\n"
+    )
+
+
+def _exposures_sql() -> str:
+    return f"WITH {_UNITS} SELECT variant, day, count(*) FROM units GROUP BY ALL"  # noqa: S608
+
+
+def _single_sql(metric: Metric) -> str:
+    return _with(metric, "call", "CAST(f.value AS DOUBLE) AS value") + (  # noqa: S608 - registry SQL, fixed fragments
+        "SELECT variant, day, count(*), sum(x), sum(x * x) FROM ("
+        "SELECT variant, day, unit_id, avg(value) AS x FROM joined "
+        "WHERE value IS NOT NULL GROUP BY ALL) GROUP BY ALL"
+    )
+
+
+def _cuped_sql(metric: Metric) -> str:
+    # Covariate: the caller's mean of the same metric over calls in the pre-period. Units
+    # without history get the mean covariate of those with history (a constant, so the
+    # adjustment stays unbiased; Deng et al. 2013 section 3.3 allow any pre-period function).
+    return _with(metric, "call", "CAST(f.value AS DOUBLE) AS value") + (  # noqa: S608 - registry SQL, fixed fragments
+        ", per_unit AS (SELECT variant, day, unit_id, avg(value) AS y FROM joined "
+        "WHERE value IS NOT NULL GROUP BY ALL),\n"
+        "pre AS (SELECT c.caller_id, avg(CAST(f.value AS DOUBLE)) AS x FROM facts f "
+        "JOIN calls c ON c.call_id = f.call_id WHERE f.ts >= $pre_start AND f.ts < $pre_end "
+        "AND c.caller_id IS NOT NULL AND f.value IS NOT NULL GROUP BY 1),\n"
+        "with_pre AS (SELECT p.variant, p.day, p.y, pre.x FROM per_unit p "
+        "LEFT JOIN calls c ON c.call_id = p.unit_id "
+        "LEFT JOIN pre ON pre.caller_id = c.caller_id),\n"
+        "fill AS (SELECT coalesce(avg(x), 0.0) AS x0 FROM with_pre)\n"
+        "SELECT variant, day, count(*), sum(y), sum(y * y), sum(coalesce(x, x0)), "
+        "sum(coalesce(x, x0) * coalesce(x, x0)), sum(y * coalesce(x, x0)), count(x) "
+        "FROM with_pre, fill GROUP BY variant, day"
+    )
+
+
+def _ratio_sql(metric: Metric, unit_type: str) -> str:
+    if metric.type == "ratio":
+        cols = "CAST(f.numerator AS DOUBLE) AS m, CAST(f.denominator AS DOUBLE) AS d"
+    else:  # a mean or rate over facts that are not units: Σvalue / #facts per unit
+        cols = "CAST(f.value AS DOUBLE) AS m, CASE WHEN f.value IS NULL THEN 0.0 ELSE 1.0 END::DOUBLE AS d"
+    return _with(metric, unit_type, cols) + (  # noqa: S608 - registry SQL, fixed fragments
+        "SELECT variant, day, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d) "
+        "FROM (SELECT variant, day, unit_id, coalesce(sum(m), 0.0) AS m, "
+        "coalesce(sum(d), 0.0) AS d FROM joined GROUP BY ALL) GROUP BY ALL"
+    )
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def _kind(metric: Metric, unit_type: str) -> str:
+    if metric.type == "quantile":
+        return "quantile"
+    if metric.type in ("proportion", "mean") and metric.level == "call" and unit_type == "call":
+        return "single"
+    return "ratio"
+
+
+DailyStats = dict[str, dict[dt.date, Statistic]]
+
+
+def _daily_statistics(
+    con: duckdb.DuckDBPyConnection,
+    metric: Metric,
+    definition: ExperimentDefinition,
+    values: Mapping[str, Any],
+    exposures: Mapping[str, Mapping[dt.date, int]],
+    use_cuped: bool,
+) -> DailyStats:
+    kind = _kind(metric, definition.unit_type)
+    out: DailyStats = {arm: {} for arm in exposures}
+    if kind == "single" and use_cuped:
+        for arm, day, n, s, ss, xs, xss, xy, _ in _run(con, _cuped_sql(metric), values):
+            post = Proportion(n, s) if metric.type == "proportion" else SampleMean(n, s, ss)
+            out.setdefault(arm, {})[day] = RegressionAdjusted(post, SampleMean(n, xs, xss), xy)
+    elif kind == "single":
+        for arm, day, n, s, ss in _run(con, _single_sql(metric), values):
+            stat = Proportion(n, s) if metric.type == "proportion" else SampleMean(n, s, ss)
+            out.setdefault(arm, {})[day] = stat
+    else:
+        rows = {
+            (arm, day): rest
+            for arm, day, *rest in _run(con, _ratio_sql(metric, definition.unit_type), values)
+        }
+        # Exposed units without any fact still count: they add n and nothing to the sums.
+        for arm, days in exposures.items():
+            for day, n in days.items():
+                _, m, mm, d, dd, md = rows.get((arm, day), (0, 0.0, 0.0, 0.0, 0.0, 0.0))
+                out[arm][day] = Ratio(n, m, mm, d, dd, md)
+    return out
+
+
+def _total(stats: Mapping[dt.date, Statistic]) -> Statistic | None:
+    total = None
+    for day in sorted(stats):
+        total = stats[day] if total is None else total + stats[day]  # type: ignore[operator]
+    return total
+
+
+def _quantile_statistics(
+    con: duckdb.DuckDBPyConnection,
+    metric: Metric,
+    definition: ExperimentDefinition,
+    values: Mapping[str, Any],
+    arms: Sequence[str],
+) -> dict[str, Quantile]:
+    nu = float(metric.quantile or 0.5)
+    base = _with(metric, definition.unit_type, "CAST(f.value AS DOUBLE) AS value") + "SELECT "
+    first = _run(
+        con,
+        base + "variant, count(*), count(DISTINCT unit_id), quantile_disc(value, $nu) "
+        "FROM joined WHERE value IS NOT NULL GROUP BY variant",
+        {**values, "nu": nu},
+    )
+    found = {arm: (n, units, est) for arm, n, units, est in first}
+    usable = [a for a in arms if a in found and quantile_interval_supported(found[a][0], nu)]
+    bounds: dict[str, tuple[float, float]] = {}
+    design: dict[str, float] = {}
+    if usable:
+        # Order statistics at the interval ranks; quantile_disc at (r − ½)/n is rank r,
+        # since DuckDB's quantile_disc returns the ceil(q·n)-th smallest value.
+        exprs, case, params = [], [], dict(values)
+        for i, arm in enumerate(usable):
+            n = found[arm][0]
+            lo, _, hi = quantile_ranks(n, nu)
+            params.update({f"a{i}": arm, f"l{i}": (lo - 0.5) / n, f"h{i}": (hi - 0.5) / n})
+            params[f"e{i}"] = found[arm][2]
+            exprs.append(f"quantile_disc(value, [$l{i}, $h{i}]) FILTER (WHERE variant = $a{i})")
+            case.append(f"WHEN $a{i} THEN $e{i}")
+        row = _run(con, base + ", ".join(exprs) + " FROM joined WHERE value IS NOT NULL", params)
+        for arm, pair in zip(usable, row[0], strict=True):
+            bounds[arm] = (float(pair[0]), float(pair[1]))
+        # Cluster design effect: Var of the share of observations ≤ Q̂ when whole units are
+        # sampled (delta method on Σ indicator / Σ count per unit) over its iid value.
+        estimate_by_arm = "CASE variant " + " ".join(case) + " END"  # only $-parameters
+        cluster_sql = base + (  # noqa: S608 - registry SQL and $-parameters only
+            "variant, count(*), sum(i), sum(i * i), sum(c), sum(c * c), sum(i * c) FROM ("
+            "SELECT variant, unit_id, count(*)::DOUBLE AS c, count(*) FILTER (WHERE value <= "
+            + estimate_by_arm
+            + ")::DOUBLE AS i FROM joined WHERE value IS NOT NULL GROUP BY ALL) GROUP BY variant"
+        )
+        for arm, units, i, ii, c, cc, ic in _run(con, cluster_sql, params):
+            ratio = Ratio(units, i, ii, c, cc, ic)
+            n = found[arm][0]
+            iid = nu * (1 - nu) / n
+            clustered = ratio.variance_of_mean
+            design[arm] = max(clustered / iid, 1.0) if math.isfinite(clustered) else 1.0
+    out = {}
+    for arm in arms:
+        n, units, est = found.get(arm, (0, 0, math.nan))
+        lo, hi = bounds.get(arm, (math.nan, math.nan))
+        out[arm] = Quantile(
+            n, nu, float(est) if est is not None else math.nan, lo, hi, 0.95,
+            design.get(arm, 1.0), units,
+        )  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------ verdicts
+
+
+def _fmt(metric: Metric, value: float, signed: bool = True) -> str:
+    if not math.isfinite(value):
+        return "unbounded"
+    sign = "+" if signed else ""
+    if metric.type == "proportion":
+        return f"{value * 100:{sign}.1f} points"
+    unit = f" {metric.unit}" if metric.unit and metric.unit not in ("%",) else ""
+    return f"{value:{sign}.3g}{unit}"
+
+
+def _direction(metric: Metric, c: Comparison) -> str:
+    if not (c.computable and c.significant):
+        return "unclear"
+    improved = (c.effect < 0) if metric.lower_is_better else (c.effect > 0)
+    return "better" if improved else "worse"
+
+
+def _metric_verdict(metric: Metric, arm: str, c: Comparison, rel: Comparison) -> str:
+    if not c.computable:
+        return f"{metric.title}: cannot compare {arm} with control yet ({c.reason})."
+    pct = f", {rel.effect * 100:+.1f} %" if rel.computable else ""
+    change = f"{_fmt(metric, c.effect)}{pct}"
+    if c.method == "bayesian":
+        evidence = f"chance to beat control {c.chance_to_beat_control * 100:.0f} %"
+    else:
+        evidence = (
+            f"{(1 - c.alpha) * 100:.0f} % interval {_fmt(metric, c.ci_low)} to "
+            f"{_fmt(metric, c.ci_high)}"
+        )
+    direction = _direction(metric, c)
+    if direction == "unclear":
+        return f"{metric.title}: not enough evidence yet of a difference ({change}; {evidence})."
+    word = "improved" if direction == "better" else "made worse"
+    return f"{metric.title}: {arm} {word} it by {change} ({evidence})."
+
+
+def _overall_verdict(
+    arms: Sequence[str], results: Sequence[MetricArmResult], srm: SrmResult, method: str
+) -> str:
+    lines = []
+    if srm.computable and srm.flagged:
+        lines.append(srm.message)
+    for arm in arms:
+        mine = [r for r in results if r.arm == arm]
+        better = [r.label for r in mine if r.direction == "better"]
+        worse = [r.label for r in mine if r.direction == "worse"]
+        if worse:
+            lines.append(f"{arm} is worse than control on {', '.join(worse)}.")
+            if better:
+                lines.append(f"{arm} is better on {', '.join(better)}: weigh the trade-off.")
+        elif better:
+            lines.append(
+                f"{arm} is better than control on {', '.join(better)}, "
+                "with no metric significantly worse."
+            )
+        else:
+            lines.append(f"Not enough evidence yet to call {arm} better or worse than control.")
+    if method == "fixed":
+        lines.append(
+            "Fixed-horizon test: decide only once the planned sample size is reached; "
+            "switch to sequential to look every day."
+        )
+    return " ".join(lines)
+
+
+# ------------------------------------------------------------------ public API
+
+
+def _check(definition: ExperimentDefinition, method: str) -> str:
+    if method not in METHODS:
+        return f"method must be one of {', '.join(METHODS)} (got {method!r})"
+    if definition.unit_type not in UNIT_TYPES:
+        return f"unit_type must be one of {', '.join(UNIT_TYPES)}"
+    if definition.correction not in CORRECTIONS:
+        return f"correction must be one of {', '.join(CORRECTIONS)}"
+    if not 0 < definition.alpha < 1:
+        return "alpha must be between 0 and 1"
+    return ""
+
+
+def _base_values(definition: ExperimentDefinition, arms: Sequence[str]) -> dict[str, Any]:
+    return {
+        "key": definition.key,
+        "unit_type": definition.unit_type,
+        "arms": list(arms),
+        "end": definition.end,
+    }
+
+
+def _resolve_arms(
+    con: duckdb.DuckDBPyConnection, definition: ExperimentDefinition
+) -> tuple[str, ...]:
+    if definition.treatments:
+        return (definition.control, *definition.treatments)
+    rows = con.execute(
+        "SELECT DISTINCT variant FROM experiment_exposures WHERE experiment_key = ? "
+        "AND (unit_type = ? OR unit_type IS NULL) ORDER BY variant",
+        [definition.key, definition.unit_type],
+    ).fetchall()
+    others = tuple(r[0] for r in rows if r[0] != definition.control)
+    return (definition.control, *others)
+
+
+def _pre_window(
+    con: duckdb.DuckDBPyConnection, definition: ExperimentDefinition
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    start = definition.start
+    if start is None:
+        start = con.execute(
+            "SELECT min(exposed_at) FROM experiment_exposures WHERE experiment_key = ?",
+            [definition.key],
+        ).fetchone()[0]
+    if start is None:
+        return None, None
+    return start - dt.timedelta(days=definition.pre_period_days), start
+
+
+def evaluate_experiment(
+    con: duckdb.DuckDBPyConnection,
+    definition: ExperimentDefinition,
+    metrics: Sequence[Metric],
+    method: str = "fixed",
+    include_daily: bool = True,
+) -> ExperimentResult:
+    """Per-metric, per-arm results, SRM and a plain-language verdict. Never raises on data."""
+    reason = _check(definition, method)
+    if reason:
+        return ExperimentResult(definition.key, method, False, reason)
+    try:
+        arms = _resolve_arms(con, definition)
+        values = _base_values(definition, arms)
+        exposures: dict[str, dict[dt.date, int]] = {arm: {} for arm in arms}
+        for arm, day, n in _run(con, _exposures_sql(), values):
+            exposures[arm][day] = int(n)
+        pre_start, pre_end = _pre_window(con, definition) if definition.cuped else (None, None)
+    except duckdb.Error as exc:
+        return ExperimentResult(definition.key, method, False, f"could not read exposures: {exc}")
+    units = {arm: sum(days.values()) for arm, days in exposures.items()}
+    treatments = arms[1:]
+    if not units.get(definition.control):
+        return ExperimentResult(
+            definition.key,
+            method,
+            False,
+            f"no units were exposed to the control variant {definition.control!r}",
+            definition.control,
+            treatments,
+            units,
+        )
+    if not treatments:
+        return ExperimentResult(
+            definition.key, method, False, "no treatment variant has exposures",
+            definition.control, treatments, units,
+        )  # fmt: skip
+    srm = srm_check(units, definition.weights)
+    values.update(pre_start=pre_start, pre_end=pre_end)
+    notes: list[str] = []
+    pending: list[tuple[Metric, str, Statistic | None, Statistic | None, str, tuple]] = []
+    for metric in metrics:
+        stats, error, daily = _metric_statistics(
+            con, metric, definition, values, exposures, arms, pre_start is not None
+        )
+        for arm in treatments:
+            c, t = stats.get(definition.control), stats.get(arm)
+            series = tuple(daily.get(arm, ())) if include_daily else ()
+            pending.append((metric, arm, c, t, error, series))
+        if error:
+            notes.append(f"{metric.title}: {error}")
+    absolute, relative = [], []
+    for metric, _arm, c, t, error, _series in pending:
+        absolute.append(_compare(metric, c, t, method, False, definition, error))
+        relative.append(_compare(metric, c, t, method, True, definition, error))
+    absolute = adjust_comparisons(absolute, definition.correction)
+    relative = adjust_comparisons(relative, definition.correction)
+    results = []
+    for (metric, arm, c, t, _e, series), a, r in zip(pending, absolute, relative, strict=True):
+        results.append(
+            MetricArmResult(
+                metric.name, metric.title, metric.unit, metric.type, metric.lower_is_better,
+                arm, c, t, a, r, _direction(metric, a), _metric_verdict(metric, arm, a, r),
+                _daily_results(series, metric, method, definition),
+            )
+        )  # fmt: skip
+    if definition.correction != "none" and method != "bayesian" and len(absolute) > 1:
+        notes.append(
+            f"p-values and intervals are adjusted for {len(absolute)} comparisons "
+            f"({'Holm' if definition.correction == 'holm' else 'Benjamini-Hochberg'})."
+        )
+    return ExperimentResult(
+        definition.key, method, True, "", definition.control, treatments, units, srm,
+        tuple(results), _overall_verdict(treatments, results, srm, method), tuple(notes),
+    )  # fmt: skip
+
+
+def _compare(
+    metric: Metric,
+    c: Statistic | None,
+    t: Statistic | None,
+    method: str,
+    relative: bool,
+    definition: ExperimentDefinition,
+    error: str,
+) -> Comparison:
+    if error or c is None or t is None:
+        reason = error or "no data for this metric in one of the arms"
+        return not_computable(reason, method, relative, definition.alpha)
+    return compare(
+        c,
+        t,
+        method,
+        relative,
+        definition.alpha,
+        metric.lower_is_better,
+        tuning_n=definition.sequential_tuning_n,
+        prior=definition.prior if not relative else None,
+    )
+
+
+def _metric_statistics(
+    con: duckdb.DuckDBPyConnection,
+    metric: Metric,
+    definition: ExperimentDefinition,
+    values: Mapping[str, Any],
+    exposures: Mapping[str, Mapping[dt.date, int]],
+    arms: Sequence[str],
+    have_pre: bool,
+) -> tuple[dict[str, Statistic], str, dict[str, list[tuple[dt.date, Statistic, Statistic]]]]:
+    """Total statistic per arm, an error sentence, and cumulative (day, control, arm) rows."""
+    try:
+        if metric.type == "quantile":
+            return _quantile_statistics(con, metric, definition, values, arms), "", {}
+        use_cuped = definition.cuped and have_pre
+        daily = _daily_statistics(con, metric, definition, values, exposures, use_cuped)
+    except duckdb.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {}, f"the metric's SQL failed ({first_line})", {}
+    totals = {arm: s for arm in arms if (s := _total(daily.get(arm, {}))) is not None}
+    return totals, "", _cumulative_pairs(daily, arms)
+
+
+def _cumulative_pairs(
+    daily: DailyStats, arms: Sequence[str]
+) -> dict[str, list[tuple[dt.date, Statistic, Statistic]]]:
+    control, out = arms[0], {}
+    days = sorted({d for arm in arms for d in daily.get(arm, {})})
+    for arm in arms[1:]:
+        rows, c_cum, t_cum = [], None, None
+        for day in days:
+            c, t = daily.get(control, {}).get(day), daily.get(arm, {}).get(day)
+            c_cum = c if c_cum is None else (c_cum + c if c is not None else c_cum)
+            t_cum = t if t_cum is None else (t_cum + t if t is not None else t_cum)
+            if c_cum is not None and t_cum is not None:
+                rows.append((day, c_cum, t_cum))
+        out[arm] = rows
+    return out
+
+
+def _daily_results(
+    series: tuple, metric: Metric, method: str, definition: ExperimentDefinition
+) -> tuple[DailyResult, ...]:
+    if not series:
+        return ()
+    return tuple(
+        results_over_time(
+            series,
+            method,
+            False,
+            definition.alpha,
+            metric.lower_is_better,
+            definition.sequential_tuning_n,
+            definition.prior,
+        )
+    )
+
+
+def experiment_over_time(
+    con: duckdb.DuckDBPyConnection,
+    definition: ExperimentDefinition,
+    metric: Metric,
+    method: str = "sequential",
+) -> dict[str, list[DailyResult]]:
+    """Cumulative effect (treatment − control) and interval as of each exposure day, per
+    treatment arm. Quantile metrics have no additive daily statistics: empty lists."""
+    result = evaluate_experiment(con, definition, [metric], method, include_daily=True)
+    return {r.arm: list(r.daily) for r in result.results}
