@@ -1,0 +1,165 @@
+"""Performance: request timings, slow-request alerts, database and voice-turn timings."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from collectors.instrumentation.config import number
+from collectors.instrumentation.pipeline import new_id
+from collectors.instrumentation.runtime import (
+    MonitorBase,
+    never_raises,
+    opt_bool,
+    opt_int,
+    opt_num,
+    opt_str,
+    req_str,
+    state,
+)
+
+
+class PerformanceMonitor(MonitorBase):
+    source = "performance"
+
+    def __init__(self) -> None:
+        self.slow_request_threshold = 1.0  # seconds
+        self.memory_warning_threshold = 80.0
+        self.cpu_warning_threshold = 80.0
+        self.slow_requests: Counter[str] = Counter()  # route -> count
+
+    def configure(self, cfg: dict[str, Any]) -> None:
+        self.set_slow_request_threshold(cfg["slow_request_threshold"])
+        self.set_memory_warning_threshold(cfg["memory_warning_threshold"])
+        self.set_cpu_warning_threshold(cfg["cpu_warning_threshold"])
+
+    def reset(self) -> None:
+        self.__init__()
+
+    def set_slow_request_threshold(self, seconds: float) -> None:
+        self.slow_request_threshold = number(
+            "performance.slow_request_threshold", seconds, positive=True
+        )
+
+    def set_memory_warning_threshold(self, percent: float) -> None:
+        self.memory_warning_threshold = number(
+            "performance.memory_warning_threshold", percent, 0, 100
+        )
+
+    def set_cpu_warning_threshold(self, percent: float) -> None:
+        self.cpu_warning_threshold = number("performance.cpu_warning_threshold", percent, 0, 100)
+
+    # -- recording -------------------------------------------------------------------------
+    @never_raises
+    def track_request(
+        self,
+        endpoint: str,
+        method: str,
+        response_time: float,
+        status_code: int,
+        user_id: str | None = None,
+        ip_address: str | None = None,
+        request_id: str | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        """Record one request; `endpoint` should be the route template, `response_time` in s."""
+        row = {
+            "request_id": opt_str("request_id", request_id) or new_id(),
+            "started_at": time.time()
+            - opt_num("response_time", response_time, 0, 86400, required=True),
+            "route": req_str("endpoint", endpoint),
+            "method": req_str("method", method, 16).upper(),
+            "status_code": opt_int("status_code", status_code, 100, 599, required=True),
+            "duration_ms": response_time * 1000.0,
+            "release": state.release,
+            "service": state.service,
+            "user_id": opt_str("user_id", user_id),
+            "ip": opt_str("ip_address", ip_address),
+            "call_id": opt_str("call_id", call_id),
+        }
+        state.pipeline.submit(("request_row", row))
+
+    @never_raises
+    def track_db_query(
+        self, query: str, duration: float, rows: int | None = None, database: str | None = None
+    ) -> None:
+        """Record one database statement taking `duration` seconds."""
+        ms = opt_num("duration", duration, 0, required=True) * 1000.0
+        self.emit(
+            "db_queries",
+            {
+                "query_id": new_id(),
+                "observed_at": time.time(),
+                "statement": req_str("query", query, 8192),
+                "calls": 1,
+                "total_ms": ms,
+                "mean_ms": ms,
+                "rows": opt_int("rows", rows, 0),
+                "database": opt_str("database", database),
+                "release": state.release,
+            },
+        )
+
+    @never_raises
+    def record_voice_turn(
+        self,
+        call_id: str,
+        *,
+        turn_id: str | None = None,
+        turn_index: int | None = None,
+        started_at: float | None = None,
+        eou_delay_ms: float | None = None,
+        stt_ms: float | None = None,
+        llm_ttft_ms: float | None = None,
+        tts_ttfb_ms: float | None = None,
+        e2e_ms: float | None = None,
+        interrupted: bool | None = None,
+        llm_prompt_tokens: int | None = None,
+        llm_completion_tokens: int | None = None,
+        tts_characters: int | None = None,
+        variant: str | None = None,
+    ) -> None:
+        """Record one voice turn's latency parts in milliseconds (they overlap; never sum)."""
+        self.emit(
+            "voice_turns",
+            {
+                "turn_id": opt_str("turn_id", turn_id) or new_id(),
+                "call_id": req_str("call_id", call_id),
+                "turn_index": opt_int("turn_index", turn_index, 0),
+                "started_at": opt_num("started_at", started_at, 0) or time.time(),
+                "eou_delay_ms": opt_num("eou_delay_ms", eou_delay_ms, 0),
+                "stt_ms": opt_num("stt_ms", stt_ms, 0),
+                "llm_ttft_ms": opt_num("llm_ttft_ms", llm_ttft_ms, 0),
+                "tts_ttfb_ms": opt_num("tts_ttfb_ms", tts_ttfb_ms, 0),
+                "e2e_ms": opt_num("e2e_ms", e2e_ms, 0),
+                "interrupted": opt_bool("interrupted", interrupted),
+                "llm_prompt_tokens": opt_int("llm_prompt_tokens", llm_prompt_tokens, 0),
+                "llm_completion_tokens": opt_int("llm_completion_tokens", llm_completion_tokens, 0),
+                "tts_characters": opt_int("tts_characters", tts_characters, 0),
+                "release": state.release,
+                "variant": opt_str("variant", variant),
+            },
+        )
+
+    # -- worker side -----------------------------------------------------------------------
+    def observe(self, route: str, method: str, status: int, duration_s: float) -> None:
+        if duration_s > self.slow_request_threshold:
+            self.slow_requests[route] += 1
+            self.alert(
+                f"Slow request on {method} {route}",
+                f"{method} {route} took {duration_s * 1000:.0f} ms (threshold "
+                f"{self.slow_request_threshold * 1000:.0f} ms); "
+                f"{self.slow_requests[route]} slow requests on this route so far",
+                "warning",
+                key=f"slow:{method}:{route}",
+                details={
+                    "route": route,
+                    "method": method,
+                    "status_code": status,
+                    "duration_ms": round(duration_s * 1000, 3),
+                },
+            )
+
+
+performance_monitor = PerformanceMonitor()
