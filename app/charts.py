@@ -12,25 +12,49 @@ def add_deploy_markers(fig: go.Figure, deployments: pd.DataFrame) -> go.Figure:
         color = "#d62728" if row.is_rollback else "#7f7f7f"
         fig.add_vline(x=row.created_at, line_dash="dash", line_color=color, line_width=1)
         fig.add_annotation(
-            x=row.created_at, y=1, yref="paper", text=str(row.release), showarrow=False,
-            textangle=-90, xanchor="left", yanchor="top", font={"size": 9, "color": color},
+            x=row.created_at,
+            y=1,
+            yref="paper",
+            text=str(row.release),
+            showarrow=False,
+            textangle=-90,
+            xanchor="left",
+            yanchor="top",
+            font={"size": 9, "color": color},
         )
     return fig
 
 
 def time_chart(
-    frame: pd.DataFrame, x: str, series: dict[str, str], deployments: pd.DataFrame,
-    title: str = "", secondary: dict[str, str] | None = None,
+    frame: pd.DataFrame,
+    x: str,
+    series: dict[str, str],
+    deployments: pd.DataFrame,
+    title: str = "",
+    secondary: dict[str, str] | None = None,
 ) -> go.Figure:
     """Lines for `series` (column -> label) over `x`, optional right-axis series, deploy markers."""
     fig = go.Figure()
     for column, label in series.items():
         fig.add_trace(go.Scatter(x=frame[x], y=frame[column], name=label, mode="lines"))
     for column, label in (secondary or {}).items():
-        fig.add_trace(go.Scatter(x=frame[x], y=frame[column], name=label, mode="lines",
-                                 yaxis="y2", line={"dash": "dot"}))
-    layout = {"title": title, "height": 360, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-              "legend": {"orientation": "h", "y": -0.15}, "hovermode": "x unified"}
+        fig.add_trace(
+            go.Scatter(
+                x=frame[x],
+                y=frame[column],
+                name=label,
+                mode="lines",
+                yaxis="y2",
+                line={"dash": "dot"},
+            )
+        )
+    layout = {
+        "title": title,
+        "height": 360,
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "legend": {"orientation": "h", "y": -0.15},
+        "hovermode": "x unified",
+    }
     if secondary:
         layout["yaxis2"] = {"overlaying": "y", "side": "right", "showgrid": False}
     fig.update_layout(**layout)

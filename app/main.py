@@ -12,8 +12,9 @@ import streamlit as st  # noqa: E402
 
 from app.auth import require_login  # noqa: E402
 
-st.set_page_config(page_title="Voice Agent Workbench", page_icon=":material/graphic_eq:",
-                   layout="wide")
+st.set_page_config(
+    page_title="Voice Agent Workbench", page_icon=":material/graphic_eq:", layout="wide"
+)
 require_login()
 
 VIEWS = Path(__file__).parent / "views"
@@ -44,7 +45,7 @@ navigation = st.navigation(
             page("experiments.py", "Experiments", "science"),
             page("benchmarks.py", "Benchmarks", "compare_arrows"),
         ],
-        "Operations": [page("collectors.py", "Collectors", "sync")],
+        "Operations": [page("collector_status.py", "Collectors", "sync")],
     }
 )
 navigation.run()

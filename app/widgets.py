@@ -22,13 +22,22 @@ def freshness_banner(stale_after_minutes: float = 10) -> None:
     manifest = data.manifest()
     age = data.staleness_minutes(manifest)
     if age is None:
-        st.info("Collecting the first data: the demo backfills 30 days of history, which takes "
-                "about a minute. This page refreshes when it is ready.")
+        st.info(
+            "Collecting the first data: the demo backfills 30 days of history, which takes "
+            "about a minute. This page refreshes when it is ready."
+        )
         return
     if age > stale_after_minutes:
-        st.warning(f"Data is {age:.0f} minutes old: is the collectors service running? "
-                   "See Operations → Collectors.")
-    failed = [name for name, f in manifest.get("freshness", {}).items()
-              if f.get("last_status") == "failed"]
+        st.warning(
+            f"Data is {age:.0f} minutes old: is the collectors service running? "
+            "See Operations → Collectors."
+        )
+    failed = [
+        name
+        for name, f in manifest.get("freshness", {}).items()
+        if f.get("last_status") == "failed"
+    ]
     if failed:
-        st.warning(f"Last run failed for: {', '.join(sorted(failed))}. See Operations → Collectors.")
+        st.warning(
+            f"Last run failed for: {', '.join(sorted(failed))}. See Operations → Collectors."
+        )

@@ -24,15 +24,24 @@ def body():
         fmt = {"%": "{:.2f} %", "ms": "{:,.0f} ms", "": "{:.2f}"}[kpi.unit]
         value = fmt.format(kpi.value) if kpi.value is not None else "n/a"
         delta = None if kpi.change is None else fmt.format(kpi.change).replace(" ", "")
-        column.metric(kpi.label, value, delta,
-                      delta_color="normal" if kpi.higher_is_better else "inverse",
-                      help=kpi.reason or "Change against the previous period of equal length.")
+        column.metric(
+            kpi.label,
+            value,
+            delta,
+            delta_color="normal" if kpi.higher_is_better else "inverse",
+            help=kpi.reason or "Change against the previous period of equal length.",
+        )
     trend = overview.hourly_trend(con, start, end)
     deploys = overview.deployments(con, start, end)
     st.plotly_chart(
-        time_chart(trend, "hour", {"p95_e2e_ms": "p95 turn latency (ms)"}, deploys,
-                   title="Turn latency and errors per hour",
-                   secondary={"error_rate_pct": "5xx error rate (%)"}),
+        time_chart(
+            trend,
+            "hour",
+            {"p95_e2e_ms": "p95 turn latency (ms)"},
+            deploys,
+            title="Turn latency and errors per hour",
+            secondary={"error_rate_pct": "5xx error rate (%)"},
+        ),
         width="stretch",
     )
     st.plotly_chart(

@@ -12,11 +12,15 @@ st.title("Collectors")
 control = data.control_store()
 service = control.service_info()
 if service.get("pid"):
-    st.caption(f"Collectors service running (pid {service['pid']}), "
-               f"last heartbeat {service.get('heartbeat')}.")
+    st.caption(
+        f"Collectors service running (pid {service['pid']}), "
+        f"last heartbeat {service.get('heartbeat')}."
+    )
 else:
-    st.warning("The collectors service is not running: start it with `make run` "
-               "(or `workbench serve`). Schedules and run-now requests wait for it.")
+    st.warning(
+        "The collectors service is not running: start it with `make run` "
+        "(or `workbench serve`). Schedules and run-now requests wait for it."
+    )
 
 now = datetime.now(UTC).replace(tzinfo=None)
 status = collector_health.source_status(data.cursor(), now)
@@ -30,16 +34,26 @@ if not schedules:
 for job, schedule in schedules.items():
     with st.expander(f"{job}: {schedule.describe()}{'' if schedule.enabled else ' (paused)'}"):
         with st.form(f"schedule-{job}"):
-            kind = st.radio("Kind", ["interval", "cron"], horizontal=True,
-                            index=0 if schedule.kind == "interval" else 1)
-            every = st.number_input("Every (seconds)", min_value=5,
-                                    value=schedule.every_seconds or 60, step=5)
+            kind = st.radio(
+                "Kind",
+                ["interval", "cron"],
+                horizontal=True,
+                index=0 if schedule.kind == "interval" else 1,
+            )
+            every = st.number_input(
+                "Every (seconds)", min_value=5, value=schedule.every_seconds or 60, step=5
+            )
             cron = st.text_input("Cron expression (UTC)", value=schedule.cron or "*/5 * * * *")
             enabled = st.checkbox("Enabled", value=schedule.enabled)
             if st.form_submit_button("Save schedule"):
                 try:
-                    control.set_schedule(job, kind, int(every) if kind == "interval" else None,
-                                         cron if kind == "cron" else None, enabled)
+                    control.set_schedule(
+                        job,
+                        kind,
+                        int(every) if kind == "interval" else None,
+                        cron if kind == "cron" else None,
+                        enabled,
+                    )
                     st.success("Saved; the service picks it up within a few seconds.")
                 except ScheduleError as exc:
                     st.error(str(exc))
@@ -62,8 +76,10 @@ def progress():
             text = f"{job}: {request['status']}, {p.get('rows_read', 0):,} rows read"
             st.progress(min(1.0, done / total) if done and total else 0.0, text=text)
         else:
-            st.caption(f"{job}: last requested run finished {request.get('status')}"
-                       + (f": {request['message']}" if request.get("message") else ""))
+            st.caption(
+                f"{job}: last requested run finished {request.get('status')}"
+                + (f": {request['message']}" if request.get("message") else "")
+            )
 
 
 progress()
