@@ -9,8 +9,10 @@ The detector is a batch scan over a whole series, in four steps:
    (time of day, or day of week and time of day), as in robust STL's per-subseries smoothing
    (Cleveland et al. 1990) reduced to a median. The season (none, daily, weekly) is the one that
    shrinks the robust scale of the residual most.
-3. Spikes and dips: robust z = residual / scale, with scale = 1.4826 * MAD (Iglewicz & Hoaglin
-   1993) floored so a zero MAD (quantised or stepped series) never divides by zero.
+3. Spikes and dips: robust z = residual / scale, where the scale is the largest of the local
+   1.4826 * MAD (Iglewicz & Hoaglin 1993) over one season, the sigma implied by the 99.5th
+   percentile of |residual| (so routine bursts are not news), and a floor (2 % of the
+   q05..q95 range) so a zero MAD on quantised or stepped series never divides by zero.
 4. Level shifts: robust two-window test, difference of the medians of the w points before and
    after each time, divided by its standard error 1.2533 * scale * sqrt(2 / w) (asymptotic
    variance of a sample median, pi/2 * sigma^2 / w); local maxima above the threshold are
@@ -76,7 +78,7 @@ class DetectorConfig:
     tail_quantile: float = 0.995
     # Minimum relative drop of the residual scale for a season to be used.
     min_season_gain: float = 0.1
-    # Points of the two-window test, as a fraction of a day (clamped to [6, 120] points).
+    # Span of each window of the level-shift test (clamped to [6, 120] points).
     shift_window: timedelta = timedelta(hours=2)
     # Flagged points closer than this are one episode (one alarm).
     cooldown: timedelta = timedelta(hours=2)
