@@ -15,11 +15,13 @@ The detector is a batch scan over a whole series, in four steps:
    q05..q95 range) so a zero MAD on quantised or stepped series never divides by zero.
 4. Level shifts: robust two-window test, difference of the medians of the w points before and
    after each time, divided by its standard error 1.2533 * scale * sqrt(2 / w) (asymptotic
-   variance of a sample median, pi/2 * sigma^2 / w); local maxima above the threshold are
-   change points.
+   variance of a sample median, pi/2 * sigma^2 / w), or by the robust spread of that
+   difference over the series when it is larger (wandering, autocorrelated series); the
+   strongest maxima above the threshold are change points, each then placed exactly by the
+   split minimising the L1 cost of the two levels.
 
 Flagged points closer than a cool-down are merged into one episode, so one episode gives one
-alarm. Pure functions, numpy/pandas only, no global state.
+alarm. Pure functions, numpy/pandas/scipy only, no global state.
 """
 
 from __future__ import annotations
