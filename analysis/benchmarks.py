@@ -1,0 +1,347 @@
+"""Release benchmarks: did this release make the agent faster or slower, better or worse?
+
+Each release is compared with the previous one (and, optionally, with a chosen baseline
+period); any two periods can be compared too. Per slice we measure:
+  * p50/p95/p99 of requests.duration_ms per endpoint (route) and of each voice stage
+    (voice_turns eou_delay_ms, stt_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms), each with the
+    order-statistic interval of `analysis.stats.Quantile` (observations treated as independent;
+    requests and turns within one call are mildly correlated, so intervals are a bit narrow);
+  * error rate (share of requests with status ≥ 500), MOS (voice_quality.mos_reported), CSAT
+    (feedback.rating) and resolved rate (calls.outcome), with their normal intervals.
+The change is tested with the Welch/z test of `analysis.stats`. A regression is flagged only
+when the change is significant at α, in the worse direction, AND larger (relative) than the
+user's practical threshold: small but real changes are reported, not alarmed on.
+Release slices are computed in one grouped query per table; the SQL is parameterised and
+every identifier comes from the whitelists below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from analysis.stats import (
+    Comparison,
+    Proportion,
+    Quantile,
+    SampleMean,
+    Statistic,
+    adjust_comparisons,
+    welch_test,
+)
+from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
+
+STAGES = ("eou_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "e2e_ms")
+QUANTILES = (0.5, 0.95, 0.99)
+_TIME_COLUMN = {
+    "requests": "started_at",
+    "voice_turns": "started_at",
+    "calls": "started_at",
+    "voice_quality": "measured_at",
+    "feedback": "submitted_at",
+}
+# Simple (non-quantile) metrics: name -> (table, SQL for n, Σx, Σx², kind, lower_is_better, unit)
+_SIMPLE = {
+    "error_rate": (
+        "requests",
+        "count(*), count(*) FILTER (WHERE status_code >= 500), 0",
+        "proportion",
+        True,
+        "%",
+    ),
+    "mos": (
+        "voice_quality",
+        "count(mos_reported), sum(mos_reported), sum(mos_reported * mos_reported)",
+        "mean",
+        False,
+        "MOS",
+    ),
+    "csat": (
+        "feedback",
+        "count(rating), sum(rating)::DOUBLE, sum(rating * rating)::DOUBLE",
+        "mean",
+        False,
+        "rating",
+    ),
+    "resolved_rate": (
+        "calls",
+        "count(outcome), count(*) FILTER (WHERE outcome = 'resolved'), 0",
+        "proportion",
+        False,
+        "%",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A release (rows whose release column matches) or a period [start, end) of naive UTC."""
+
+    label: str
+    release: str | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    practical_threshold: float = 0.05  # relative change below which nothing is flagged
+    alpha: float = 0.05
+    baseline: Slice | None = None  # every release is also compared with this, when given
+    quantiles: tuple[float, ...] = QUANTILES
+    correction: str = "holm"  # across the rows of one comparison: none | holm | bh
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    metric: str  # "latency" | "stage" | "error_rate" | "mos" | "csat" | "resolved_rate"
+    group: str  # route or stage, "" for call-level metrics
+    statistic: str  # "p50", "p95", "p99", "rate", "mean"
+    unit: str
+    lower_is_better: bool
+    baseline: Statistic
+    candidate: Statistic
+    comparison: Comparison  # candidate − baseline
+    relative_change: float
+    regression: bool
+    improvement: bool
+    verdict: str
+
+    @property
+    def name(self) -> str:
+        return " ".join(p for p in (self.statistic, self.metric, self.group) if p)
+
+
+@dataclass(frozen=True)
+class BenchmarkComparison:
+    baseline: Slice
+    candidate: Slice
+    rows: tuple[BenchmarkRow, ...]
+
+    @property
+    def regressions(self) -> tuple[BenchmarkRow, ...]:
+        return tuple(r for r in self.rows if r.regression)
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    releases: tuple[str, ...]
+    comparisons: tuple[BenchmarkComparison, ...]
+    computable: bool = True
+    reason: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def rows(self) -> tuple[BenchmarkRow, ...]:
+        return tuple(r for c in self.comparisons for r in c.rows)
+
+
+# ----------------------------------------------------------------- SQL per slice
+
+SliceStats = dict[tuple[str, str, str], Statistic]  # (metric or stage, group, stat) -> stat
+
+
+def _filter(table: str, s: Slice) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if s.release is not None:
+        clauses.append("release = $release")
+        params["release"] = s.release
+    col = _TIME_COLUMN[table]
+    if s.start is not None:
+        clauses.append(f"{col} >= $start")
+        params["start"] = s.start
+    if s.end is not None:
+        clauses.append(f"{col} < $end")
+        params["end"] = s.end
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
+def _quantile_series(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    column: str,
+    group: str | None,
+    where: str,
+    params: Mapping[str, Any],
+    quantiles: Sequence[float],
+) -> dict[tuple[str, float], Quantile]:
+    """Quantiles of `column` per `group` value ('' when ungrouped), with their intervals."""
+    group_expr = group or "''"
+    base = f"FROM {table} WHERE {where} AND {column} IS NOT NULL"  # whitelisted identifiers
+    first = con.execute(
+        f"SELECT {group_expr} AS g, count(*), quantile_disc({column}, $levels) "  # noqa: S608
+        f"{base} GROUP BY g",
+        {**params, "levels": list(quantiles)},
+    ).fetchall()
+    exprs, wanted, qparams = [], [], dict(params)
+    for i, (g, n, ests) in enumerate(first):
+        levels = []
+        for nu in quantiles:
+            lo, _, hi = quantile_ranks(n, nu)
+            levels += [(lo - 0.5) / n, (hi - 0.5) / n]
+        qparams[f"g{i}"], qparams[f"l{i}"] = g, levels
+        exprs.append(f"quantile_disc({column}, $l{i}) FILTER (WHERE {group_expr} = $g{i})")
+        wanted.append((g, n, ests))
+    bounds = con.execute(f"SELECT {', '.join(exprs)} {base}", qparams).fetchone() if exprs else ()  # noqa: S608
+    out = {}
+    for (g, n, ests), b in zip(wanted, bounds, strict=True):
+        for j, nu in enumerate(quantiles):
+            ok = quantile_interval_supported(n, nu)
+            lo, hi = (b[2 * j], b[2 * j + 1]) if ok else (math.nan, math.nan)
+            out[(g, nu)] = Quantile(n, nu, float(ests[j]), float(lo), float(hi))
+    return out
+
+
+def slice_statistics(
+    con: duckdb.DuckDBPyConnection, s: Slice, quantiles: Sequence[float] = QUANTILES
+) -> SliceStats:
+    """Every benchmark statistic of one slice."""
+    out: SliceStats = {}
+    where, params = _filter("requests", s)
+    for (route, nu), q in _quantile_series(
+        con, "requests", "duration_ms", "route", where, params, quantiles
+    ).items():
+        out[("latency", route, f"p{nu * 100:g}")] = q
+    where, params = _filter("voice_turns", s)
+    for stage in STAGES:
+        for (_, nu), q in _quantile_series(
+            con, "voice_turns", stage, None, where, params, quantiles
+        ).items():
+            out[("stage", stage, f"p{nu * 100:g}")] = q
+    for name, (table, aggregates, kind, _lower, _unit) in _SIMPLE.items():
+        where, params = _filter(table, s)
+        n, total, squares = con.execute(
+            f"SELECT {aggregates} FROM {table} WHERE {where}",  # noqa: S608 - whitelisted
+            params,
+        ).fetchone()
+        n, total, squares = int(n or 0), float(total or 0), float(squares or 0)
+        stat = Proportion(n, total) if kind == "proportion" else SampleMean(n, total, squares)
+        out[(name, "", "rate" if kind == "proportion" else "mean")] = stat
+    return out
+
+
+# ----------------------------------------------------------------- comparisons
+
+
+def _direction(metric: str) -> tuple[bool, str]:
+    if metric in _SIMPLE:
+        return _SIMPLE[metric][3], _SIMPLE[metric][4]
+    return True, "ms"
+
+
+def _row(
+    key: tuple[str, str, str],
+    base: Statistic,
+    cand: Statistic,
+    c: Comparison,
+    settings: BenchmarkSettings,
+) -> BenchmarkRow:
+    metric, group, statistic = key
+    lower, unit = _direction(metric)
+    mu = base.mean
+    rel = (cand.mean - mu) / mu if c.computable and mu and mu > 0 else math.nan
+    worse = c.computable and c.significant and ((c.effect > 0) == lower)
+    better = c.computable and c.significant and not worse
+    big = math.isfinite(rel) and abs(rel) > settings.practical_threshold
+    regression, improvement = worse and big, better and big
+    name = " ".join(p for p in (statistic, metric.replace("_", " "), group) if p)
+    if not c.computable:
+        verdict = f"{name}: not compared ({c.reason})."
+    elif regression:
+        verdict = f"{name}: regression, {rel * 100:+.1f} % (significant, above the threshold)."
+    elif improvement:
+        verdict = f"{name}: improved, {rel * 100:+.1f} %."
+    elif worse or better:
+        verdict = f"{name}: {rel * 100:+.1f} %, significant but below the practical threshold."
+    else:
+        verdict = f"{name}: no significant change ({rel * 100:+.1f} %)."
+    return BenchmarkRow(
+        metric, group, statistic, unit, lower, base, cand, c, rel, regression, improvement, verdict
+    )
+
+
+def compare_slices(
+    baseline: SliceStats,
+    candidate: SliceStats,
+    baseline_slice: Slice,
+    candidate_slice: Slice,
+    settings: BenchmarkSettings,
+) -> BenchmarkComparison:
+    keys = sorted(set(baseline) & set(candidate))
+    tests = [welch_test(baseline[k], candidate[k], alpha=settings.alpha) for k in keys]
+    # Dozens of rows per comparison: correct for multiplicity so noise is not called a regression.
+    tests = adjust_comparisons(tests, settings.correction)
+    rows = tuple(
+        _row(k, baseline[k], candidate[k], c, settings) for k, c in zip(keys, tests, strict=True)
+    )
+    return BenchmarkComparison(baseline_slice, candidate_slice, rows)
+
+
+def compare_periods(
+    con: duckdb.DuckDBPyConnection,
+    baseline: Slice,
+    candidate: Slice,
+    settings: BenchmarkSettings | None = None,
+) -> BenchmarkComparison:
+    """Benchmark any two slices (periods or releases)."""
+    settings = settings or BenchmarkSettings()
+    return compare_slices(
+        slice_statistics(con, baseline, settings.quantiles),
+        slice_statistics(con, candidate, settings.quantiles),
+        baseline,
+        candidate,
+        settings,
+    )
+
+
+def releases(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dt.datetime]]:
+    """Releases in order of first appearance (deployment, call or request)."""
+    return [
+        (r, t)
+        for r, t in con.execute(
+            "SELECT release, min(t) AS first_seen FROM ("
+            " SELECT release, created_at AS t FROM deployments"
+            " UNION ALL SELECT release, started_at FROM calls"
+            " UNION ALL SELECT release, started_at FROM requests"
+            ") WHERE release IS NOT NULL GROUP BY release ORDER BY first_seen, release"
+        ).fetchall()
+    ]
+
+
+def release_benchmarks(
+    con: duckdb.DuckDBPyConnection,
+    settings: BenchmarkSettings | None = None,
+    only: Sequence[str] | None = None,
+) -> ReleaseReport:
+    """Each release vs the previous one, and vs `settings.baseline` when set."""
+    settings = settings or BenchmarkSettings()
+    try:
+        ordered = [r for r, _ in releases(con)]
+    except duckdb.Error as exc:
+        return ReleaseReport((), (), False, f"could not read releases: {exc}")
+    if len(ordered) < 2 and settings.baseline is None:
+        return ReleaseReport(tuple(ordered), (), False, "fewer than two releases to compare")
+    targets = [r for r in ordered if only is None or r in only]
+    cache: dict[Slice, SliceStats] = {}
+
+    def stats(s: Slice) -> SliceStats:
+        if s not in cache:
+            cache[s] = slice_statistics(con, s, settings.quantiles)
+        return cache[s]
+
+    comparisons = []
+    for release in targets:
+        cand = Slice(release, release=release)
+        i = ordered.index(release)
+        if i > 0:
+            prev = Slice(ordered[i - 1], release=ordered[i - 1])
+            comparisons.append(compare_slices(stats(prev), stats(cand), prev, cand, settings))
+        if settings.baseline is not None:
+            base = settings.baseline
+            comparisons.append(compare_slices(stats(base), stats(cand), base, cand, settings))
+    return ReleaseReport(tuple(ordered), tuple(comparisons))
