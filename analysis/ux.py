@@ -1,0 +1,229 @@
+"""User experience: sessions, CSAT, feature usage and the drivers of negative feedback.
+
+CSAT = share of ratings 4-5 (the usual top-two-box definition), with a Wilson 95 % interval
+(statsmodels `proportion_confint(method="wilson")`).
+
+Feedback drivers: a logistic regression (statsmodels Logit, maximum likelihood) of
+negative feedback on call-level predictors, one row per call that left a rating:
+  logit P(min rating <= 2) = b0 + b1 * mean e2e latency (s) + b2 * interruptions + b3 * MOS
+Odds ratios are exp(b) per second, per interruption and per MOS point, with Wald 95 %
+intervals exp(b +- 1.96 se). Predictors with no values or no variation are dropped (and
+named); too few rows or events, or perfect separation, give a reason instead of numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Table:
+    frame: pd.DataFrame
+    reason: str | None = None
+
+
+OUTCOMES = ("resolved", "escalated", "abandoned", "failed")
+
+_SESSIONS_SQL = """
+SELECT {group} AS grp, count(*) AS sessions,
+       avg(duration_s) AS mean_duration_s, median(duration_s) AS median_duration_s,
+       avg(turns) AS mean_turns, avg(interruptions) AS mean_interruptions,
+       avg(CASE WHEN outcome = 'resolved' THEN 1.0 ELSE 0.0 END) AS resolved_share,
+       avg(CASE WHEN outcome = 'escalated' THEN 1.0 ELSE 0.0 END) AS escalated_share,
+       avg(CASE WHEN outcome = 'abandoned' THEN 1.0 ELSE 0.0 END) AS abandoned_share,
+       avg(CASE WHEN outcome = 'failed' THEN 1.0 ELSE 0.0 END) AS failed_share,
+       avg(CASE WHEN outcome IS NULL OR outcome NOT IN ('resolved', 'escalated', 'abandoned',
+                'failed') THEN 1.0 ELSE 0.0 END) AS other_share
+FROM calls
+WHERE started_at >= ? AND started_at < ?
+GROUP BY ALL ORDER BY sessions DESC
+"""
+_SESSION_GROUPS = ("release", "variant", "region", "network", "experiment_key")
+_SESSIONS = {None: _SESSIONS_SQL.replace("{group}", "'all'")} | {
+    g: _SESSIONS_SQL.replace("{group}", f"coalesce({g}, '(none)')") for g in _SESSION_GROUPS
+}
+
+
+def session_summary(con, start: datetime, end: datetime, by: str | None = None) -> Table:
+    """Sessions (calls): count, duration, turns, interruptions and outcome shares."""
+    if by not in _SESSIONS:
+        return Table(pd.DataFrame(), f"cannot group sessions by {by!r}")
+    df = con.execute(_SESSIONS[by], [start, end]).df()
+    if df.empty or df["sessions"].sum() == 0:
+        return Table(df, "no sessions in this window")
+    return Table(df.rename(columns={"grp": by or "group"}))
+
+
+_CSAT_SQL = """
+SELECT {group} AS grp, count(*) AS ratings,
+       count(*) FILTER (WHERE rating >= 4) AS satisfied,
+       avg(rating) AS mean_rating,
+       count(*) FILTER (WHERE rating = 1) AS r1, count(*) FILTER (WHERE rating = 2) AS r2,
+       count(*) FILTER (WHERE rating = 3) AS r3, count(*) FILTER (WHERE rating = 4) AS r4,
+       count(*) FILTER (WHERE rating = 5) AS r5
+FROM feedback
+WHERE submitted_at >= ? AND submitted_at < ? AND rating BETWEEN 1 AND 5
+GROUP BY ALL ORDER BY ratings DESC
+"""
+_CSAT = {None: _CSAT_SQL.replace("{group}", "'all'")} | {
+    g: _CSAT_SQL.replace("{group}", f"coalesce({g}, '(none)')") for g in ("category", "release")
+}
+
+
+def csat(con, start: datetime, end: datetime, by: str | None = "category") -> Table:
+    """CSAT (share of 4-5) with a Wilson interval and the 1-5 distribution per group."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if by not in _CSAT:
+        return Table(pd.DataFrame(), f"cannot group feedback by {by!r}")
+    df = con.execute(_CSAT[by], [start, end]).df()
+    if df.empty or df["ratings"].sum() == 0:
+        return Table(df, "no ratings in this window")
+    df["csat"] = df["satisfied"] / df["ratings"]
+    lo, hi = proportion_confint(df["satisfied"], df["ratings"], alpha=0.05, method="wilson")
+    df["csat_ci_low"], df["csat_ci_high"] = np.asarray(lo), np.asarray(hi)
+    return Table(df.rename(columns={"grp": by or "group"}))
+
+
+_FEATURES_SQL = """
+SELECT feature_name, count(*) AS uses, count(DISTINCT user_id) AS users,
+       count(DISTINCT coalesce(session_id, call_id)) AS sessions,
+       avg(duration_s) AS mean_duration_s,
+       min(used_at) AS first_used, max(used_at) AS last_used
+FROM feature_usage
+WHERE used_at >= ? AND used_at < ?
+GROUP BY feature_name ORDER BY uses DESC
+"""
+
+
+def feature_usage(con, start: datetime, end: datetime) -> Table:
+    """Per feature: uses, distinct users and sessions, mean duration, share of all uses."""
+    df = con.execute(_FEATURES_SQL, [start, end]).df()
+    if df.empty:
+        return Table(df, "no feature usage in this window")
+    df["share_of_uses"] = df["uses"] / df["uses"].sum()
+    return Table(df)
+
+
+_DRIVERS_SQL = """
+WITH f AS (
+  SELECT call_id, min(rating) AS rating FROM feedback
+  WHERE submitted_at >= ? AND submitted_at < ? AND call_id IS NOT NULL
+    AND rating BETWEEN 1 AND 5
+  GROUP BY call_id
+), t AS (
+  SELECT call_id, avg(e2e_ms) AS mean_e2e_ms FROM voice_turns
+  WHERE call_id IN (SELECT call_id FROM f) AND NOT isnan(e2e_ms) GROUP BY call_id
+), q AS (
+  SELECT call_id, avg(mos_reported) AS mos FROM voice_quality
+  WHERE call_id IN (SELECT call_id FROM f) AND NOT isnan(mos_reported) GROUP BY call_id
+)
+SELECT f.call_id, f.rating, t.mean_e2e_ms, c.interruptions, q.mos
+FROM f LEFT JOIN t USING (call_id) LEFT JOIN calls c USING (call_id) LEFT JOIN q USING (call_id)
+"""
+
+PREDICTORS = {
+    "e2e_s": "mean end-to-end turn latency (per second)",
+    "interruptions": "interruptions in the call (per interruption)",
+    "mos": "reported MOS (per point)",
+}
+
+
+@dataclass(frozen=True)
+class FeedbackDrivers:
+    frame: pd.DataFrame  # term, description, coef, odds_ratio, ci_low, ci_high, p_value
+    calls: int
+    negatives: int
+    dropped: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+
+def call_feedback_rows(con, start: datetime, end: datetime) -> pd.DataFrame:
+    """One row per rated call: rating (the call's lowest), negative, e2e_s, interruptions, mos."""
+    df = con.execute(_DRIVERS_SQL, [start, end]).df()
+    df["negative"] = (df["rating"] <= 2).astype(int)
+    df["e2e_s"] = df["mean_e2e_ms"] / 1000.0
+    return df
+
+
+def feedback_drivers(
+    con,
+    start: datetime,
+    end: datetime,
+    predictors: tuple[str, ...] = ("e2e_s", "interruptions", "mos"),
+    min_calls: int = 50,
+    min_events: int = 10,
+) -> FeedbackDrivers:
+    """Odds ratios of negative feedback (rating <= 2) per predictor, with 95 % CIs."""
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import PerfectSeparationError
+
+    cols = ["term", "description", "coef", "odds_ratio", "ci_low", "ci_high", "p_value"]
+    empty = pd.DataFrame(columns=cols)
+    bad = [p for p in predictors if p not in PREDICTORS]
+    if bad:
+        return FeedbackDrivers(empty, 0, 0, [], f"unknown predictors {bad}")
+    df = call_feedback_rows(con, start, end)
+    dropped = []
+    use = []
+    for p in predictors:
+        v = df[p].astype(float)
+        if v.notna().sum() == 0 or v.dropna().nunique() < 2:
+            dropped.append(p)
+        else:
+            use.append(p)
+    if not use:
+        return FeedbackDrivers(empty, len(df), 0, dropped, "no predictor has enough values")
+    d = df.dropna(subset=use)
+    n, events = len(d), int(d["negative"].sum())
+    if n < min_calls:
+        return FeedbackDrivers(empty, n, events, dropped, f"need {min_calls} rated calls, have {n}")
+    if min(events, n - events) < min_events:
+        return FeedbackDrivers(
+            empty,
+            n,
+            events,
+            dropped,
+            f"need at least {min_events} negative and {min_events} other ratings",
+        )
+    x = sm.add_constant(d[use].astype(float), has_constant="add")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = sm.Logit(d["negative"].astype(float), x).fit(disp=0, maxiter=200)
+    except (PerfectSeparationError, np.linalg.LinAlgError, ValueError) as exc:
+        return FeedbackDrivers(empty, n, events, dropped, f"model not computable: {exc}")
+    names = {type(w.message).__name__ for w in caught}
+    converged = bool(fit.mle_retvals.get("converged", True))
+    with np.errstate(over="ignore"):
+        p_hat = np.asarray(fit.predict(x))
+    separated = (
+        "PerfectSeparationWarning" in names
+        or np.all(np.abs(p_hat - d["negative"].to_numpy()) < 1e-3)
+        or not np.all(np.isfinite(fit.bse))
+    )
+    if separated:
+        return FeedbackDrivers(
+            empty, n, events, dropped, "perfect separation: the predictors alone split the ratings"
+        )
+    if not converged:
+        return FeedbackDrivers(empty, n, events, dropped, "the model did not converge")
+    ci = fit.conf_int(alpha=0.05)
+    rows = [
+        [
+            t,
+            PREDICTORS[t],
+            fit.params[t],
+            np.exp(fit.params[t]),
+            np.exp(ci.loc[t, 0]),
+            np.exp(ci.loc[t, 1]),
+            fit.pvalues[t],
+        ]
+        for t in use
+    ]
+    return FeedbackDrivers(pd.DataFrame(rows, columns=cols), n, events, dropped)
