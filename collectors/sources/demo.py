@@ -246,9 +246,8 @@ METHODS = ("GET", "POST", "PUT", "DELETE")
 # (route, method, median ms, is a database route)
 CALL_ROUTES = (
     ("/v1/calls", "POST", 45.0, True),
-    ("/v1/webhooks/livekit", "POST", 12.0, False),
-    ("/v1/webhooks/livekit", "POST", 12.0, False),
-    ("/v1/webhooks/livekit", "POST", 12.0, False),
+    ("/v1/webhooks/livekit", "POST", 12.0, False),  # room_started
+    ("/v1/webhooks/livekit", "POST", 12.0, False),  # room_finished
     ("/v1/callers/{caller_id}/history", "GET", 60.0, True),
     ("/v1/calls/{call_id}/end", "POST", 38.0, True),
     ("/v1/calls/{call_id}", "GET", 25.0, True),
@@ -353,10 +352,6 @@ def _floor_minute(t: datetime) -> datetime:
 
 def _us(t: datetime) -> int:
     return int(round(t.timestamp() * US))
-
-
-def _dt(us: int) -> datetime:
-    return datetime.fromtimestamp(us / US, tz=UTC)
 
 
 # --------------------------------------------------------------------------- error catalogue
@@ -902,20 +897,15 @@ class DemoSimulator:
             "exposed_at": start[ex],
         }
 
-        # requests made by the call: 7 lifecycle requests plus one POST /v1/agent/turn per turn
+        # requests made by the call: 6 lifecycle requests plus one POST /v1/agent/turn per turn
         k = len(CALL_ROUTES)
         r_call = np.repeat(np.arange(n), k)
         r_j = np.tile(np.arange(k), n)
+        s_r, e_r = start[r_call], end[r_call]
         when = np.select(
-            [r_j == 0, r_j <= 2, r_j == 3, r_j == 4, r_j == 5],
-            [
-                start[r_call],
-                start[r_call] + 200_000 * r_j,
-                end[r_call] + 300_000,
-                start[r_call] + 500_000,
-                end[r_call],
-            ],
-            end[r_call] + rng.integers(1 * US, 60 * US, n * k),
+            [r_j == 0, r_j == 1, r_j == 2, r_j == 3, r_j == 4],
+            [s_r, s_r + 200_000, e_r + 300_000, s_r + 500_000, e_r],
+            e_r + rng.integers(1 * US, 60 * US, n * k),
         )
         med = np.array([r[2] for r in CALL_ROUTES])[r_j] * (1 + 0.2 * (load - 1))
         is_db = np.array([r[3] for r in CALL_ROUTES])[r_j]
@@ -925,12 +915,12 @@ class DemoSimulator:
         u = rng.random(n * k)
         status = np.where(r_j == 0, 201, 200)
         status = np.where(is_db & (u < 0.001), 500, status)
-        status = np.where((r_j == 6) & (u > 0.99), 404, status)
-        status = np.where((r_j >= 1) & (r_j <= 3) & (u > 0.998), 401, status)
+        status = np.where((r_j == 5) & (u > 0.99), 404, status)
+        status = np.where(((r_j == 1) | (r_j == 2)) & (u > 0.998), 401, status)
         status = np.where(out_r & (u < 0.9), 503, status)
         route_code = np.array([self._route[r[0]] for r in CALL_ROUTES])[r_j]
         method_code = np.array([METHODS.index(r[1]) for r in CALL_ROUTES])[r_j]
-        ip = np.where((r_j >= 1) & (r_j <= 3), 2, -1)
+        ip = np.where((r_j == 1) | (r_j == 2), 2, -1)  # LiveKit's webhook sender
 
         # per-turn requests: sent at the end of the user's speech; served in e2e - eou
         t_when = turn_start + (np.where(greeting, 0.0, user_s + eou / 1000.0) * US).astype(np.int64)
@@ -1073,8 +1063,8 @@ class DemoSimulator:
         hod, dow = h % 24, (h // 24 + 3) % 7
         work = 1.0 if (8 <= hod < 18 and dow < 5) else 0.08
         parts: list[dict[str, np.ndarray]] = []
-        # /healthz every 30 s (Railway), /metrics every 15 s (Prometheus)
-        for route, step_s, ip in (("/healthz", 30, 0), ("/metrics", 15, 1)):
+        # /healthz every 30 s (Railway), /metrics every 30 s (Prometheus)
+        for route, step_s, ip in (("/healthz", 30, 0), ("/metrics", 30, 1)):
             k = 3600 // step_s
             ts = t0 + np.arange(k, dtype=np.int64) * step_s * US + rng.integers(0, 200_000, k)
             parts.append(

@@ -282,3 +282,36 @@ def test_latency_quality_and_feedback_are_plausible(last_two_weeks):
     assert by_int[True] > by_int[False]
     repeat = _one(con, "SELECT avg(n) FROM (SELECT count(*) n FROM calls GROUP BY caller_id)")[0]
     assert repeat > 3
+
+
+def test_feedback_logistic_recovers_the_planted_coefficients(last_two_weeks):
+    import statsmodels.api as sm
+
+    df = last_two_weeks.execute(
+        "SELECT (f.rating <= 2)::INT neg, v.mean_e2e / 1000 - 1 x, c.interruptions n"
+        " FROM feedback f JOIN calls c USING (call_id)"
+        " JOIN (SELECT call_id, avg(e2e_ms) mean_e2e FROM voice_turns GROUP BY 1) v USING (call_id)"
+    ).df()
+    fit = sm.Logit(df["neg"], sm.add_constant(df[["x", "n"]])).fit(disp=0)
+    model = demo_truth(7, ANCHOR, 30).feedback
+    assert abs(fit.params["x"] - model.per_e2e_s) < 4 * fit.bse["x"]
+    assert abs(fit.params["n"] - model.per_interruption) < 4 * fit.bse["n"]
+    assert abs(fit.params["const"] - model.intercept) < 4 * fit.bse["const"]
+
+
+def test_every_episode_lies_inside_the_default_history():
+    t = demo_truth(7, ANCHOR, 30)
+    times = [
+        t.experiment.start,
+        t.bad_release.deployed_at,
+        t.bad_release.rolled_back_at,
+        t.outage.start,
+        t.outage.end,
+        t.brute_force.start,
+        t.credential_stuffing.start,
+        t.api_spike.end,
+    ]
+    assert all(t.history_start <= x < t.anchor for x in times)
+    assert t.release_at(t.bad_release.deployed_at) == t.bad_release.release
+    assert t.release_at(t.bad_release.rolled_back_at) == t.bad_release.previous_release
+    assert [d.status for d in t.deployments_between(t.history_start, t.anchor)].count("FAILED") == 1
