@@ -232,8 +232,27 @@ class SupabaseRestSource:
         for mapping in self.mappings:
             yield from self.fetch_table(mapping, parse_keyset(watermarks.get(mapping.stream)))
 
-    def _query(self, mapping: TableMapping, lower: Keyset | None, inclusive: bool, count: bool):
-        select = "*" if not mapping.explicit else ",".join(mapping.source_columns())
+    def _columns(self, mapping: TableMapping) -> str | None:
+        """The select list: '*' for SDK tables; for a user's table only the mapped columns it
+        has (found from one row), so wide columns such as transcripts are never transferred.
+        None when the table is empty."""
+        if not mapping.explicit:
+            return "*"
+        probe = self.client().schema(mapping.schema).table(mapping.source_table).select("*")
+        rows = self._execute(probe.limit(1), mapping).data or []
+        if not rows:
+            return None
+        for needed in (mapping.cursor_column, mapping.id_column):
+            if needed not in rows[0]:
+                raise SourceConfigError(
+                    f"Supabase table {mapping.source_table} has no column {needed} to page on: "
+                    "set cursor_column/id_column in its [[supabase.mappings]] entry."
+                )
+        return ",".join(c for c in mapping.source_columns() if c in rows[0])
+
+    def _query(
+        self, mapping: TableMapping, select: str, lower: Keyset | None, inclusive: bool, count: bool
+    ):
         q = (
             self.client()
             .schema(mapping.schema)
@@ -270,7 +289,7 @@ class SupabaseRestSource:
             if code in ("42703", "PGRST204", "PGRST100"):
                 raise SourceConfigError(
                     f"Supabase table {mapping.source_table} lacks a column the mapping names "
-                    f"({exc.message}): fix the column names under its [[supabase.tables]] entry."
+                    f"({exc.message}): fix the column names under its [[supabase.mappings]] entry."
                 ) from None
             raise TransientSourceError(
                 f"Supabase error reading {mapping.source_table}: {exc.message}"
@@ -282,9 +301,15 @@ class SupabaseRestSource:
             # Re-read a window before the watermark to catch rows committed late.
             lower, inclusive = Keyset(committed.ts - self.overlap, committed.id), True
         done, total, mark = 0, None, committed
+        select: str | None = None
         while True:
             try:
-                res = self._execute(self._query(mapping, lower, inclusive, total is None), mapping)
+                if select is None:
+                    select = self._columns(mapping)
+                    if select is None:
+                        return
+                query = self._query(mapping, select, lower, inclusive, total is None)
+                res = self._execute(query, mapping)
             except _MissingTable:
                 if mapping.explicit:
                     raise SourceConfigError(
