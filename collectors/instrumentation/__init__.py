@@ -11,6 +11,7 @@ from collectors.instrumentation.health import health_monitor
 from collectors.instrumentation.infrastructure import infrastructure_monitor
 from collectors.instrumentation.integration import (
     configure_monitoring,
+    flush_monitoring,
     monitoring_stats,
     reset_monitoring,
     shutdown_monitoring,
@@ -29,6 +30,7 @@ __all__ = [
     "configure_monitoring",
     "error_monitor",
     "experiments",
+    "flush_monitoring",
     "health_monitor",
     "infrastructure_monitor",
     "monitoring_stats",

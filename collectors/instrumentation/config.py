@@ -271,8 +271,12 @@ def _validate_dependency(key: str, dep: Any) -> dict[str, Any]:
     )
     if "timeout" in dep:
         out["timeout"] = number(f"{key}.timeout", dep["timeout"], positive=True)
-    if kind in ("http", "supabase", "livekit"):
+    if kind in ("http", "supabase"):
         url(f"{key}.endpoint", dep.get("endpoint"))
+    if kind == "livekit":
+        ep = text(f"{key}.endpoint", dep.get("endpoint"))
+        if not ep.startswith(("http://", "https://", "ws://", "wss://")):
+            raise _fail(f"{key}.endpoint", "an http(s):// or ws(s):// URL", ep)
     if kind == "http":
         out["expected_status"] = integer(
             f"{key}.expected_status", dep.get("expected_status", 200), 100

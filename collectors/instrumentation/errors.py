@@ -35,13 +35,10 @@ _UUID = re.compile(
     r"[0-9a-fA-F]{12}\b"
 )
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b")
-_IPV6 = re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])")
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
-_HEX = re.compile(
-    r"\b(?:0x[0-9a-fA-F]+|[0-9a-fA-F]*\d[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*|"
-    r"[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\d[0-9a-fA-F]*)\b"
-)
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"(?<![\w.-])[-+]?\d+(?:\.\d+)?(?![\w-])")
+_TOKEN_WITH_DIGIT = re.compile(r"(?<![\w-])[\w-]*\d[\w-]*")  # ids, hex, versions: call_8f3a
 _FRAME_LINE = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 
 _LIBRARY_DIRS = tuple(
@@ -55,15 +52,14 @@ _SDK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def normalise_message(message: str) -> str:
-    """The message with ids, addresses and numbers replaced by placeholders."""
+    """The message with uuids, e-mails, IPs, numbers and any token holding a digit (ids,
+    hex) replaced by placeholders."""
     m = _UUID.sub("<uuid>", message)
     m = _EMAIL.sub("<email>", m)
     m = _IPV4.sub("<ip>", m)
     m = _IPV6.sub("<ip>", m)
-    m = _HEX.sub(
-        lambda x: "<hex>" if len(x.group(0)) >= 6 or x.group(0).startswith("0x") else x.group(0), m
-    )
     m = _NUMBER.sub("<n>", m)
+    m = _TOKEN_WITH_DIGIT.sub("<id>", m)
     return m[:1024]
 
 

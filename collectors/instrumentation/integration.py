@@ -151,6 +151,12 @@ def on_shutdown() -> None:
             log.exception("monitoring: closing the sink failed")
 
 
+def flush_monitoring(timeout: float = 10.0) -> None:
+    """Process and ship every queued event now and wait for queued alerts (scripts, tests)."""
+    state.pipeline.flush(timeout)
+    alert_manager.join(timeout)
+
+
 def shutdown_monitoring(flush: bool = True, timeout: float = 10.0) -> None:
     """Stop the background workers, ship what is queued, and close the sink."""
     check_runner.stop()
