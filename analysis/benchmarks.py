@@ -114,7 +114,8 @@ class BenchmarkRow:
 
     @property
     def name(self) -> str:
-        return " ".join(p for p in (self.statistic, self.metric, self.group) if p)
+        metric = self.metric.replace("_", " ")
+        return " ".join(p for p in (self.statistic, metric, self.group) if p)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,86 @@
+"""Release benchmarks on synthetic data with a planted regression."""
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pytest
+
+from analysis.benchmarks import (
+    BenchmarkSettings,
+    Slice,
+    compare_periods,
+    release_benchmarks,
+    releases,
+)
+from bench.bench_experiment import START, build_synthetic_warehouse, create_schema
+
+
+@pytest.fixture(scope="module")
+def con():
+    c = duckdb.connect()
+    create_schema(c)
+    build_synthetic_warehouse(c, calls=30_000, days=20, pre_days=10)
+    # v1.3 made the LLM 20 % slower; nothing else changed.
+    c.execute("UPDATE voice_turns SET llm_ttft_ms = llm_ttft_ms * 1.2 WHERE release = 'v1.3'")
+    return c
+
+
+def test_releases_are_ordered_by_first_deployment(con):
+    names = [r for r, _ in releases(con)]
+    assert names[:3] == ["v1.0", "v1.1", "v1.2"]
+
+
+def test_planted_regression_is_flagged_and_nothing_else(con):
+    report = release_benchmarks(con, BenchmarkSettings(practical_threshold=0.05))
+    flagged = {(c.candidate.label, r.name) for c in report.comparisons for r in c.regressions}
+    assert ("v1.3", "p95 stage llm_ttft_ms") in flagged
+    assert {label for label, _ in flagged} == {"v1.3"}
+    assert all("llm_ttft_ms" in name for _, name in flagged)
+    # v1.4 brings it back: an improvement against v1.3, not a regression.
+    back = next(c for c in report.comparisons if c.candidate.label == "v1.4")
+    row = next(r for r in back.rows if r.name == "p95 stage llm_ttft_ms")
+    assert row.improvement and not row.regression
+
+
+def test_threshold_keeps_small_significant_changes_unflagged(con):
+    report = release_benchmarks(con, BenchmarkSettings(practical_threshold=0.5), only=["v1.3"])
+    assert not any(c.regressions for c in report.comparisons)
+    row = next(r for r in report.comparisons[0].rows if r.name == "p95 stage llm_ttft_ms")
+    assert row.comparison.significant and "below the practical threshold" in row.verdict
+
+
+def test_quantile_interval_matches_numpy_order_statistics(con):
+    s = Slice("v1.2", release="v1.2")
+    comp = compare_periods(con, s, s)
+    row = next(r for r in comp.rows if r.name == "p95 stage e2e_ms")
+    x = np.sort(
+        con.execute("SELECT e2e_ms FROM voice_turns WHERE release = 'v1.2'").fetchnumpy()["e2e_ms"]
+    )
+    n = len(x)
+    assert row.baseline.estimate == pytest.approx(np.quantile(x, 0.95, method="inverted_cdf"))
+    half = 1.959964 * np.sqrt(n * 0.95 * 0.05)
+    assert row.baseline.lower == x[int(np.ceil(n * 0.95 - half)) - 1]
+    assert row.baseline.upper == x[int(np.ceil(n * 0.95 + half)) - 1]
+
+
+def test_any_two_periods_with_rates_and_means(con):
+    a = Slice("week 1", start=START, end=START + dt.timedelta(days=7))
+    b = Slice("week 2", start=START + dt.timedelta(days=7), end=START + dt.timedelta(days=14))
+    comp = compare_periods(con, a, b)
+    names = {r.name for r in comp.rows}
+    for expected in ("rate error rate", "mean mos", "mean csat", "rate resolved rate",
+                     "p99 latency /v1/respond", "p50 stage eou_delay_ms"):  # fmt: skip
+        assert expected in names
+    resolved = next(r for r in comp.rows if r.name == "rate resolved rate")
+    n = con.execute(
+        "SELECT count(*) FROM calls WHERE started_at >= ? AND started_at < ?", [a.start, a.end]
+    ).fetchone()[0]
+    assert resolved.baseline.n == n
+
+
+def test_empty_period_is_not_computable(con):
+    empty = Slice("future", start=dt.datetime(2030, 1, 1), end=dt.datetime(2030, 2, 1))
+    comp = compare_periods(con, Slice("v1.2", release="v1.2"), empty)
+    assert comp.rows and all(not r.comparison.computable for r in comp.rows)
+    assert not any(r.regression for r in comp.rows)
