@@ -1,10 +1,9 @@
 """Hourly rollups published beside the raw rows, so pages read percentiles and rates from a few
 thousand rollup rows instead of millions of raw ones.
 
-Latency histograms use log-spaced buckets in the manner of DDSketch (Masson et al., VLDB 2019):
-with relative accuracy a, gamma = (1 + a) / (1 - a) and a value x > 0 falls in bucket
-ceil(log_gamma(x)). Buckets from any hours and routes merge by adding counts, and any quantile
-read back from them is within a of the exact value. analysis.sketch turns counts into quantiles.
+Latency histograms use analysis.sketch's log-spaced buckets (DDSketch, 1 % relative accuracy):
+buckets from any hours and routes merge by adding counts, and analysis.sketch turns the merged
+counts into quantiles.
 
 Each rollup is computed from one source table for one UTC day, so the publisher rewrites exactly
 the days that changed.
@@ -12,21 +11,9 @@ the days that changed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-RELATIVE_ACCURACY = 0.01
-GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
-LOG_GAMMA = math.log(GAMMA)
-ZERO_BUCKET = -(2**31)  # values <= 0 (a 0 ms stage) land here and read back as 0
-
-
-def bucket_sql(column: str) -> str:
-    """DuckDB expression for the DDSketch bucket of `column` (a fixed identifier)."""
-    return (
-        f"CASE WHEN {column} > 0 THEN CAST(ceil(ln({column}) / {LOG_GAMMA!r}) AS INTEGER) "
-        f"ELSE {ZERO_BUCKET} END"
-    )
+from analysis.sketch import bucket_sql
 
 
 @dataclass(frozen=True)
@@ -53,7 +40,8 @@ ROLLUPS: tuple[Rollup, ...] = (
         "requests_latency_hist",
         "requests",
         f"SELECT {HOUR.format(t='started_at')}, route, method, release, "
-        f"{bucket_sql('duration_ms')} AS bucket, count(*) AS n FROM src GROUP BY ALL",
+        f"{bucket_sql('duration_ms')} AS bucket, count(*) AS n FROM src "
+        "WHERE duration_ms IS NOT NULL GROUP BY ALL",
     ),
     Rollup(
         "turns_hourly",
