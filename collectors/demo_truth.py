@@ -25,6 +25,8 @@ ENVIRONMENT = "production"
 AGENT_HOSTS = ("agent-1", "agent-2")
 DB_HOST = "supabase-db"
 PROBE_TARGETS = ("agent", "supabase", "livekit", "railway")
+# Each target is checked once a minute, this many seconds after the minute.
+PROBE_OFFSET_S = {"agent": 0, "supabase": 7, "livekit": 14, "railway": 21}
 EXPERIMENT_KEY = "prompt-v2"
 VARIANTS = ("control", "treatment")
 
@@ -200,7 +202,7 @@ class Outage:
     """A dependency down, as Uptime Kuma reports it: `pending_checks` pending beats, then down."""
 
     target: str
-    start: datetime  # first non-up check (pending)
+    start: datetime  # first non-up check (pending): these are probe_results.checked_at values
     down_from: datetime  # first 'down' check
     end: datetime  # first 'up' check again; outage lasts end - start
     pending_checks: int
@@ -414,7 +416,11 @@ def demo_truth(seed: int = 7, anchor: datetime | None = None, history_days: int 
     anchor = anchor.astimezone(UTC)
     day0 = _floor_day(anchor)
     deployments, bad_release = _schedule(seed, anchor)
-    outage_start = day0 - timedelta(days=5) + timedelta(hours=10, minutes=17)
+    outage_start = (
+        day0
+        - timedelta(days=5)
+        + timedelta(hours=10, minutes=17, seconds=PROBE_OFFSET_S["supabase"])
+    )
     rng = np.random.default_rng([seed, 0x57AFF])
     stuffed = tuple(f"acct_{int(x):06d}" for x in rng.choice(150, size=2, replace=False) + 900000)
     return DemoTruth(

@@ -317,7 +317,7 @@ STATEMENTS = (
 HOSTS = (*truth_mod.AGENT_HOSTS, truth_mod.DB_HOST)
 TARGETS = truth_mod.PROBE_TARGETS
 PROBE_KINDS = ("http", "supabase", "livekit", "railway")  # kind of each target, same order
-PROBE_OFFSET_S = (0, 7, 14, 21)
+PROBE_OFFSET_S = tuple(truth_mod.PROBE_OFFSET_S[t] for t in truth_mod.PROBE_TARGETS)
 PROBE_MEDIAN_MS = (85.0, 60.0, 45.0, 180.0)
 PROBE_STATUSES = ("up", "pending", "down", "maintenance")
 AUTH_TYPES = ("login", "logout", "token_refreshed", "password_reset")
@@ -1294,9 +1294,8 @@ class DemoSimulator:
         code = np.where(status == 1, np.nan, 200.0)
         o_start, o_down, o_end = self.outage
         o_target = TARGETS.index(self.truth.outage.target)
-        minute_of = np.repeat(minutes, n_t)
-        is_o = (target == o_target) & (minute_of >= o_start) & (minute_of < o_end)
-        status = np.where(is_o, np.where(minute_of < o_down, 1, 2), status)
+        is_o = (target == o_target) & (checked >= o_start) & (checked < o_end)
+        status = np.where(is_o, np.where(checked < o_down, 1, 2), status)
         code = np.where(is_o, np.where(rng.random(60 * n_t) < 0.4, 503.0, np.nan), code)
         lat = np.where(status > 0, np.where(np.isnan(code), 48000.0, lat * 20), lat)
         errors = np.empty(60 * n_t, dtype=object)
