@@ -38,6 +38,7 @@ class _Server:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # clients hang up on purpose
         self.tls = tls
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -1,0 +1,145 @@
+"""collectors.config: TOML + env + secrets, one sentence per problem, and build_sources."""
+
+from __future__ import annotations
+
+import pytest
+
+from collectors.config import ConfigError, build_sources, load_config
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "workbench.toml"
+    path.write_text(text)
+    return path
+
+
+def test_no_config_at_all_runs_only_the_demo(tmp_path):
+    cfg = load_config(env={"WORKBENCH_CONFIG": ""})
+    sources = build_sources(cfg)
+    assert list(sources) == ["demo"]
+    assert sources["demo"][1] == {"kind": "interval", "seconds": 60}
+
+
+def test_every_problem_is_reported_with_setting_and_origin(tmp_path):
+    path = write(
+        tmp_path,
+        """
+[supabase]
+url = "supabase.co"
+key = "sb_secret_abc"
+page_size = 0
+
+[[supabase.mappings]]
+source = "call_logs"
+target = "calls"
+columns = { call_id = "session_id", nonsense = "x" }
+
+[[probes.http]]
+name = "api"
+url = "https://api.example.com/health"
+interval = 0
+schedule = "every minute"
+""",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    problems = info.value.problems
+    text = "\n".join(problems)
+    assert "supabase.url in" in text and str(path) in text
+    assert "supabase.key" in text and "secret" in text
+    assert "sb_secret_abc" not in text  # secrets are never echoed
+    assert "supabase.page_size" in text
+    assert "supabase.mappings[0].columns.nonsense" in text
+    assert "probes.http[0].schedule" in text
+    assert "SUPABASE_API_KEY is not set" in text
+    assert all("\n" not in p for p in problems)
+
+
+def test_env_wins_over_file_and_secrets_come_from_streamlit_secrets(tmp_path):
+    path = write(
+        tmp_path,
+        """
+[supabase]
+url = "https://from-file.supabase.co"
+interval = 120
+
+[railway]
+project_id = "file-project"
+""",
+    )
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(
+        'SUPABASE_API_KEY = "key-from-secrets"\nRAILWAY_API_KEY = "rw-from-secrets"\n'
+    )
+    env = {"SUPABASE_URL": "https://from-env.supabase.co", "RAILWAY_PROJECT_ID": "env-project"}
+    cfg = load_config(path, env=env)
+    assert cfg.supabase.url == "https://from-env.supabase.co"
+    assert cfg.origins["supabase.url"] == "env SUPABASE_URL"
+    assert cfg.railway.project_id == "env-project"
+    assert cfg.secret("SUPABASE_API_KEY") == "key-from-secrets"
+    assert "key-from-secrets" not in repr(cfg) and "rw-from-secrets" not in repr(cfg)
+    sources = build_sources(cfg)
+    assert set(sources) == {"supabase", "probe:supabase", "railway"}
+    assert sources["supabase"][1] == {"kind": "interval", "seconds": 120}
+    assert "key-from-secrets" not in repr(sources["supabase"][0])
+    env_cfg = load_config(path, env={**env, "SUPABASE_API_KEY": "env-key"})
+    assert env_cfg.secret("SUPABASE_API_KEY") == "env-key"
+
+
+def test_spec_shapes_cron_schedules_and_mappings(tmp_path):
+    path = write(
+        tmp_path,
+        """
+[supabase]
+url = "https://x.supabase.co"
+mode = "postgres"
+tables = ["requests", "errors"]
+
+[[supabase.mappings]]
+source = "call_logs"
+target = "calls"
+columns = { call_id = "session_id" }
+scale = { duration_s = 0.001 }
+
+[[health.endpoints]]
+name = "api"
+url = "https://api.example.com/health"
+method = "GET"
+expected_status = 200
+timeout = 5.0
+check_interval = 60
+
+[health.thresholds]
+cpu_usage = 80
+memory_usage = 85
+
+[[infrastructure.dependencies]]
+type = "custom"
+name = "database-connection-pool"
+check = "os:getcwd"
+schedule = "*/5 * * * *"
+""",
+    )
+    cfg = load_config(
+        path, env={"SUPABASE_DB_URL": "postgresql://u:pw@db.ref.supabase.co:5432/postgres"}
+    )
+    sources = build_sources(cfg)
+    assert set(sources) == {"supabase", "supabase-perf", "probe:api", "probe:host",
+                            "probe:database-connection-pool", "probe:supabase"}  # fmt: skip
+    src = sources["supabase"][0]
+    assert type(src).__name__ == "SupabasePgSource" and "pw" not in repr(src)
+    assert [m.source_table for m in src.mappings] == ["requests", "errors", "call_logs"]
+    assert src.mappings[-1].scale == {"duration_s": 0.001}
+    assert sources["probe:database-connection-pool"][1] == {"kind": "cron", "expr": "*/5 * * * *"}
+    assert sources["probe:host"][0].thresholds == {"cpu_pct": 80.0, "memory_pct": 85.0}
+
+
+def test_transaction_pooler_and_missing_file(tmp_path):
+    path = write(tmp_path, '[supabase]\nmode = "postgres"\n')
+    with pytest.raises(ConfigError, match="6543"):
+        load_config(
+            path,
+            env={"SUPABASE_DB_URL": "postgresql://u:p@aws-0.pooler.supabase.com:6543/postgres"},
+        )
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(env={"WORKBENCH_CONFIG": str(tmp_path / "missing.toml")})
