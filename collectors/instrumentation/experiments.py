@@ -206,9 +206,20 @@ class Experiments:
         """Reload definitions from Supabase; on failure keep the last good copy."""
         try:
             if self._client is None:
+                from supabase.lib.client_options import SyncClientOptions
+
                 from supabase import create_client
 
-                self._client = create_client(self._supabase["url"], self._supabase["api_key"])
+                # no client-side retries: the next refresh is the retry
+                options = SyncClientOptions(
+                    postgrest_client_retry=False,
+                    postgrest_client_timeout=10,
+                    auto_refresh_token=False,
+                    persist_session=False,
+                )
+                self._client = create_client(
+                    self._supabase["url"], self._supabase["api_key"], options=options
+                )
             rows = self._client.table("experiments").select("*").execute().data
             loaded = {}
             for row in rows:
