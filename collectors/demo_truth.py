@@ -6,6 +6,12 @@ facts below are exactly the ones in the data. Every absolute time is computed fr
 datetime. Tests of other modules call `demo_truth(seed, anchor)` and check that their
 detectors find what is written here.
 
+Conventions of the data: the greeting (turn_index 0) has no eou_delay_ms, stt_ms or e2e_ms
+(nothing preceded it, as in LiveKit); voice_quality has one sample per call at its end, with
+audio_level and noise_level in dBFS and codec "opus" (WebRTC) or "G.711" (network "pstn");
+feedback.session_id is the call_id and user_id the caller; API users are user_0001..user_0040;
+rows of a call are emitted when it ends, feedback up to 25 minutes later.
+
 Episodes sit in the last 14 days before the anchor; with `history_days < 15` some of them fall
 before the generated history and are simply absent from the data.
 """
