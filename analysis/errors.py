@@ -194,23 +194,29 @@ def error_groups(
     empty = ErrorGroups(pd.DataFrame(columns=_GROUP_COLS), pd.DataFrame())
     if hist.empty or not hist["in_window"].any():
         return ErrorGroups(empty.frame, empty.by_release, "no errors in this window")
-    cache: dict[tuple, tuple[str, str, str]] = {}
+    frames_of: dict[object, list[str]] = {}
+    message_of: dict[object, str] = {}
 
-    def keyed(row) -> tuple[str, str, str]:
-        k = (row.error_type, row.message, row.stack_trace)
-        if k not in cache:
-            frames = normalise_frames(row.stack_trace)
-            cache[k] = (
-                fingerprint(row.error_type, row.message, row.stack_trace),
-                normalise_message(row.message),
-                " > ".join(frames),
-            )
-        return cache[k]
+    def key_of(error_type, message, stack) -> tuple[str, str]:
+        # frames decide when the trace has any; the message is normalised only otherwise
+        if stack not in frames_of:
+            frames_of[stack] = normalise_frames(stack)
+        frames = frames_of[stack]
+        if frames:
+            body = "\n".join(frames)
+        else:
+            if message not in message_of:
+                message_of[message] = normalise_message(message)
+            body = message_of[message]
+        raw = f"{GROUPING_VERSION}\n{error_type or ''}\n{body}"
+        return hashlib.sha1(raw.encode()).hexdigest()[:16], " > ".join(frames)
 
-    keys = [keyed(r) for r in hist.itertuples(index=False)]
+    keys = [
+        key_of(t, m, st)
+        for t, m, st in zip(hist["error_type"], hist["message"], hist["stack_trace"], strict=True)
+    ]
     hist["fingerprint"] = [k[0] for k in keys]
-    hist["title"] = [k[1] for k in keys]
-    hist["frames"] = [k[2] for k in keys]
+    hist["frames"] = [k[1] for k in keys]
     order = release_order(con)
     rank = {r: i for i, r in enumerate(order)}
     crit = {t for t in critical_types}
@@ -230,7 +236,7 @@ def error_groups(
             [
                 fp,
                 first.error_type,
-                first.title,
+                normalise_message(first.message),
                 example.message,
                 first.frames,
                 int(win["events_in_window"].sum()),

@@ -40,10 +40,11 @@ class Table:
 
 
 _ROUTE_SQL = """
+SELECT route, method, n, q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms, mean_ms, error_rate,
+       slow_share
+FROM (
 SELECT route, method, count(*) AS n,
-       quantile_cont(duration_ms, 0.5) AS p50_ms,
-       quantile_cont(duration_ms, 0.95) AS p95_ms,
-       quantile_cont(duration_ms, 0.99) AS p99_ms,
+       quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS q,
        avg(duration_ms) AS mean_ms,
        avg(CASE WHEN status_code >= 500 THEN 1.0 ELSE 0.0 END) AS error_rate,
        avg(CASE WHEN duration_ms > ? THEN 1.0 ELSE 0.0 END) AS slow_share
@@ -51,7 +52,7 @@ FROM requests
 WHERE started_at >= ? AND started_at < ?
   AND (? IS NULL OR release = ?)
   AND duration_ms IS NOT NULL AND NOT isnan(duration_ms)
-GROUP BY route, method
+GROUP BY route, method)
 ORDER BY p95_ms DESC
 """
 
@@ -182,15 +183,15 @@ def resource_usage(
 
 
 _STAGE_SQL = """
+SELECT stage, grp, n, q[1] AS p50_ms, q[2] AS p90_ms, q[3] AS p95_ms, q[4] AS p99_ms, mean_ms
+FROM (
 SELECT stage, {group} AS grp, count(value) AS n,
-       quantile_cont(value, 0.5) AS p50_ms, quantile_cont(value, 0.9) AS p90_ms,
-       quantile_cont(value, 0.95) AS p95_ms, quantile_cont(value, 0.99) AS p99_ms,
-       avg(value) AS mean_ms
+       quantile_cont(value, [0.5, 0.9, 0.95, 0.99]) AS q, avg(value) AS mean_ms
 FROM (UNPIVOT (SELECT {group}, eou_delay_ms, stt_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms
                FROM voice_turns WHERE started_at >= ? AND started_at < ?)
       ON eou_delay_ms, stt_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms INTO NAME stage VALUE value)
 WHERE NOT isnan(value)
-GROUP BY ALL
+GROUP BY ALL)
 """
 # group column -> full query; identifiers only from this fixed set
 _STAGE_QUERIES = {

@@ -31,6 +31,35 @@ ORDER BY target, checked_at
 """
 
 
+_UPTIME_SQL = """
+WITH p AS (
+  SELECT DISTINCT target, checked_at, lower(status) AS s
+  FROM probe_results
+  WHERE checked_at >= ? AND checked_at < ? AND (? IS NULL OR list_contains(?, target))
+), g AS (
+  SELECT *, epoch(checked_at) - epoch(lag(checked_at) OVER (PARTITION BY target
+                                                             ORDER BY checked_at)) AS gap
+  FROM p
+), m AS (
+  SELECT target, median(gap) AS med, count(gap) AS n_gaps FROM g GROUP BY target
+), c AS (
+  SELECT target, count(*) AS checks,
+         count(*) FILTER (WHERE s = 'up') AS up,
+         count(*) FILTER (WHERE s = 'pending') AS pending,
+         count(*) FILTER (WHERE s = 'down') AS down,
+         count(*) FILTER (WHERE s = 'maintenance') AS maintenance,
+         coalesce(sum(gap) FILTER (WHERE gap > ? * med AND med > 0 AND n_gaps >= 2), 0.0)
+           AS unknown_s
+  FROM g JOIN m USING (target) GROUP BY target
+)
+SELECT target, checks, up, pending, down, maintenance,
+       CASE WHEN up + pending + down = 0 THEN NULL
+            ELSE (up + CASE WHEN ? THEN pending ELSE 0 END) / (up + pending + down) END AS uptime,
+       unknown_s
+FROM c ORDER BY target
+"""
+
+
 @dataclass(frozen=True)
 class UptimeReport:
     """One row per target: checks by status, uptime share, covered time and unknown gaps."""
@@ -110,30 +139,12 @@ def uptime_by_target(
     `unknown_s` sums the gaps between consecutive checks longer than `gap_factor` times the
     target's median interval: time when nobody was looking (Kuma issue #5710 asks for this).
     """
-    cols = ["target", "checks", "up", "pending", "down", "maintenance", "uptime", "unknown_s"]
-    df = con.execute(_PROBES_SQL, [start, end, *_targets_param(targets)]).df()
+    df = con.execute(
+        _UPTIME_SQL, [start, end, *_targets_param(targets), gap_factor, pending_counts_as_up]
+    ).df()
     if df.empty:
-        return UptimeReport(pd.DataFrame(columns=cols), "no probe results in this window")
-    df = df.drop_duplicates(["target", "checked_at"])
-    rows = []
-    for target, g in df.groupby("target", sort=True):
-        status = g["status"].str.lower()
-        up = int((status == "up").sum())
-        pending = int((status == "pending").sum())
-        down = int((status == "down").sum())
-        maint = int((status == "maintenance").sum())
-        good = up + (pending if pending_counts_as_up else 0)
-        counted = up + pending + down
-        uptime = good / counted if counted else np.nan
-        ts = g["checked_at"].to_numpy("datetime64[ns]").astype("int64") / 1e9
-        unknown = 0.0
-        if len(ts) >= 3:
-            gaps = np.diff(ts)
-            med = float(np.median(gaps))
-            if med > 0:
-                unknown = float(gaps[gaps > gap_factor * med].sum())
-        rows.append([target, len(g), up, pending, down, maint, uptime, unknown])
-    return UptimeReport(pd.DataFrame(rows, columns=cols))
+        return UptimeReport(df, "no probe results in this window")
+    return UptimeReport(df)
 
 
 def incidents(
@@ -157,35 +168,30 @@ def incidents(
     needed = max(int(retries), 0) + 1
     found: list[Incident] = []
     for target, g in df.groupby("target", sort=True):
-        times = list(g["checked_at"])
-        status = list(g["status"].str.lower())
-        errors = list(g["error"])
-        i, n = 0, len(g)
-        while i < n:
-            if status[i] not in FAILED:
-                i += 1
+        times = g["checked_at"].reset_index(drop=True)
+        failed = g["status"].str.lower().isin(FAILED).to_numpy()
+        errors = g["error"].reset_index(drop=True)
+        # run boundaries of consecutive failed checks
+        edges = np.diff(np.concatenate([[0], failed.astype(np.int8), [0]]))
+        for i, j in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            run = int(j - i)
+            if run < needed:
                 continue
-            j = i
-            while j < n and status[j] in FAILED:
-                j += 1
-            run = j - i
-            if run >= needed:
-                ended = j < n  # the check at j is up or maintenance
-                stop = times[j] if ended else times[j - 1]
-                errs = pd.Series([e for e in errors[i:j] if isinstance(e, str) and e])
-                cause = str(errs.value_counts().index[0]) if len(errs) else "unknown"
-                found.append(
-                    Incident(
-                        target=str(target),
-                        start=times[i].to_pydatetime(),
-                        down_at=times[i + needed - 1].to_pydatetime(),
-                        end=stop.to_pydatetime() if ended else None,
-                        duration_s=float((stop - times[i]).total_seconds()),
-                        failed_checks=run,
-                        cause=cause,
-                    )
+            ended = j < len(g)  # the check at j is up or maintenance
+            stop = times[j] if ended else times[j - 1]
+            errs = errors[i:j]
+            errs = errs[errs.notna() & (errs.astype(str) != "")]
+            found.append(
+                Incident(
+                    target=str(target),
+                    start=times[i].to_pydatetime(),
+                    down_at=times[i + needed - 1].to_pydatetime(),
+                    end=stop.to_pydatetime() if ended else None,
+                    duration_s=float((stop - times[i]).total_seconds()),
+                    failed_checks=run,
+                    cause=str(errs.value_counts().index[0]) if len(errs) else "unknown",
                 )
-            i = j
+            )
     reason = None if found else "no incidents: no run of failed checks reached the retry count"
     return IncidentReport(found, reason)
 

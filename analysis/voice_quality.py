@@ -212,9 +212,10 @@ def quality_samples(
     if df.empty:
         return Table(df, "no voice quality samples in this window")
     df = df.drop_duplicates("sample_id")
-    profiles = {c: codec_profile(c, default_codec) for c in df["codec"].unique()}
-    df["codec_profile"] = df["codec"].map(lambda c: profiles[c].name)
-    df["codec_source"] = df["codec"].map(lambda c: profiles[c].source)
+    codec = df["codec"].astype(object).where(df["codec"].notna(), "")
+    profiles = {c: codec_profile(c, default_codec) for c in codec.unique()}
+    df["codec_profile"] = codec.map({c: p.name for c, p in profiles.items()})
+    df["codec_source"] = codec.map({c: p.source for c, p in profiles.items()})
     r = np.empty(len(df))
     for name, idx in df.groupby("codec_profile").indices.items():
         sub = df.iloc[idx]
@@ -233,18 +234,20 @@ def quality_samples(
     return Table(df)
 
 
-def _summarise(g: pd.DataFrame) -> dict:
-    return {
-        "samples": len(g),
-        "calls": g["call_id"].nunique(),
-        "latency_ms": g["latency_ms"].mean(),
-        "jitter_ms": g["jitter_ms"].mean(),
-        "packet_loss_pct": g["packet_loss_pct"].mean(),
-        "r": g["r"].mean(),
-        "mos_estimated": g["mos_estimated"].mean(),
-        "mos_reported": g["mos_reported"].mean(),
-        "poor_share": float((g["mos_estimated"] < POOR_MOS).mean()),
-    }
+def _summarise(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group: samples, calls, mean network figures, mean R and MOS, share of poor MOS."""
+    d = df.assign(poor=(df["mos_estimated"] < POOR_MOS).astype(float))
+    return d.groupby(keys, sort=True).agg(
+        samples=("sample_id", "size"),
+        calls=("call_id", "nunique"),
+        latency_ms=("latency_ms", "mean"),
+        jitter_ms=("jitter_ms", "mean"),
+        packet_loss_pct=("packet_loss_pct", "mean"),
+        r=("r", "mean"),
+        mos_estimated=("mos_estimated", "mean"),
+        mos_reported=("mos_reported", "mean"),
+        poor_share=("poor", "mean"),
+    )
 
 
 def quality_trend(
@@ -262,8 +265,7 @@ def quality_trend(
         return s
     df = s.frame
     df["period"] = df["measured_at"].dt.floor("h" if grain == "hour" else "D")
-    rows = [{"period": p, **_summarise(g)} for p, g in df.groupby("period", sort=True)]
-    return Table(pd.DataFrame(rows))
+    return Table(_summarise(df, ["period"]).reset_index())
 
 
 SEGMENT_DIMENSIONS = ("release", "network", "region", "codec_profile")
@@ -289,12 +291,13 @@ def worst_segments(
     s = quality_samples(con, start, end, default_codec)
     if s.reason:
         return s
-    rows = []
+    parts = []
     for dim in dimensions:
-        for value, g in s.frame.groupby(dim, sort=False):
-            if len(g) >= min_samples:
-                rows.append({"dimension": dim, "value": value, **_summarise(g)})
-    if not rows:
+        g = _summarise(s.frame, [dim]).reset_index().rename(columns={dim: "value"})
+        parts.append(g.assign(dimension=dim)[["dimension", "value", *g.columns[1:]]])
+    out = pd.concat(parts, ignore_index=True)
+    out = out[out["samples"] >= min_samples]
+    if out.empty:
         return Table(pd.DataFrame(), f"no segment has {min_samples} samples or more")
-    out = pd.DataFrame(rows).sort_values("mos_estimated").head(top)
+    out = out.sort_values("mos_estimated").head(top)
     return Table(out.reset_index(drop=True))
