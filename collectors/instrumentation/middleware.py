@@ -32,6 +32,7 @@ Send = Callable[[Message], Awaitable[None]]
 HEALTH_PATH = "/monitoring/health"
 DASHBOARD_PATH = "/monitoring/dashboard"
 UNMATCHED = "<unmatched>"  # requests no route matched: never store the raw URL
+BLOCKED = "<blocked>"  # requests refused (403) before routing
 
 
 def route_template(scope: Scope) -> str:
@@ -153,6 +154,8 @@ def process_http(
 ) -> None:
     """Turn one queued request into a `requests` row, maybe an `errors` row, and detections."""
     route = route_template(scope)
+    if blocked:  # never routed: name it by the configured rate-limit path, or as blocked
+        route = scope.get("path", BLOCKED) if status == 429 else BLOCKED
     method = scope.get("method", "GET")
     at = state.pipeline.clock.wall(start)
     duration_s = end - start
