@@ -241,6 +241,13 @@ def _total(stats: Mapping[dt.date, Statistic]) -> Statistic | None:
     return total
 
 
+def _quantile_head(metric: Metric, unit_type: str) -> str:
+    head = _with(metric, unit_type, "CAST(f.value AS DOUBLE) AS value")
+    head = head.replace("joined AS (", "joined AS MATERIALIZED (")
+    obs = ", obs AS (SELECT unit_id, variant, value FROM joined WHERE value IS NOT NULL)\n"
+    return head + obs
+
+
 def _quantile_statistics(
     con: duckdb.DuckDBPyConnection,
     metric: Metric,
@@ -248,55 +255,59 @@ def _quantile_statistics(
     values: Mapping[str, Any],
     arms: Sequence[str],
 ) -> dict[str, Quantile]:
+    """Two statements: per-arm n and estimate (the ceil(n·ν)-th smallest value, DuckDB's
+    quantile_disc), then the interval's order statistics at the ranks of `quantile_ranks`
+    together with the cluster design effect: the delta-method variance of the share of
+    observations ≤ Q̂ over whole units, divided by its iid value ν(1−ν)/n."""
     nu = float(metric.quantile or 0.5)
-    base = _with(metric, definition.unit_type, "CAST(f.value AS DOUBLE) AS value") + "SELECT "
+    head = _quantile_head(metric, definition.unit_type)
     first = _run(
         con,
-        base + "variant, count(*), count(DISTINCT unit_id), quantile_disc(value, $nu) "
-        "FROM joined WHERE value IS NOT NULL GROUP BY variant",
+        head + "SELECT variant, count(*), count(DISTINCT unit_id), quantile_disc(value, $nu) "
+        "FROM obs GROUP BY variant",
         {**values, "nu": nu},
     )
-    found = {arm: (n, units, est) for arm, n, units, est in first}
+    found = {arm: (int(n), int(units), float(q)) for arm, n, units, q in first}
+    out = {arm: Quantile(0, nu, math.nan, math.nan, math.nan) for arm in arms}
     usable = [a for a in arms if a in found and quantile_interval_supported(found[a][0], nu)]
-    bounds: dict[str, tuple[float, float]] = {}
-    design: dict[str, float] = {}
-    if usable:
-        # Order statistics at the interval ranks; quantile_disc at (r − ½)/n is rank r,
-        # since DuckDB's quantile_disc returns the ceil(q·n)-th smallest value.
-        exprs, case, params = [], [], dict(values)
-        for i, arm in enumerate(usable):
-            n = found[arm][0]
-            lo, _, hi = quantile_ranks(n, nu)
-            params.update({f"a{i}": arm, f"l{i}": (lo - 0.5) / n, f"h{i}": (hi - 0.5) / n})
-            params[f"e{i}"] = found[arm][2]
-            exprs.append(f"quantile_disc(value, [$l{i}, $h{i}]) FILTER (WHERE variant = $a{i})")
-            case.append(f"WHEN $a{i} THEN $e{i}")
-        row = _run(con, base + ", ".join(exprs) + " FROM joined WHERE value IS NOT NULL", params)
-        for arm, pair in zip(usable, row[0], strict=True):
-            bounds[arm] = (float(pair[0]), float(pair[1]))
-        # Cluster design effect: Var of the share of observations ≤ Q̂ when whole units are
-        # sampled (delta method on Σ indicator / Σ count per unit) over its iid value.
-        estimate_by_arm = "CASE variant " + " ".join(case) + " END"  # only $-parameters
-        cluster_sql = base + (  # noqa: S608 - registry SQL and $-parameters only
-            "variant, count(*), sum(i), sum(i * i), sum(c), sum(c * c), sum(i * c) FROM ("
-            "SELECT variant, unit_id, count(*)::DOUBLE AS c, count(*) FILTER (WHERE value <= "
-            + estimate_by_arm
-            + ")::DOUBLE AS i FROM joined WHERE value IS NOT NULL GROUP BY ALL) GROUP BY variant"
+    for arm in set(found) - set(usable):
+        n, units, q = found[arm]
+        out[arm] = Quantile(n, nu, q, math.nan, math.nan, n_units=units)
+    if not usable:
+        return out
+    exprs, case, params = [], [], dict(values)
+    for i, arm in enumerate(usable):
+        n = found[arm][0]
+        lo, _, hi = quantile_ranks(n, nu)
+        # quantile_disc at (r − ½)/n is exactly the r-th smallest value.
+        params.update({f"a{i}": arm, f"l{i}": (lo - 0.5) / n, f"h{i}": (hi - 0.5) / n})
+        params[f"e{i}"] = found[arm][2]
+        exprs.append(f"quantile_disc(value, [$l{i}, $h{i}]) FILTER (WHERE variant = $a{i})")
+        case.append(f"WHEN $a{i} THEN $e{i}")
+    estimate_by_arm = "CASE variant " + " ".join(case) + " END"  # $-parameters only
+    sql = (
+        head  # noqa: S608 - registry SQL, fixed fragments and $-parameters only
+        + (
+            ", bounds AS (SELECT " + ", ".join(exprs) + " FROM obs),\n"
+            "per_unit AS (SELECT variant, unit_id, count(*)::DOUBLE AS c, "
+            "count(*) FILTER (WHERE value <= " + estimate_by_arm + ")::DOUBLE AS i "
+            "FROM obs GROUP BY ALL),\n"
+            "clusters AS (SELECT variant, count(*) AS m, sum(i) AS si, sum(i * i) AS sii, "
+            "sum(c) AS sc, sum(c * c) AS scc, sum(i * c) AS sic FROM per_unit GROUP BY variant)\n"
+            "SELECT clusters.*, bounds.* FROM clusters, bounds"
         )
-        for arm, units, i, ii, c, cc, ic in _run(con, cluster_sql, params):
-            ratio = Ratio(units, i, ii, c, cc, ic)
-            n = found[arm][0]
-            iid = nu * (1 - nu) / n
-            clustered = ratio.variance_of_mean
-            design[arm] = max(clustered / iid, 1.0) if math.isfinite(clustered) else 1.0
-    out = {}
-    for arm in arms:
-        n, units, est = found.get(arm, (0, 0, math.nan))
-        lo, hi = bounds.get(arm, (math.nan, math.nan))
-        out[arm] = Quantile(
-            n, nu, float(est) if est is not None else math.nan, lo, hi, 0.95,
-            design.get(arm, 1.0), units,
-        )  # fmt: skip
+    )
+    for row in _run(con, sql, params):
+        arm, m, si, sii, sc, scc, sic = row[:7]
+        if arm not in usable:
+            continue
+        lo, hi = row[7 + usable.index(arm)]
+        n, units, q = found[arm]
+        clustered = Ratio(m, si, sii, sc, scc, sic).variance_of_mean
+        iid = nu * (1 - nu) / n
+        # Floored at 1: never report a clustered interval narrower than the iid one.
+        design = max(clustered / iid, 1.0) if math.isfinite(clustered) else 1.0
+        out[arm] = Quantile(n, nu, q, float(lo), float(hi), 0.95, design, units)
     return out
 
 

@@ -1,7 +1,7 @@
 """Benchmark: evaluate one A/B experiment (SQL included) over 1 million exposed calls, and a
 release benchmark over 30 days of synthetic traffic.
 
-    .venv/bin/python bench/bench_experiment.py [--calls 1000000]
+    .venv/bin/python bench/bench_experiment.py [--exposures 1000000]
 
 The synthetic warehouse is built with DuckDB SQL from a deterministic hash (no RNG state), so
 the same arguments always give the same data; tests reuse `build_synthetic_warehouse` with a
@@ -200,14 +200,16 @@ def main() -> None:
     from analysis.metrics import builtin_metrics
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--exposures", type=int, default=1_000_000)
     parser.add_argument("--method", default="sequential")
     args = parser.parse_args()
 
     con = duckdb.connect()
     create_schema(con)
     t0 = time.perf_counter()
-    start = build_synthetic_warehouse(con, calls=args.calls, requests_per_call=2)
+    # 14 pre-period days + 30 experiment days: scale calls so the experiment has N exposures.
+    calls = args.exposures * 44 // 30
+    start = build_synthetic_warehouse(con, calls=calls, days=30, pre_days=14)
     built = time.perf_counter() - t0
     counts = {
         t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
