@@ -100,6 +100,11 @@ def _empty_manifest() -> dict[str, Any]:
     return {"version": 0, "tables": {}, "rollups": {}, "bookkeeping": {}}
 
 
+def snapshot_is_whole(serving: Path, manifest: dict[str, Any]) -> bool:
+    """True when every file the manifest names exists (someone may have deleted some)."""
+    return all((serving / rel).exists() for rel in referenced_files(manifest))
+
+
 def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResult:
     """Publish what changed since the last publish; the first call publishes everything."""
     started = time.perf_counter()
@@ -108,6 +113,9 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
     con = con.cursor()
     with WRITE_LOCK:
         manifest = read_manifest(serving)
+        if manifest is not None and not snapshot_is_whole(serving, manifest):
+            log.warning("serving snapshot %s is missing files; republishing everything", serving)
+            manifest = None
         if manifest is None:
             manifest = _empty_manifest()
             _mark_everything_dirty(con)

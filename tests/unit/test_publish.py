@@ -102,3 +102,18 @@ def test_empty_snapshot_has_every_table_and_rollup(tmp_path):
     assert snap.version == 0
     assert snap.con.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
     assert snap.con.execute("SELECT count(*) FROM turn_latency_hist").fetchone()[0] == 0
+
+
+def test_a_snapshot_with_missing_files_is_rebuilt(con, tmp_path, caplog):
+    run_source(con, Rows([req(i, i * 60) for i in range(48)]))
+    publish(con, tmp_path / "serving")
+    for path in (tmp_path / "serving" / "tables").rglob("*.parquet"):
+        path.unlink()
+    publish(con, tmp_path / "serving")
+    assert "missing files" in caplog.text
+    assert (
+        open_snapshot(tmp_path / "serving")
+        .con.execute("SELECT count(*) FROM requests")
+        .fetchone()[0]
+        == 48
+    )
