@@ -9,7 +9,9 @@ so memory stays bounded whatever the sink does.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -33,8 +35,18 @@ def iso_utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat()
 
 
+_id_prefix = ("", 0)
+_id_counter = itertools.count()
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A 32-hex-digit id unique across processes: a random per-process prefix and a counter
+    (about 10x cheaper than uuid4, which reads the OS random source every time)."""
+    global _id_prefix
+    pid = os.getpid()
+    if _id_prefix[1] != pid:  # first call, or a forked child: new random prefix
+        _id_prefix = (uuid.uuid4().hex[:20], pid)
+    return f"{_id_prefix[0]}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 class Clock:
@@ -111,6 +123,10 @@ class Pipeline:
         while q:
             item = q.popleft()
             n += 1
+            if not n & 15:
+                # Hand the GIL back every 16 events so the event loop never waits for a whole
+                # switch interval (5 ms) behind this thread: that would show up in p99.
+                time.sleep(0)
             try:
                 self.processors[item[0]](*item[1:])
             except Exception:  # noqa: BLE001 - one bad event must not stop the worker
