@@ -28,13 +28,28 @@ def _setup_logging(verbose: bool = False) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _jobs(args: argparse.Namespace):
+    """The configured jobs, or None after printing each configuration problem."""
+    from collectors.config import ConfigError
     from collectors.jobs import configured_jobs
+
+    try:
+        return configured_jobs(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from collectors.service import CollectorService
     from collectors.warehouse import WarehouseLocked
 
+    jobs = _jobs(args)
+    if jobs is None:
+        return 2
     try:
-        service = CollectorService(_paths(args), configured_jobs(), poll_seconds=args.poll)
+        service = CollectorService(_paths(args), jobs, poll_seconds=args.poll)
     except WarehouseLocked:
         print(
             f"Another workbench service already holds {_paths(args).warehouse}; "
@@ -70,10 +85,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     except WarehouseLocked:
         return _hand_over(ControlStore(paths.control), args.source)
     from collectors.engine import recover_interrupted_runs
-    from collectors.jobs import configured_jobs
     from collectors.service import CollectorService
 
-    jobs = configured_jobs()
+    jobs = _jobs(args)
+    if jobs is None:
+        return 2
     if args.source not in jobs:
         print(
             f"No source named {args.source!r}; configured sources: {', '.join(jobs)}.",
@@ -165,8 +181,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     data_dir = str(Path(args.data_dir).resolve())
     env = {**os.environ, "WORKBENCH_DATA_DIR": data_dir}
     main_py = Path(__file__).resolve().parent.parent / "app" / "main.py"
+    if _jobs(args) is None:  # say what is wrong with the config before starting anything
+        return 2
+    config_args = ["--config", args.config] if args.config else []
     service = subprocess.Popen(
-        [sys.executable, "-m", "collectors.cli", "--data-dir", data_dir, "serve"], env=env
+        [sys.executable, "-m", "collectors.cli", "--data-dir", data_dir, *config_args, "serve"],
+        env=env,
     )
     app = subprocess.Popen(
         [
@@ -224,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         default=os.environ.get("WORKBENCH_DATA_DIR", "data"),
         help="folder for the warehouse, serving snapshot and control store (default: data)",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="configuration file (default: $WORKBENCH_CONFIG, else workbench.toml if present)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,12 +1,19 @@
-"""Which sources the service runs, and their default schedules."""
+"""Which sources the service runs, and their default schedules, from the configuration."""
 
 from __future__ import annotations
 
+from collectors.config import load_config
 from collectors.service import Job
 
 
-def configured_jobs() -> dict[str, Job]:
-    """The sources from the configuration; with none, the embedded demo every minute."""
-    from collectors.sources.demo import DemoSource
+def configured_jobs(config_file: str | None = None) -> dict[str, Job]:
+    """The configured sources; with no configuration, the embedded demo every minute.
 
-    return {"demo": Job(DemoSource(), {"kind": "interval", "seconds": 60})}
+    Raises collectors.config.ConfigError listing every problem, one sentence each.
+    """
+    from collectors.config import build_sources
+
+    config = load_config(config_file)
+    return {
+        name: Job(source, schedule) for name, (source, schedule) in build_sources(config).items()
+    }
