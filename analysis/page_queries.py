@@ -123,7 +123,7 @@ def deployment_table(con, start: datetime, end: datetime) -> pd.DataFrame:
         SELECT created_at, finished_at,
                date_diff('second', created_at, finished_at) AS build_s,
                release, status, coalesce(is_rollback, false) AS is_rollback,
-               service, environment, left(commit_sha, 10) AS commit, message
+               service, environment, left(commit_sha, 10) AS commit, message, deployment_id
         FROM deployments WHERE created_at >= ? AND created_at < ?
         ORDER BY created_at DESC
         """,
@@ -408,6 +408,22 @@ def security_event_summary(con, start: datetime, end: datetime) -> pd.DataFrame:
                min(occurred_at) AS first_seen, max(occurred_at) AS last_seen
         FROM security_events WHERE occurred_at >= ? AND occurred_at < ?
         GROUP BY ALL ORDER BY events DESC
+        """,
+        [start, end],
+    ).df()
+
+
+def auth_failures_hourly(con, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per hour: login attempts, failed ones, and the IPs and accounts they came from."""
+    return con.execute(
+        """
+        SELECT CAST(date_trunc('hour', occurred_at) AS TIMESTAMP) AS hour,
+               count(*) AS attempts, count(*) FILTER (WHERE success = false) AS failed,
+               count(DISTINCT ip) FILTER (WHERE success = false) AS failing_ips,
+               count(DISTINCT user_id) FILTER (WHERE success = false) AS failing_accounts
+        FROM auth_events
+        WHERE occurred_at >= ? AND occurred_at < ? AND lower(event_type) = 'login'
+        GROUP BY hour ORDER BY hour
         """,
         [start, end],
     ).df()
