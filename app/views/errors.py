@@ -1,6 +1,131 @@
-"""Errors (placeholder until issue 3 lands)."""
+"""Errors: groups with first/last seen, per-release counts and flags; one group's detail."""
 
 import streamlit as st
 
+from analysis import errors, overview, page_queries
+from app import data
+from app.charts import time_chart
+from app.safe_text import markdown_literal
+from app.widgets import freshness_banner, period_picker
+
 st.title("Errors")
-st.info("Placeholder: this page arrives with issue 3. The data it needs is already collected.")
+freshness_banner()
+con = data.cursor()
+end = overview.data_end(con)
+if end is None:
+    st.caption("No data has been collected yet.")
+    st.stop()
+start, end = period_picker(end)
+deploys = overview.deployments(con, start, end)
+
+hourly = page_queries.errors_hourly(con, start, end)
+st.plotly_chart(
+    time_chart(
+        hourly,
+        "hour",
+        {"estimated_events": "Errors per hour (sample-corrected)"},
+        deploys,
+        title="Errors per hour",
+        secondary={"events": "Captured events"},
+    ),
+    width="stretch",
+)
+
+st.subheader("Error rate per release")
+rates = errors.error_rate_by_release(con, start, end)
+if rates.reason:
+    st.caption(f"Error rates: {rates.reason}.")
+else:
+    st.dataframe(
+        rates.frame,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(c, format="percent")
+            for c in ("http_5xx_rate", "http_5xx_ci_low", "http_5xx_ci_high")
+        },
+    )
+
+st.subheader("Error groups")
+groups = errors.error_groups(con, start, end)
+if groups.reason:
+    st.caption(f"Error groups: {groups.reason}.")
+    st.stop()
+a, b, c = st.columns(3)
+only_new = a.checkbox("Only new", key="only_new")
+only_regressed = b.checkbox("Only regressed", key="only_regressed")
+only_critical = c.checkbox("Only critical", key="only_critical")
+table = groups.frame
+if only_new:
+    table = table[table["is_new"]]
+if only_regressed:
+    table = table[table["is_regressed"]]
+if only_critical:
+    table = table[table["is_critical"]]
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_order=[
+        "error_type",
+        "title",
+        "estimated_events",
+        "events",
+        "first_seen",
+        "last_seen",
+        "first_release",
+        "releases",
+        "severity",
+        "is_new",
+        "is_regressed",
+        "is_critical",
+        "regression_reason",
+        "fingerprint",
+    ],
+    column_config={
+        "estimated_events": st.column_config.NumberColumn(
+            "events (corrected)", format="%.0f", help="Each kept event counts 1 / sample rate"
+        ),
+        "events": st.column_config.NumberColumn("events (captured)"),
+        "title": st.column_config.TextColumn("title", width="large"),
+        "is_new": st.column_config.CheckboxColumn("new"),
+        "is_regressed": st.column_config.CheckboxColumn("regressed"),
+        "is_critical": st.column_config.CheckboxColumn("critical"),
+    },
+)
+st.caption("Counts per release (sample-corrected) in the window:")
+st.dataframe(
+    groups.by_release.pivot_table(
+        index="fingerprint", columns="release", values="estimated_events", fill_value=0
+    ),
+    width="stretch",
+)
+
+
+@st.fragment
+def group_detail():
+    st.subheader("Group detail")
+    titles = dict(zip(groups.frame["fingerprint"], groups.frame["error_type"], strict=True))
+    chosen = st.selectbox(
+        "Error group",
+        list(groups.frame["fingerprint"]),
+        format_func=lambda fp: f"{titles[fp]} ({fp})",
+        key="error_group",
+    )
+    group = groups.frame.set_index("fingerprint").loc[chosen]
+    x, y, z = st.columns(3)
+    x.metric("Events (corrected)", f"{group['estimated_events']:,.0f}")
+    y.metric("First seen", str(group["first_seen"])[:19])
+    z.metric("Last seen", str(group["last_seen"])[:19])
+    st.markdown(f"**Latest message:** {markdown_literal(group['example_message'])}")
+    found = page_queries.error_occurrences(con, start, end, chosen, group["error_type"])
+    if found.stack_trace:
+        st.code(found.stack_trace, language="python")
+    if found.reason:
+        st.caption(f"Occurrences: {found.reason}.")
+    else:
+        st.caption(f"The latest {len(found.frame)} of {found.total:,} events in the window.")
+        st.dataframe(found.frame, hide_index=True, width="stretch")
+
+
+group_detail()
