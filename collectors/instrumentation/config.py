@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 500,
         "flush_interval": 1.0,
         "max_queue": 10_000,
-        "max_outbox": 100_000,
+        "max_outbox": 20_000,
         "supabase_timeout": 10.0,
     },
     "alerts": {

@@ -217,7 +217,7 @@ class HealthMonitor(MonitorBase):
         """Every registered check and dependency with an overall status."""
         checks = []
         overall = "healthy"
-        for key, c in sorted(check_runner.checks.items()):
+        for _key, c in sorted(check_runner.checks.items()):
             r = c.last
             status = r.status if r else "pending"
             checks.append(
@@ -239,7 +239,6 @@ class HealthMonitor(MonitorBase):
                 overall = "down"
             elif status in ("down", "degraded") and overall == "healthy":
                 overall = "degraded"
-            _ = key
         return {
             "status": overall,
             "service": state.service,
