@@ -1,6 +1,100 @@
-"""Infrastructure (placeholder until issue 3 lands)."""
+"""Infrastructure: deployments, dependency probes, host resources and collector freshness."""
+
+from datetime import UTC, datetime
 
 import streamlit as st
 
+from analysis import collector_health, overview, page_queries, performance
+from app import data
+from app.charts import time_chart
+from app.widgets import freshness_banner, period_picker
+
 st.title("Infrastructure")
-st.info("Placeholder: this page arrives with issue 3. The data it needs is already collected.")
+freshness_banner()
+con = data.cursor()
+end = overview.data_end(con)
+if end is None:
+    st.caption("No data has been collected yet.")
+    st.stop()
+start, end = period_picker(end)
+deploys = overview.deployments(con, start, end)
+
+st.subheader("Deployments")
+deployments = page_queries.deployment_table(con, start, end)
+if deployments.empty:
+    st.caption("No deployments in this period.")
+else:
+    st.dataframe(
+        deployments.drop(columns="deployment_id"),
+        hide_index=True,
+        width="stretch",
+        column_config={"message": st.column_config.TextColumn("message", width="large")},
+    )
+
+st.subheader("Dependency probes")
+probes = page_queries.probe_status(con, start, end)
+if probes.empty:
+    st.caption("No probe results in this period.")
+else:
+    for column, row in zip(st.columns(len(probes)), probes.itertuples(), strict=True):
+        column.metric(
+            f"{row.target} ({row.kind})",
+            row.last_status,
+            f"p95 {row.latency_p95_ms:,.0f} ms",
+            delta_color="off",
+            help=f"Last checked {row.last_checked}",
+        )
+    st.dataframe(
+        probes,
+        hide_index=True,
+        width="stretch",
+        column_config={"up_pct": st.column_config.NumberColumn("up", format="%.3f %%")},
+    )
+    hourly = page_queries.probe_uptime_hourly(con, start, end)
+    latency = hourly.pivot(index="hour", columns="target", values="mean_latency_ms").reset_index()
+    targets = [c for c in latency.columns if c != "hour"]
+    st.plotly_chart(
+        time_chart(
+            latency,
+            "hour",
+            {t: t for t in targets},
+            deploys,
+            title="Probe latency (ms, hourly mean)",
+        ),
+        width="stretch",
+    )
+
+st.subheader("Host resources")
+usage = page_queries.resources_hourly(con, start, end)
+if usage.empty:
+    st.caption("No resource samples in this period.")
+else:
+    for metric, label in (("cpu_pct", "CPU"), ("memory_pct", "Memory"), ("disk_pct", "Disk")):
+        wide = usage.pivot(index="hour", columns="host", values=metric).reset_index()
+        hosts = [c for c in wide.columns if c != "hour"]
+        figure = time_chart(
+            wide, "hour", {h: h for h in hosts}, deploys, title=f"{label} use (%, hourly mean)"
+        )
+        limit = performance.DEFAULT_RESOURCE_THRESHOLDS.get(metric)
+        if limit is not None:
+            figure.add_hline(y=limit, line_dash="dot", line_color="#d62728")
+        st.plotly_chart(figure, width="stretch")
+
+st.subheader("Collector freshness")
+now = datetime.now(UTC).replace(tzinfo=None)
+sources = collector_health.source_status(con, now)
+if sources.empty:
+    st.caption("No collector has run yet.")
+else:
+    st.dataframe(
+        sources,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "lag_minutes": st.column_config.NumberColumn(
+                "minutes since last success", format="%.1f"
+            ),
+            "last_error": st.column_config.TextColumn("last error", width="large"),
+        },
+    )
+    st.caption("Schedules, run-now and rejected rows: Operations → Collectors.")
