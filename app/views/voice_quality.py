@@ -1,6 +1,78 @@
-"""Voice quality (placeholder until issue 3 lands)."""
+"""Voice quality: E-model R and MOS beside the reported MOS, trends, worst segments."""
 
 import streamlit as st
 
+from analysis import overview, voice_quality
+from app import data
+from app.charts import time_chart
+from app.widgets import freshness_banner, period_picker
+
 st.title("Voice quality")
-st.info("Placeholder: this page arrives with issue 3. The data it needs is already collected.")
+freshness_banner()
+con = data.cursor()
+end = overview.data_end(con)
+if end is None:
+    st.caption("No data has been collected yet.")
+    st.stop()
+start, end = period_picker(end)
+deploys = overview.deployments(con, start, end)
+
+grain = st.radio("Resolution", ["hour", "day"], horizontal=True, key="grain")
+trend = voice_quality.quality_trend(con, start, end, grain=grain)
+if trend.reason:
+    st.caption(f"Voice quality: {trend.reason}.")
+    st.stop()
+frame = trend.frame
+latest = frame.iloc[-1]
+a, b, c, d = st.columns(4)
+a.metric(f"E-model R (last {grain})", f"{latest['r']:.1f}")
+b.metric("Estimated MOS (last {grain})", f"{latest['mos_estimated']:.2f}")
+c.metric("Reported MOS (last {grain})", f"{latest['mos_reported']:.2f}")
+d.metric("Poor calls (last {grain})", f"{latest['poor_share'] * 100:.1f} %", help="Estimated MOS < 3.5")
+st.plotly_chart(
+    time_chart(
+        frame,
+        "period",
+        {"mos_estimated": "MOS estimated (E-model)", "mos_reported": "MOS reported"},
+        deploys,
+        title="MOS: ITU-T G.107 estimate from network figures beside the reported MOS",
+        secondary={"r": "R factor (right axis)"},
+    ),
+    width="stretch",
+)
+st.plotly_chart(
+    time_chart(
+        frame,
+        "period",
+        {"latency_ms": "Latency (ms)", "jitter_ms": "Jitter (ms)"},
+        deploys,
+        title="Network: one-way latency, jitter and packet loss",
+        secondary={"packet_loss_pct": "Packet loss (%, right axis)"},
+    ),
+    width="stretch",
+)
+st.caption(
+    "R = Ro - Is - Id - Ie,eff + A with ITU-T G.107 defaults; delay = latency + 2 x jitter "
+    "(de-jitter buffer). Opus has no G.113 impairment entry: its values are an assumption."
+)
+
+st.subheader("Worst segments")
+min_samples = st.number_input("Minimum samples per segment", min_value=1, value=20, step=10)
+segments = voice_quality.worst_segments(
+    con, start, end, dimensions=("release", "network", "region"), min_samples=int(min_samples)
+)
+if segments.reason:
+    st.caption(f"Segments: {segments.reason}.")
+else:
+    st.dataframe(
+        segments.frame,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "poor_share": st.column_config.NumberColumn("poor share", format="percent"),
+            **{
+                c: st.column_config.NumberColumn(c, format="%.2f")
+                for c in ("r", "mos_estimated", "mos_reported", "latency_ms", "jitter_ms")
+            },
+        },
+    )
