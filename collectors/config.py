@@ -110,7 +110,7 @@ class SupabaseConfig:
     mode: str = "rest"
     schedule: Schedule = field(default_factory=lambda: Schedule("interval", 60))
     page_size: int = 1000
-    chunk_rows: int = 100_000
+    chunk_rows: int = 250_000
     overlap_s: float = 0.0
     tables: list[str] | None = None
     mappings: list[MappingConfig] = field(default_factory=list)
@@ -448,7 +448,7 @@ def _parse(cfg: WorkbenchConfig, data: dict[str, Any], v: _Validator) -> bool:
             page_size=v.number(
                 sb, "supabase", "page_size", 1000, low=1, high=1_000_000, integer=True
             ),
-            chunk_rows=v.number(sb, "supabase", "chunk_rows", 100_000, low=1, integer=True),
+            chunk_rows=v.number(sb, "supabase", "chunk_rows", 250_000, low=1, integer=True),
             overlap_s=v.number(sb, "supabase", "overlap_s", 0.0, low=0),
             tables=tables,
             performance=v.boolean(sb, "supabase", "performance", True),

@@ -31,7 +31,8 @@ from collectors.sources.supabase_rest import Keyset, TableMapping, later, parse_
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ROWS = 100_000
+# At least one DuckDB row group (122,880 rows), so bulk inserts skip the WAL (measured ~3x faster).
+DEFAULT_CHUNK_ROWS = 250_000
 TRANSACTION_POOLER_PORT = "6543"
 
 # Warehouse type -> (Postgres cast, Arrow type as parsed from CSV)
