@@ -26,9 +26,11 @@ frame = trend.frame
 latest = frame.iloc[-1]
 a, b, c, d = st.columns(4)
 a.metric(f"E-model R (last {grain})", f"{latest['r']:.1f}")
-b.metric("Estimated MOS (last {grain})", f"{latest['mos_estimated']:.2f}")
-c.metric("Reported MOS (last {grain})", f"{latest['mos_reported']:.2f}")
-d.metric("Poor calls (last {grain})", f"{latest['poor_share'] * 100:.1f} %", help="Estimated MOS < 3.5")
+b.metric(f"Estimated MOS (last {grain})", f"{latest['mos_estimated']:.2f}")
+c.metric(f"Reported MOS (last {grain})", f"{latest['mos_reported']:.2f}")
+d.metric(
+    f"Poor calls (last {grain})", f"{latest['poor_share'] * 100:.1f} %", help="Estimated MOS < 3.5"
+)
 st.plotly_chart(
     time_chart(
         frame,
