@@ -1,6 +1,110 @@
-"""Conversations (placeholder until issue 3 lands)."""
+"""Conversations: outcomes, interruptions and per-turn latency; drill into one call's turns."""
 
+import plotly.graph_objects as go
 import streamlit as st
 
+from analysis import overview, page_queries, ux
+from app import data
+from app.charts import time_chart
+from app.safe_text import plotly_literal
+from app.widgets import freshness_banner, period_picker
+
 st.title("Conversations")
-st.info("Placeholder: this page arrives with issue 3. The data it needs is already collected.")
+freshness_banner()
+con = data.cursor()
+end = overview.data_end(con)
+if end is None:
+    st.caption("No data has been collected yet.")
+    st.stop()
+start, end = period_picker(end)
+deploys = overview.deployments(con, start, end)
+
+summary = ux.session_summary(con, start, end)
+if summary.reason:
+    st.caption(f"Conversations: {summary.reason}.")
+    st.stop()
+overall = summary.frame.iloc[0]
+a, b, c, d, e = st.columns(5)
+a.metric("Calls", f"{overall['sessions']:,}")
+b.metric("Resolved", f"{overall['resolved_share'] * 100:.1f} %")
+c.metric("Abandoned", f"{overall['abandoned_share'] * 100:.1f} %")
+d.metric("Mean duration", f"{overall['mean_duration_s']:.0f} s")
+e.metric("Interruptions per call", f"{overall['mean_interruptions']:.2f}")
+
+outcomes = page_queries.outcomes_hourly(con, start, end)
+st.plotly_chart(
+    time_chart(
+        outcomes,
+        "hour",
+        {o: o for o in page_queries.OUTCOMES},
+        deploys,
+        title="Call outcomes per hour",
+    ),
+    width="stretch",
+)
+turns = page_queries.turns_hourly(con, start, end)
+st.plotly_chart(
+    time_chart(
+        turns,
+        "hour",
+        {"interrupted_pct": "Interrupted turns (%)"},
+        deploys,
+        title="Interruptions (caller barge-in) per hour",
+        secondary={"turns": "Turns per hour (right axis)"},
+    ),
+    width="stretch",
+)
+
+st.subheader("Outcomes by release")
+by_release = ux.session_summary(con, start, end, by="release")
+st.dataframe(
+    by_release.frame,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
+        for c in by_release.frame.columns
+        if c.endswith("_share")
+    },
+)
+
+st.subheader("Per-turn latency")
+st.caption("Each stage beside end to end; the stages overlap, so they do not add up.")
+st.dataframe(page_queries.stage_percentiles(con, start, end), hide_index=True, width="stretch")
+
+
+@st.fragment
+def call_drilldown():
+    st.subheader("Calls")
+    outcome = st.selectbox("Outcome", ["all", *page_queries.OUTCOMES], key="outcome")
+    calls = page_queries.recent_calls(
+        con, start, end, outcome=None if outcome == "all" else outcome, limit=200
+    )
+    if calls.empty:
+        st.caption("No calls with this outcome in the period.")
+        return
+    st.caption(f"The latest {len(calls)} calls (at most 200).")
+    st.dataframe(calls, hide_index=True, width="stretch")
+    call_id = st.selectbox("Open a call", list(calls["call_id"]), key="call_id")
+    call_turns = page_queries.call_turns(con, call_id)
+    if call_turns.empty:
+        st.caption("This call has no recorded turns.")
+        return
+    figure = go.Figure(
+        [
+            go.Bar(x=call_turns["turn_index"], y=call_turns[s], name=page_queries.STAGE_LABELS[s])
+            for s in page_queries.STAGES
+        ]
+    )
+    figure.update_layout(
+        barmode="group",
+        height=340,
+        title=f"Latency per turn of {plotly_literal(call_id)} (ms; stages overlap, not stacked)",
+        xaxis_title="turn",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    st.plotly_chart(figure, width="stretch")
+    st.dataframe(call_turns, hide_index=True, width="stretch")
+
+
+call_drilldown()
