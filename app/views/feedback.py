@@ -1,6 +1,115 @@
-"""Feedback (placeholder until issue 3 lands)."""
+"""Feedback: CSAT and its trend, ratings by category, drivers of negative feedback, comments."""
 
+import plotly.graph_objects as go
 import streamlit as st
 
+from analysis import overview, page_queries, ux
+from app import data
+from app.charts import time_chart
+from app.safe_text import markdown_literal, quote_block
+from app.widgets import freshness_banner, period_picker
+
 st.title("Feedback")
-st.info("Placeholder: this page arrives with issue 3. The data it needs is already collected.")
+freshness_banner()
+con = data.cursor()
+end = overview.data_end(con)
+if end is None:
+    st.caption("No data has been collected yet.")
+    st.stop()
+start, end = period_picker(end)
+deploys = overview.deployments(con, start, end)
+
+overall = ux.csat(con, start, end, by=None)
+if overall.reason:
+    st.caption(f"Feedback: {overall.reason}.")
+else:
+    row = overall.frame.iloc[0]
+    a, b, c = st.columns(3)
+    a.metric(
+        "CSAT",
+        f"{row['csat'] * 100:.1f} %",
+        help=f"Share of ratings 4-5; Wilson 95 % interval "
+        f"{row['csat_ci_low'] * 100:.1f}-{row['csat_ci_high'] * 100:.1f} %",
+    )
+    b.metric("Ratings", f"{row['ratings']:,}")
+    c.metric("Mean rating", f"{row['mean_rating']:.2f} / 5")
+    daily = page_queries.csat_daily(con, start, end)
+    st.plotly_chart(
+        time_chart(
+            daily,
+            "day",
+            {"csat_pct": "CSAT (%)"},
+            deploys,
+            title="CSAT per day",
+            secondary={"ratings": "Ratings (right axis)"},
+        ),
+        width="stretch",
+    )
+
+    st.subheader("Ratings by category")
+    by_category = ux.csat(con, start, end, by="category")
+    ratings = by_category.frame
+    figure = go.Figure(
+        [go.Bar(x=ratings["category"], y=ratings[f"r{k}"], name=f"{k} ★") for k in range(1, 6)]
+    )
+    figure.update_layout(
+        barmode="group",
+        height=340,
+        title="Rating distribution per category",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    st.plotly_chart(figure, width="stretch")
+    st.dataframe(
+        ratings,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(c, format="percent")
+            for c in ("csat", "csat_ci_low", "csat_ci_high")
+        },
+    )
+
+st.subheader("What drives negative feedback")
+drivers = ux.feedback_drivers(con, start, end)
+if drivers.reason:
+    st.caption(f"Drivers: {drivers.reason}.")
+else:
+    st.caption(
+        f"Logistic regression of a rating of 1-2 on each rated call ({drivers.calls:,} calls, "
+        f"{drivers.negatives:,} negative). Odds ratio > 1: more of it, more negative ratings."
+        + (f" Left out (no variation): {', '.join(drivers.dropped)}." if drivers.dropped else "")
+    )
+    frame = drivers.frame
+    figure = go.Figure(
+        go.Scatter(
+            x=frame["odds_ratio"],
+            y=frame["description"],
+            mode="markers",
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": frame["ci_high"] - frame["odds_ratio"],
+                "arrayminus": frame["odds_ratio"] - frame["ci_low"],
+            },
+        )
+    )
+    figure.add_vline(x=1, line_dash="dot")
+    figure.update_layout(
+        height=260, xaxis={"type": "log", "title": "odds ratio (95 % interval, log scale)"}
+    )
+    st.plotly_chart(figure, width="stretch")
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+st.subheader("Recent comments")
+comments = page_queries.recent_feedback(con, start, end, limit=30)
+if comments.empty:
+    st.caption("No comments in this period.")
+for item in comments.itertuples():
+    stars = "★" * int(item.rating) if item.rating == item.rating else "no rating"
+    with st.container(border=True):
+        st.markdown(
+            f"{stars} · {markdown_literal(item.category)} · "
+            f"{markdown_literal(str(item.submitted_at)[:16])} · call "
+            f"{markdown_literal(item.call_id)}"
+        )
+        st.markdown(quote_block(item.comment))
