@@ -1,6 +1,43 @@
-"""Feature usage (placeholder until issue 3 lands)."""
+"""Feature usage: which features callers use, how often, by how many, and the daily trend."""
 
 import streamlit as st
 
+from analysis import overview, page_queries, ux
+from app import data
+from app.charts import time_chart
+from app.safe_text import plotly_literal
+from app.widgets import freshness_banner, period_picker
+
 st.title("Feature usage")
-st.info("Placeholder: this page arrives with issue 3. The data it needs is already collected.")
+freshness_banner()
+con = data.cursor()
+end = overview.data_end(con)
+if end is None:
+    st.caption("No data has been collected yet.")
+    st.stop()
+start, end = period_picker(end)
+deploys = overview.deployments(con, start, end)
+
+usage = ux.feature_usage(con, start, end)
+if usage.reason:
+    st.caption(f"Feature usage: {usage.reason}.")
+    st.stop()
+st.dataframe(
+    usage.frame,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "share_of_uses": st.column_config.ProgressColumn(
+            "share of uses", min_value=0.0, max_value=1.0, format="percent"
+        ),
+        "mean_duration_s": st.column_config.NumberColumn("mean duration (s)", format="%.1f"),
+    },
+)
+daily = page_queries.feature_usage_daily(con, start, end)
+features = [c for c in daily.columns if c != "day"]
+st.plotly_chart(
+    time_chart(
+        daily, "day", {f: plotly_literal(f) for f in features}, deploys, title="Uses per day"
+    ),
+    width="stretch",
+)
