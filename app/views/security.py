@@ -1,6 +1,129 @@
-"""Security (placeholder until issue 3 lands)."""
+"""Security: brute force, credential stuffing, spraying, rate-limit violations and API usage
+spikes, each with the rows that triggered it; events the SDK reported."""
 
+import pandas as pd
 import streamlit as st
 
+from analysis import overview, page_queries, security
+from app import data
+from app.charts import time_chart
+from app.widgets import freshness_banner, period_picker
+
 st.title("Security")
-st.info("Placeholder: this page arrives with issue 3. The data it needs is already collected.")
+freshness_banner()
+con = data.cursor()
+end = overview.data_end(con)
+if end is None:
+    st.caption("No data has been collected yet.")
+    st.stop()
+start, end = period_picker(end)
+deploys = overview.deployments(con, start, end)
+
+with st.expander("Detection settings"):
+    a, b, c = st.columns(3)
+    max_failed = a.number_input("Failed logins before flagging", min_value=2, value=5)
+    failed_window = b.number_input("... within (seconds)", min_value=10, value=300, step=30)
+    stuffing_accounts = c.number_input(
+        "Stuffing: distinct accounts in 10 min", min_value=2, value=20
+    )
+    d, e, f = st.columns(3)
+    rate_route = d.text_input("Rate limit route ('*' = each route)", value="*")
+    rate_limit = e.number_input("Requests per IP allowed", min_value=1, value=30)
+    rate_window = f.number_input("... per window (seconds)", min_value=1, value=60)
+
+KINDS = {
+    "failed_logins_ip": "Brute force (per IP)",
+    "failed_logins_account": "Brute force (per account)",
+    "credential_stuffing": "Credential stuffing",
+    "password_spraying": "Password spraying",
+    "rate_limit": "Rate-limit violation",
+    "api_usage_spike": "API usage spike",
+}
+results = [
+    security.failed_login_bursts(
+        con, start, end, by="ip", max_failed_logins=max_failed, failed_login_window_s=failed_window
+    ),
+    security.failed_login_bursts(
+        con,
+        start,
+        end,
+        by="user_id",
+        max_failed_logins=max_failed,
+        failed_login_window_s=failed_window,
+    ),
+    security.credential_stuffing(con, start, end, min_accounts=stuffing_accounts),
+    security.password_spraying(con, start, end, stuffing_accounts=stuffing_accounts),
+    security.rate_limit_violations(
+        con, start, end, {rate_route: {"limit": rate_limit, "window": rate_window}}
+    ),
+    security.api_usage_anomalies(con, start, end, by="user_id"),
+]
+detections = [d for r in results for d in r.items]
+
+counts = pd.Series([d.kind for d in detections], dtype=object).value_counts()
+for column, (kind, label) in zip(st.columns(len(KINDS)), KINDS.items(), strict=True):
+    column.metric(label, int(counts.get(kind, 0)))
+
+st.subheader("Detections")
+if not detections:
+    st.caption("Nothing detected in this period with these settings.")
+else:
+    table = pd.DataFrame(
+        [
+            {
+                "detection": KINDS.get(d.kind, d.kind),
+                "entity": d.entity,
+                "start": d.start,
+                "end": d.end,
+                "count": d.count,
+                "detail": d.detail,
+            }
+            for d in detections
+        ]
+    ).sort_values("start", ascending=False)
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"detail": st.column_config.TextColumn("detail", width="large")},
+    )
+
+    @st.fragment
+    def evidence():
+        index = st.selectbox(
+            "Evidence for",
+            list(table.index),
+            format_func=lambda i: (
+                f"{table.loc[i, 'detection']}: {table.loc[i, 'entity']} "
+                f"at {str(table.loc[i, 'start'])[:16]}"
+            ),
+            key="detection",
+        )
+        st.caption(f"The {len(detections[index].evidence):,} rows behind this detection.")
+        st.dataframe(detections[index].evidence, hide_index=True, width="stretch")
+
+    evidence()
+
+st.subheader("Login attempts")
+logins = page_queries.auth_failures_hourly(con, start, end)
+if logins.empty:
+    st.caption("No login attempts in this period.")
+else:
+    st.plotly_chart(
+        time_chart(
+            logins,
+            "hour",
+            {"failed": "Failed logins"},
+            deploys,
+            title="Failed logins per hour",
+            secondary={"failing_accounts": "Accounts with failures (right axis)"},
+        ),
+        width="stretch",
+    )
+
+st.subheader("Events reported by the SDK")
+events = page_queries.security_event_summary(con, start, end)
+if events.empty:
+    st.caption("No security events in this period.")
+else:
+    st.dataframe(events, hide_index=True, width="stretch")
