@@ -65,8 +65,19 @@ def seed_schedules(control: ControlStore, jobs: Mapping[str, Job]) -> None:
 
 
 class CollectorService:
-    def __init__(self, paths: DataPaths, jobs: Mapping[str, Job], poll_seconds: float = 2.0):
+    def __init__(
+        self,
+        paths: DataPaths,
+        jobs: Mapping[str, Job],
+        poll_seconds: float = 2.0,
+        min_publish_interval_s: float = 2.0,
+    ):
         self.paths = paths
+        # Many small runs (probes every few seconds) share one publish at most this often.
+        self.min_publish_interval_s = min_publish_interval_s
+        self._publish_lock = threading.Lock()
+        self._last_publish = 0.0
+        self._publish_pending = False
         self.jobs = dict(jobs)
         self.poll_seconds = poll_seconds
         self.control = ControlStore(paths.control)
@@ -113,6 +124,28 @@ class CollectorService:
         if request_id is not None:
             self.control.finish_request(request_id, summary.status, summary.error, summary.run_id)
         return summary
+
+    def publish(self, force: bool = False) -> None:
+        """Publish the snapshot, at most once per min_publish_interval_s unless forced."""
+        with self._publish_lock:
+            since = time.monotonic() - self._last_publish
+            if not force and since < self.min_publish_interval_s:
+                self._publish_pending = True  # the service loop publishes it shortly
+                return
+            self._publish_pending = False
+            try:
+                result = publish(self.con, self.paths.serving)
+                if result.days_written:
+                    log.info(
+                        "published snapshot v%d (%d day partitions) in %.2fs",
+                        result.version,
+                        result.days_written,
+                        result.seconds,
+                    )
+            except Exception:  # noqa: BLE001 - a failed publish must not stop collection
+                self._publish_pending = True
+                log.exception("publishing failed; the service retries shortly")
+            self._last_publish = time.monotonic()
 
     def _on_progress(self, name: str, run_id: int, rows_read: int, progress: Mapping) -> None:
         now = time.monotonic()
@@ -176,6 +209,8 @@ class CollectorService:
                     self.reconcile()
                 except Exception:  # noqa: BLE001 - keep serving; the next poll retries
                     log.exception("reading the control store failed")
+                if self._publish_pending:
+                    self.publish()
         finally:
             self.close()
 

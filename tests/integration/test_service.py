@@ -199,3 +199,24 @@ def test_run_source_can_be_followed_by_an_unlocked_reader_of_the_snapshot(tmp_pa
     assert Path(tmp_path / "w.duckdb").exists()
     snap = open_snapshot(tmp_path / "serving")
     assert snap.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 3000
+
+
+def test_frequent_runs_share_one_publish(tmp_path):
+    svc = CollectorService(
+        DataPaths(tmp_path),
+        {"counting": Job(CountingSource(), {"kind": "interval", "seconds": 5})},
+        min_publish_interval_s=60,
+    )
+    try:
+        for _ in range(5):
+            svc.run_job("counting")
+        assert open_snapshot(tmp_path / "serving").version == 1  # only the first run published
+        assert svc._publish_pending
+        svc.publish()  # not yet due: stays pending
+        assert open_snapshot(tmp_path / "serving").version == 1
+        svc.publish(force=True)
+        snap = open_snapshot(tmp_path / "serving")
+        assert snap.version == 2
+        assert snap.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 5
+    finally:
+        svc.con.close()
