@@ -458,13 +458,38 @@ def _hours(start: datetime, end: datetime) -> pd.DatetimeIndex:
     return pd.date_range(first, pd.Timestamp(end), freq="h", inclusive="left")
 
 
+def deployment_marks(con, start: datetime, end: datetime) -> list[tuple[datetime, str, str]]:
+    """Successful deployments in [start, end) as (hour, release, deployment id) for
+    analysis.anomalies.label_with_deployments on an hourly series.
+
+    The time is floored to the hour: an hourly point covers its whole hour, so a deploy at
+    14:05 precedes an episode whose first point is the 14:00 hour.
+    """
+    rows = con.execute(
+        "SELECT CAST(date_trunc('hour', created_at) AS TIMESTAMP), release, deployment_id "
+        "FROM deployments WHERE created_at >= ? AND created_at < ? "
+        "AND coalesce(upper(status), 'SUCCESS') = 'SUCCESS' ORDER BY created_at",
+        [start, end],
+    ).fetchall()
+    return [(t, r, d) for t, r, d in rows]
+
+
+def _latest_request(con) -> pd.Timestamp | None:
+    value = con.execute("SELECT max(started_at) FROM requests").fetchone()[0]
+    return None if value is None else pd.Timestamp(value)
+
+
 def metric_series(con, metric: str, start: datetime, end: datetime) -> pd.Series:
     """An hourly series of `metric` (a key of METRICS) over [start, end), indexed by hour.
 
     Counts are 0 in hours without events; rates and quantiles are NaN there (nothing to
-    measure). An unknown metric gives an empty series.
+    measure). The hour still being collected (the latest request falls inside it) is left
+    out: a partial hour looks like a drop in volume. An unknown metric gives an empty series.
     """
     hours = _hours(start, end)
+    latest = _latest_request(con)
+    if latest is not None and len(hours) and hours[-1] <= latest < hours[-1] + pd.Timedelta("1h"):
+        hours = hours[:-1]
     if metric not in METRICS:
         return pd.Series(dtype=float, name=metric)
     if metric in ("p95_e2e_ms", "p95_llm_ttft_ms"):
