@@ -106,21 +106,17 @@ class CollectorService:
                 self.con, job.source, on_progress=lambda *a: self._on_progress(name, *a)
             )
             self.control.set_progress(name, summary.status, summary.run_id, summary.rows_read)
-            try:
-                result = publish(self.con, self.paths.serving)
-                log.info(
-                    "%s: %s, %d read, %d new, %d updated, %d rejected; published v%d in %.2fs",
-                    name,
-                    summary.status,
-                    summary.rows_read,
-                    summary.rows_inserted,
-                    summary.rows_updated,
-                    summary.rows_rejected,
-                    result.version,
-                    result.seconds,
-                )
-            except Exception:  # noqa: BLE001 - a failed publish must not stop collection
-                log.exception("publishing after %s failed; the next run publishes again", name)
+            log.info(
+                "%s: %s, %d read, %d new, %d updated, %d rejected",
+                name,
+                summary.status,
+                summary.rows_read,
+                summary.rows_inserted,
+                summary.rows_updated,
+                summary.rows_rejected,
+            )
+        # A user who asked for this run waits for its data: publish now. Scheduled runs share.
+        self.publish(force=request_id is not None)
         if request_id is not None:
             self.control.finish_request(request_id, summary.status, summary.error, summary.run_id)
         return summary
