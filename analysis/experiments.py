@@ -31,6 +31,7 @@ from analysis.stats import (
     Comparison,
     DailyResult,
     NormalPrior,
+    PowerPlan,
     Proportion,
     Quantile,
     Ratio,
@@ -40,6 +41,7 @@ from analysis.stats import (
     Statistic,
     adjust_comparisons,
     compare,
+    plan_experiment,
     results_over_time,
     srm_check,
 )
@@ -599,3 +601,184 @@ def experiment_over_time(
     treatment arm. Quantile metrics have no additive daily statistics: empty lists."""
     result = evaluate_experiment(con, definition, [metric], method, include_daily=True)
     return {r.arm: list(r.daily) for r in result.results}
+
+
+# ------------------------------------------------------------------ discovery and planning
+
+
+def discovered_experiments(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Experiments seen in `experiment_exposures` (e.g. assigned by the SDK or the demo):
+    key, unit type, variants (most exposed first is not implied; sorted by name, 'control'
+    first when present), units per variant, first and last exposure."""
+    try:
+        rows = con.execute(
+            "SELECT experiment_key, coalesce(any_value(unit_type), 'call'), variant, count(*), "
+            "min(exposed_at), max(exposed_at) FROM experiment_exposures "
+            "GROUP BY experiment_key, variant ORDER BY experiment_key, variant"
+        ).fetchall()
+    except duckdb.Error:
+        return []
+    found: dict[str, dict[str, Any]] = {}
+    for key, unit_type, variant, n, first, last in rows:
+        e = found.setdefault(
+            key, {"key": key, "unit_type": unit_type, "units": {}, "first": first, "last": last}
+        )
+        e["units"][variant] = int(n)
+        e["first"], e["last"] = min(e["first"], first), max(e["last"], last)
+    for e in found.values():
+        names = sorted(e["units"], key=lambda v: (v != "control", v))
+        e["variants"] = tuple(names)
+    return list(found.values())
+
+
+def daily_traffic(con: duckdb.DuckDBPyConnection, unit_type: str = "call", days: int = 7) -> float:
+    """New units a day over the last `days` days of data: calls from the `calls_hourly` rollup,
+    or distinct callers a day (an upper bound on new callers) from `calls`. 0 when none."""
+    try:
+        if unit_type == "call":
+            row = con.execute(
+                "SELECT sum(n), max(hour) FROM calls_hourly "
+                "WHERE hour >= (SELECT max(hour) FROM calls_hourly) - to_days(CAST(? AS INTEGER))",
+                [days],
+            ).fetchone()
+        else:
+            row = con.execute(
+                "SELECT count(DISTINCT caller_id), max(started_at) FROM calls "
+                "WHERE started_at >= (SELECT max(started_at) FROM calls) "
+                "- to_days(CAST(? AS INTEGER))",
+                [days],
+            ).fetchone()
+    except duckdb.Error:
+        return 0.0
+    return float(row[0] or 0) / days if row and row[1] is not None else 0.0
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A metric's current per-unit mean and variance, for planning."""
+
+    computable: bool
+    reason: str
+    mean: float = math.nan
+    variance: float = math.nan
+    units: int = 0
+    proportion: bool = False
+
+
+def metric_baseline(
+    con: duckdb.DuckDBPyConnection, metric: Metric, unit_type: str = "call", days: int = 14
+) -> Baseline:
+    """Per-unit mean and variance of `metric` over the last `days` days: a proportion or mean
+    per call for call-level metrics with call units, otherwise a ratio of per-unit sums
+    (delta-method variance, as the evaluation does)."""
+    if metric.type == "quantile":
+        return Baseline(False, "planning is not available for percentile metrics")
+    if unit_type not in UNIT_TYPES:
+        return Baseline(False, f"unit_type must be one of {', '.join(UNIT_TYPES)}")
+    unit = "f.call_id" if unit_type == "call" else "c.caller_id"
+    join = "" if unit_type == "call" else "JOIN calls c ON c.call_id = f.call_id"
+    single = (
+        metric.type in ("proportion", "mean") and metric.level == "call" and unit_type == "call"
+    )
+    num, den = ("f.value", "1.0") if metric.type != "ratio" else ("f.numerator", "f.denominator")
+    # registry SQL and fixed fragments only; values bound as parameters
+    sql = (
+        f"WITH facts AS ({metric.sql}), "  # noqa: S608
+        "w AS (SELECT max(ts) AS t1 FROM facts), "
+        f"per_unit AS (SELECT {unit} AS unit, sum(CAST({num} AS DOUBLE)) AS y, "
+        f"sum(CAST({den} AS DOUBLE)) AS d FROM facts f {join}, w "
+        f"WHERE f.ts >= w.t1 - to_days(CAST($days AS INTEGER)) AND {num} IS NOT NULL "
+        "GROUP BY ALL) "
+        "SELECT count(*), sum(y), sum(y * y), sum(d), sum(d * d), sum(y * d) FROM per_unit"
+    )
+    try:
+        n, sy, syy, sd, sdd, syd = con.execute(sql, {"days": days}).fetchone()
+    except duckdb.Error as exc:
+        return Baseline(False, f"the metric's SQL failed ({str(exc).splitlines()[0]})")
+    n = int(n or 0)
+    if n < 2:
+        return Baseline(False, "not enough recent data for this metric")
+    if single:
+        # one fact per call: y is the call's value (proportions and means alike)
+        stat: Statistic = SampleMean(n, float(sy), float(syy))
+        if metric.type == "proportion":
+            stat = Proportion(n, float(sy))
+    else:
+        stat = Ratio(n, float(sy), float(syy), float(sd), float(sdd), float(syd))
+    if not (math.isfinite(stat.mean) and math.isfinite(stat.variance)):
+        return Baseline(False, "the metric has no variance in recent data", units=n)
+    return Baseline(True, "", stat.mean, stat.variance, n, metric.type == "proportion" and single)
+
+
+def plan_for_metric(
+    con: duckdb.DuckDBPyConnection,
+    metric: Metric,
+    relative_effect: float,
+    arms: int = 2,
+    unit_type: str = "call",
+    method: str = "sequential",
+    target_power: float = 0.8,
+    alpha: float = 0.05,
+    traffic_share: float = 1.0,
+) -> tuple[PowerPlan, Baseline, float]:
+    """Sample size and days needed to detect `relative_effect` on `metric` at current traffic.
+    Returns the plan, the baseline it used, and the daily units it assumed."""
+    baseline = metric_baseline(con, metric, unit_type)
+    daily = daily_traffic(con, unit_type)
+    if not baseline.computable:
+        return PowerPlan(False, baseline.reason, relative_effect, arms=arms), baseline, daily
+    tuning = DEFAULT_SEQUENTIAL_TUNING_N if method == "sequential" else None
+    plan = plan_experiment(
+        baseline.mean,
+        baseline.variance,
+        relative_effect,
+        daily,
+        arms,
+        target_power,
+        alpha,
+        traffic_share,
+        baseline.proportion,
+        tuning,
+    )
+    return plan, baseline, daily
+
+
+def decision(
+    result: ExperimentResult, primary: Sequence[str], guardrails: Sequence[str] = ()
+) -> str:
+    """A plain-language verdict that never overstates: a change is named only when its
+    interval (or chance to win) says so, guardrails are named when they got worse, an SRM
+    comes first, and a fixed-horizon test reminds the reader when it may be read."""
+    if not result.computable:
+        return f"No result yet: {result.reason}."
+    lines = []
+    if result.srm is not None and result.srm.flagged:
+        lines.append(result.srm.message)
+    for arm in result.treatments:
+        mine = [r for r in result.results if r.arm == arm]
+        main = [r for r in mine if r.metric in primary]
+        guards = [r for r in mine if r.metric in guardrails]
+        better = [r for r in main if r.direction == "better"]
+        worse = [r for r in main if r.direction == "worse"]
+        hurt = [r for r in guards if r.direction == "worse"]
+        if better:
+            lines.append(" ".join(r.verdict for r in better))
+        if worse:
+            lines.append(" ".join(r.verdict for r in worse))
+        if not better and not worse:
+            names = ", ".join(r.label for r in main) or "the primary metrics"
+            lines.append(
+                f"No detectable difference between {arm} and control on {names} yet; "
+                "the interval still includes no change."
+            )
+        if hurt:
+            lines.append(f"Guardrail warning: {arm} made {', '.join(r.label for r in hurt)} worse.")
+        elif guards:
+            lines.append(f"No guardrail got significantly worse with {arm}.")
+        if better and not worse and not hurt and not (result.srm and result.srm.flagged):
+            lines.append(f"The evidence favours {arm} on the primary metric.")
+    if result.method == "fixed":
+        lines.append("Fixed-horizon test: read it once the planned sample size is reached.")
+    elif result.method == "sequential":
+        lines.append("Sequential intervals stay valid however often you look.")
+    return " ".join(lines)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,26 @@ SCHEMA = [
         value TEXT NOT NULL
     );
     """,
+    # version 2: experiments defined on the Experiments page (synced to Supabase for the SDK)
+    """
+    CREATE TABLE experiments (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hypothesis TEXT NOT NULL DEFAULT '',
+        variants TEXT NOT NULL,
+        weights TEXT NOT NULL,
+        unit_type TEXT NOT NULL CHECK (unit_type IN ('call', 'caller')),
+        primary_metrics TEXT NOT NULL,
+        guardrail_metrics TEXT NOT NULL,
+        start_at TEXT,
+        end_at TEXT,
+        method TEXT NOT NULL CHECK (method IN ('fixed', 'sequential', 'bayesian')),
+        status TEXT NOT NULL DEFAULT 'draft'
+            CHECK (status IN ('draft', 'running', 'paused', 'stopped')),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -97,6 +118,69 @@ def validate_schedule(kind: str, every_seconds: int | None, cron: str | None) ->
             raise ScheduleError(f"The cron expression {cron!r} is not valid: {exc}.") from None
     else:
         raise ScheduleError(f"Schedule kind must be 'interval' or 'cron', not {kind!r}.")
+
+
+EXPERIMENT_STATUSES = ("draft", "running", "paused", "stopped")
+EXPERIMENT_METHODS = ("fixed", "sequential", "bayesian")
+EXPERIMENT_UNITS = ("call", "caller")
+_EXPERIMENT_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Which status changes the page offers: start, pause, resume, stop (stopped is final).
+_TRANSITIONS = {
+    "draft": ("running", "stopped"),
+    "running": ("paused", "stopped"),
+    "paused": ("running", "stopped"),
+    "stopped": (),
+}
+
+
+class ExperimentError(ValueError):
+    """An experiment definition or status change the user must fix (one sentence)."""
+
+
+@dataclass(frozen=True)
+class SavedExperiment:
+    key: str
+    name: str
+    variants: tuple[str, ...]  # the first is control
+    weights: tuple[float, ...]  # planned split, sums to 1
+    unit_type: str = "call"
+    primary_metrics: tuple[str, ...] = ()
+    guardrail_metrics: tuple[str, ...] = ()
+    hypothesis: str = ""
+    start_at: str | None = None  # naive-UTC ISO timestamps
+    end_at: str | None = None
+    method: str = "sequential"
+    status: str = "draft"
+    created_at: str = ""
+    updated_at: str = ""
+
+
+def validate_experiment(e: SavedExperiment) -> SavedExperiment:
+    """The definition with weights normalised; ExperimentError names the field to fix."""
+    if not _EXPERIMENT_KEY.match(e.key or ""):
+        raise ExperimentError(
+            "The experiment key must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit."
+        )
+    variants = tuple(v.strip() for v in e.variants)
+    if len(variants) < 2 or any(not v for v in variants) or len(set(variants)) != len(variants):
+        raise ExperimentError("An experiment needs at least two distinct, non-empty variants.")
+    weights = tuple(float(w) for w in e.weights)
+    if len(weights) != len(variants) or any(not w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ExperimentError("Give one non-negative weight per variant (the traffic split).")
+    total = sum(weights)
+    weights = tuple(round(w / total, 6) for w in weights)
+    if e.unit_type not in EXPERIMENT_UNITS:
+        raise ExperimentError(f"The unit must be one of {', '.join(EXPERIMENT_UNITS)}.")
+    if e.method not in EXPERIMENT_METHODS:
+        raise ExperimentError(f"The method must be one of {', '.join(EXPERIMENT_METHODS)}.")
+    if e.status not in EXPERIMENT_STATUSES:
+        raise ExperimentError(f"The status must be one of {', '.join(EXPERIMENT_STATUSES)}.")
+    if not e.primary_metrics:
+        raise ExperimentError("Choose at least one primary metric.")
+    if e.start_at and e.end_at and e.end_at <= e.start_at:
+        raise ExperimentError("The experiment's end must be after its start.")
+    return replace(e, name=(e.name or e.key).strip(), variants=variants, weights=weights)
 
 
 class ControlStore:
@@ -265,3 +349,81 @@ class ControlStore:
         with self._connect() as con:
             rows = con.execute("SELECT key, value FROM service").fetchall()
         return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    # ---- experiments --------------------------------------------------------------------------
+
+    def save_experiment(self, experiment: SavedExperiment) -> SavedExperiment:
+        """Create or update a definition (its status is kept when it already exists)."""
+        e = validate_experiment(experiment)
+        now = now_iso()
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET name = excluded.name, "
+                "hypothesis = excluded.hypothesis, variants = excluded.variants, "
+                "weights = excluded.weights, unit_type = excluded.unit_type, "
+                "primary_metrics = excluded.primary_metrics, "
+                "guardrail_metrics = excluded.guardrail_metrics, start_at = excluded.start_at, "
+                "end_at = excluded.end_at, method = excluded.method, "
+                "updated_at = excluded.updated_at",
+                [
+                    e.key,
+                    e.name,
+                    e.hypothesis,
+                    json.dumps(list(e.variants)),
+                    json.dumps(list(e.weights)),
+                    e.unit_type,
+                    json.dumps(list(e.primary_metrics)),
+                    json.dumps(list(e.guardrail_metrics)),
+                    e.start_at,
+                    e.end_at,
+                    e.method,
+                    e.status,
+                    now,
+                    now,
+                ],
+            )
+        return self.experiments()[e.key]
+
+    def experiments(self) -> dict[str, SavedExperiment]:
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM experiments ORDER BY created_at, key").fetchall()
+        return {
+            r["key"]: SavedExperiment(
+                key=r["key"],
+                name=r["name"],
+                variants=tuple(json.loads(r["variants"])),
+                weights=tuple(json.loads(r["weights"])),
+                unit_type=r["unit_type"],
+                primary_metrics=tuple(json.loads(r["primary_metrics"])),
+                guardrail_metrics=tuple(json.loads(r["guardrail_metrics"])),
+                hypothesis=r["hypothesis"],
+                start_at=r["start_at"],
+                end_at=r["end_at"],
+                method=r["method"],
+                status=r["status"],
+                created_at=r["created_at"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        }
+
+    def set_experiment_status(self, key: str, status: str) -> SavedExperiment:
+        """Start (running), pause, resume or stop; ExperimentError if the change is not allowed."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT status FROM experiments WHERE key = ?", [key]).fetchone()
+            if row is None:
+                con.execute("ROLLBACK")
+                raise ExperimentError(f"No experiment with key {key!r}; save it first.")
+            if status != row["status"] and status not in _TRANSITIONS[row["status"]]:
+                con.execute("ROLLBACK")
+                raise ExperimentError(
+                    f"Experiment {key!r} is {row['status']}; it cannot become {status}."
+                )
+            con.execute(
+                "UPDATE experiments SET status = ?, updated_at = ? WHERE key = ?",
+                [status, now_iso(), key],
+            )
+            con.execute("COMMIT")
+        return self.experiments()[key]

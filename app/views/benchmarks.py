@@ -1,6 +1,161 @@
-"""Benchmarks (placeholder until issue 4 lands)."""
+"""Benchmarks: did a release (or a period) make the agent better or worse? Download the report."""
 
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from analysis import benchmarks as bm
+from analysis import overview, report
+from app import data
+from app.charts import time_chart
+from app.widgets import freshness_banner
+
 st.title("Benchmarks")
-st.info("Placeholder: this page arrives with issue 4. The data it needs is already collected.")
+
+
+@st.cache_data(ttl=600, show_spinner="Comparing…", max_entries=32)
+def comparison(
+    version: int, baseline: bm.Slice, candidate: bm.Slice, settings: bm.BenchmarkSettings
+) -> bm.BenchmarkComparison:
+    return bm.compare_periods(data.cursor(), baseline, candidate, settings)
+
+
+def release_slices(names: list[str]) -> tuple[bm.Slice, bm.Slice]:
+    c1, c2 = st.columns(2)
+    baseline = c1.selectbox("Baseline release", names, index=len(names) - 2, key="bench_baseline")
+    candidate = c2.selectbox(
+        "Candidate release", names, index=len(names) - 1, key="bench_candidate"
+    )
+    return bm.Slice(baseline, release=baseline), bm.Slice(candidate, release=candidate)
+
+
+def period_slices(end: dt.datetime) -> tuple[bm.Slice, bm.Slice]:
+    last = end.date()
+    c1, c2 = st.columns(2)
+    base = c1.date_input(
+        "Baseline period",
+        (last - dt.timedelta(days=13), last - dt.timedelta(days=7)),
+        key="bench_base_period",
+    )
+    cand = c2.date_input(
+        "Candidate period", (last - dt.timedelta(days=6), last), key="bench_cand_period"
+    )
+
+    def as_slice(label: str, days) -> bm.Slice:
+        first, final = (days[0], days[-1]) if days else (last, last)
+        start = dt.datetime.combine(first, dt.time())
+        return bm.Slice(
+            label, start=start, end=dt.datetime.combine(final, dt.time()) + dt.timedelta(days=1)
+        )
+
+    return as_slice("baseline", base), as_slice("candidate", cand)
+
+
+def forest(rows: pd.DataFrame, threshold_pct: float) -> go.Figure:
+    rows = rows.dropna(subset=["relative_change_pct"]).iloc[::-1]
+    color = rows["flag"].map({"Regression": "#cf222e", "Improvement": "#1a7f37"}).fillna("#57606a")
+    fig = go.Figure(
+        go.Scatter(
+            x=rows["relative_change_pct"],
+            y=rows["name"],
+            mode="markers",
+            marker={"color": color, "size": 8},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": rows["relative_ci_high_pct"] - rows["relative_change_pct"],
+                "arrayminus": rows["relative_change_pct"] - rows["relative_ci_low_pct"],
+            },
+            hovertext=rows["verdict"],
+            hoverinfo="text",
+        )
+    )
+    for x in (-threshold_pct, threshold_pct):
+        fig.add_vline(x=x, line_dash="dash", line_color="#bf8700")
+    fig.add_vline(x=0, line_color="#444")
+    fig.update_layout(
+        title="Relative change with 95 % interval (dashed: practical threshold)",
+        height=max(300, 18 * len(rows) + 80),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis_title="change vs baseline (%)",
+    )
+    return fig
+
+
+freshness_banner()
+con = data.cursor()
+end = overview.data_end(con)
+names = [r for r, _ in bm.releases(con)]
+if end is None or not names:
+    st.info("No traffic has been collected yet: benchmarks need at least some calls.")
+    st.stop()
+
+mode = st.radio("Compare", ("Two releases", "Two periods"), horizontal=True, key="bench_mode")
+if mode == "Two releases" and len(names) < 2:
+    st.info("Only one release so far: compare two periods instead.")
+    st.stop()
+baseline, candidate = release_slices(names) if mode == "Two releases" else period_slices(end)
+c1, c2 = st.columns(2)
+threshold = c1.number_input(
+    "Practical threshold (relative change, %)", 0.0, 100.0, 5.0, 1.0, key="bench_threshold"
+)
+alpha = c2.selectbox("Significance level", (0.05, 0.01, 0.1), key="bench_alpha")
+settings = bm.BenchmarkSettings(practical_threshold=threshold / 100, alpha=alpha)
+result = comparison(int(data.manifest().get("version", 0)), baseline, candidate, settings)
+
+records = pd.DataFrame(report.benchmark_records([result]))
+if records.empty:
+    st.info("Nothing to compare: one of the two has no data.")
+    st.stop()
+records.insert(0, "name", [r.name for r in result.rows])
+regressions = result.regressions
+if regressions:
+    st.error(
+        f"{len(regressions)} regression{'s' if len(regressions) != 1 else ''} flagged in "
+        f"{candidate.label} vs {baseline.label}: "
+        + "; ".join(r.name for r in regressions[:8])
+        + ("…" if len(regressions) > 8 else "")
+    )
+else:
+    st.success(
+        f"No regression: nothing in {candidate.label} got significantly worse than "
+        f"{baseline.label} by more than {threshold:g} %."
+    )
+
+st.plotly_chart(forest(records, threshold), width="stretch")
+order = records.assign(_o=records["flag"].map({"Regression": 0, "Improvement": 1}).fillna(2))
+st.dataframe(
+    order.sort_values(["_o", "name"]).drop(columns=["_o", "baseline", "candidate"]),
+    hide_index=True,
+    width="stretch",
+)
+
+html_report = report.benchmark_html(
+    [result], settings, title=f"Benchmark: {candidate.label} vs {baseline.label}"
+)
+c1, c2 = st.columns(2)
+c1.download_button(
+    "Download report (HTML)", html_report, "benchmark.html", "text/html", key="bench_html"
+)
+c2.download_button(
+    "Download table (CSV)", report.benchmark_csv([result]), "benchmark.csv", "text/csv",
+    key="bench_csv",
+)  # fmt: skip
+
+span_start = end - dt.timedelta(days=30)
+trend = overview.hourly_trend(con, span_start, end)
+st.plotly_chart(
+    time_chart(
+        trend,
+        "hour",
+        {"p95_e2e_ms": "p95 turn latency (ms)"},
+        overview.deployments(con, span_start, end),
+        title="Turn latency per hour, with releases",
+        secondary={"error_rate_pct": "5xx error rate (%)"},
+    ),
+    width="stretch",
+)

@@ -1,6 +1,400 @@
-"""Experiments (placeholder until issue 4 lands)."""
+"""Experiments: define an A/B test, start/pause/stop it, plan its size, read its result."""
 
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from analysis import experiments as ex
+from analysis import overview
+from analysis.metrics import builtin_metrics
+from app import data
+from app.charts import add_deploy_markers
+from app.widgets import freshness_banner
+from collectors.control import (
+    EXPERIMENT_METHODS,
+    ExperimentError,
+    SavedExperiment,
+)
+
 st.title("Experiments")
-st.info("Placeholder: this page arrives with issue 4. The data it needs is already collected.")
+
+METHOD_LABELS = {
+    "sequential": "Sequential (safe to check daily)",
+    "fixed": "Fixed horizon (decide once, at the planned size)",
+    "bayesian": "Bayesian (chance to beat control)",
+}
+DEFAULT_PRIMARY = ("resolved_rate",)
+DEFAULT_GUARDRAILS = ("p95_e2e_latency", "llm_ttft", "abandoned_rate")
+NEW = "+ New experiment"
+
+registry = builtin_metrics()
+store = data.control_store()
+
+
+def _day(value: str | dt.datetime | None) -> dt.date | None:
+    if value is None:
+        return None
+    return (dt.datetime.fromisoformat(value) if isinstance(value, str) else value).date()
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return None if day is None else dt.datetime.combine(day, dt.time()).isoformat()
+
+
+def imported(found: dict) -> SavedExperiment:
+    """A definition for an experiment seen only in the exposures (e.g. the demo's)."""
+    n = len(found["variants"])
+    return SavedExperiment(
+        key=found["key"],
+        name=found["key"],
+        variants=found["variants"],
+        weights=tuple([1 / n] * n),
+        unit_type=found["unit_type"] if found["unit_type"] in ("call", "caller") else "call",
+        primary_metrics=DEFAULT_PRIMARY,
+        guardrail_metrics=DEFAULT_GUARDRAILS,
+        hypothesis="Imported from the exposures the agent recorded.",
+        start_at=_iso(_day(found["first"])),
+        method="sequential",
+        status="running",
+    )
+
+
+def definition_of(e: SavedExperiment) -> ex.ExperimentDefinition:
+    end = dt.datetime.fromisoformat(e.end_at) + dt.timedelta(days=1) if e.end_at else None
+    return ex.ExperimentDefinition(
+        e.key,
+        e.variants[0],
+        tuple(e.variants[1:]),
+        dict(zip(e.variants, e.weights, strict=True)),
+        e.unit_type,
+        dt.datetime.fromisoformat(e.start_at) if e.start_at else None,
+        end,
+    )
+
+
+@st.cache_data(ttl=600, show_spinner="Evaluating the experiment…", max_entries=32)
+def evaluate(version: int, e: SavedExperiment, method: str) -> ex.ExperimentResult:
+    metrics = [registry[m] for m in (*e.primary_metrics, *e.guardrail_metrics) if m in registry]
+    return ex.evaluate_experiment(data.cursor(), definition_of(e), metrics, method)
+
+
+# ---------------------------------------------------------------- defining and saving
+
+
+def save_from_form(prefix: str) -> None:
+    s = st.session_state
+    try:
+        variants = tuple(v.strip() for v in s[f"{prefix}variants"].split(","))
+        weights = tuple(float(w) for w in s[f"{prefix}weights"].split(","))
+    except ValueError:
+        s["experiment_flash"] = ("error", "Weights must be numbers separated by commas.")
+        return
+    try:
+        saved = store.save_experiment(
+            SavedExperiment(
+                key=s[f"{prefix}key"].strip(),
+                name=s[f"{prefix}name"],
+                hypothesis=s[f"{prefix}hypothesis"],
+                variants=variants,
+                weights=weights,
+                unit_type=s[f"{prefix}unit"],
+                primary_metrics=tuple(s[f"{prefix}primary"]),
+                guardrail_metrics=tuple(s[f"{prefix}guardrails"]),
+                start_at=_iso(s[f"{prefix}start"]),
+                end_at=_iso(s[f"{prefix}end"]),
+                method=s[f"{prefix}method"],
+            )
+        )
+    except ExperimentError as exc:
+        s["experiment_flash"] = ("error", str(exc))
+        return
+    s["experiment_flash"] = ("success", f"Saved experiment {saved.key} ({saved.status}).")
+    s["experiment_choice"] = saved.key
+
+
+def definition_form(e: SavedExperiment | None) -> None:
+    prefix = f"def_{e.key if e else 'new'}_"
+    with st.form(f"{prefix}form"):
+        c1, c2 = st.columns(2)
+        c1.text_input(
+            "Key (what the agent's SDK assigns by)",
+            e.key if e else "",
+            key=f"{prefix}key",
+            disabled=e is not None,
+        )
+        c2.text_input("Name", e.name if e else "", key=f"{prefix}name")
+        st.text_area(
+            "Hypothesis",
+            e.hypothesis if e else "",
+            key=f"{prefix}hypothesis",
+            placeholder="We believe that … will raise … because …",
+        )
+        c1, c2, c3 = st.columns(3)
+        c1.text_input(
+            "Variants (control first)",
+            ", ".join(e.variants) if e else "control, treatment",
+            key=f"{prefix}variants",
+        )
+        c2.text_input(
+            "Split (weights, same order)",
+            ", ".join(f"{w * 100:g}" for w in e.weights) if e else "50, 50",
+            key=f"{prefix}weights",
+        )
+        c3.radio(
+            "Randomisation unit",
+            ("call", "caller"),
+            index=0 if e is None or e.unit_type == "call" else 1,
+            key=f"{prefix}unit",
+            horizontal=True,
+        )
+        names = list(registry)
+        c1, c2 = st.columns(2)
+        c1.multiselect(
+            "Primary metrics",
+            names,
+            [m for m in (e.primary_metrics if e else DEFAULT_PRIMARY) if m in registry],
+            format_func=lambda n: registry[n].title,
+            key=f"{prefix}primary",
+        )
+        c2.multiselect(
+            "Guardrail metrics (must not get worse)",
+            names,
+            [m for m in (e.guardrail_metrics if e else DEFAULT_GUARDRAILS) if m in registry],
+            format_func=lambda n: registry[n].title,
+            key=f"{prefix}guardrails",
+        )
+        c1, c2, c3 = st.columns(3)
+        c1.date_input("Start", _day(e.start_at) if e else dt.date.today(), key=f"{prefix}start")
+        c2.date_input("End (last day, optional)", _day(e.end_at) if e else None, key=f"{prefix}end")
+        c3.selectbox(
+            "Method",
+            EXPERIMENT_METHODS,
+            index=EXPERIMENT_METHODS.index(e.method if e else "sequential"),
+            format_func=METHOD_LABELS.get,
+            key=f"{prefix}method",
+        )
+        st.form_submit_button(
+            "Save experiment", on_click=save_from_form, args=(prefix,), type="primary"
+        )
+
+
+def status_controls(e: SavedExperiment) -> None:
+    actions = {
+        "draft": [("Start", "running")],
+        "running": [("Pause", "paused"), ("Stop", "stopped")],
+        "paused": [("Resume", "running"), ("Stop", "stopped")],
+        "stopped": [],
+    }[e.status]
+    cols = st.columns(max(len(actions), 1) + 3)
+    cols[0].markdown(f"**Status:** {e.status}")
+    for col, (label, status) in zip(cols[1:], actions, strict=False):
+        if col.button(label, key=f"status_{e.key}_{status}"):
+            try:
+                store.set_experiment_status(e.key, status)
+            except ExperimentError as exc:
+                st.error(str(exc))
+            st.rerun()
+    info = store.service_info().get("experiment_sync")
+    if info:
+        st.caption(f"Supabase sync: {info}")
+    else:
+        st.caption(
+            "Status changes reach the agent's SDK through Supabase when the collectors "
+            "service has Supabase configured."
+        )
+
+
+# ---------------------------------------------------------------- results
+
+
+def results_table(result: ex.ExperimentResult, e: SavedExperiment) -> pd.DataFrame:
+    rows = []
+    for r in result.results:
+        c = r.absolute
+        scale = 100 if r.metric_type == "proportion" else 1
+        unit = "pts" if r.metric_type == "proportion" else r.unit
+        rows.append(
+            {
+                "Metric": r.label,
+                "Role": "primary" if r.metric in e.primary_metrics else "guardrail",
+                "Arm": r.arm,
+                "Control": c.control_mean * scale,
+                "Treatment": c.treatment_mean * scale,
+                "Effect": c.effect * scale,
+                "Interval low": c.ci_low * scale,
+                "Interval high": c.ci_high * scale,
+                "Unit": unit,
+                "Relative %": r.relative.effect * 100 if r.relative.computable else None,
+                "p-value": c.p_value,
+                "Chance to win": c.chance_to_beat_control,
+                "Direction": r.direction,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def over_time_chart(result: ex.ExperimentResult, metric: str) -> go.Figure | None:
+    fig = go.Figure()
+    days: list[dt.date] = []
+    for r in result.results:
+        if r.metric != metric or not r.daily:
+            continue
+        scale = 100 if r.metric_type == "proportion" else 1
+        x = [d.day for d in r.daily]
+        days += x
+        eff = [d.result.effect * scale for d in r.daily]
+        lo = [d.result.ci_low * scale for d in r.daily]
+        hi = [d.result.ci_high * scale for d in r.daily]
+        fig.add_trace(
+            go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", opacity=0.2,
+                       line={"width": 0}, name=f"{r.arm} interval", hoverinfo="skip")
+        )  # fmt: skip
+        fig.add_trace(go.Scatter(x=x, y=eff, mode="lines+markers", name=f"{r.arm} effect"))
+        unit = "points" if r.metric_type == "proportion" else r.unit
+        fig.update_layout(yaxis_title=f"{r.label}: treatment − control ({unit})")
+    if not days:
+        return None
+    fig.add_hline(y=0, line_color="#444", line_width=1)
+    fig.update_layout(
+        title="Cumulative effect and interval, by day",
+        height=380,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h", "y": -0.15},
+    )
+    start = dt.datetime.combine(min(days), dt.time())
+    end = dt.datetime.combine(max(days), dt.time()) + dt.timedelta(days=1)
+    return add_deploy_markers(fig, overview.deployments(data.cursor(), start, end))
+
+
+def show_result(e: SavedExperiment) -> None:
+    method = st.selectbox(
+        "Analysis method",
+        EXPERIMENT_METHODS,
+        index=EXPERIMENT_METHODS.index(e.method),
+        format_func=METHOD_LABELS.get,
+        key=f"method_{e.key}",
+    )
+    result = evaluate(data.manifest().get("version", 0), e, method)
+    if not result.computable:
+        st.info(f"No result yet for {e.key}: {result.reason}.")
+        return
+    verdict = ex.decision(result, e.primary_metrics, e.guardrail_metrics)
+    box = st.warning if result.srm and result.srm.flagged else st.info
+    box(verdict)
+    if result.srm is not None:
+        (st.error if result.srm.flagged else st.caption)(result.srm.message)
+    cols = st.columns(len(result.units))
+    for col, (arm, n) in zip(cols, result.units.items(), strict=True):
+        col.metric(f"Units in {arm}", f"{n:,}")
+    st.dataframe(results_table(result, e), hide_index=True, width="stretch")
+    for note in result.notes:
+        st.caption(note)
+    charted = [r.metric for r in result.results if r.daily]
+    if charted:
+        metric = st.selectbox(
+            "Effect over time for",
+            list(dict.fromkeys(charted)),
+            format_func=lambda n: registry[n].title if n in registry else n,
+            key=f"chart_{e.key}",
+        )
+        fig = over_time_chart(result, metric)
+        if fig is not None:
+            st.plotly_chart(fig, width="stretch")
+        if method == "fixed":
+            st.caption(
+                "Fixed-horizon intervals drawn every day are for context only: checking daily "
+                "inflates false alarms. Use the sequential method to act on a daily look."
+            )
+
+
+def show_plan(e: SavedExperiment) -> None:
+    plannable = [m for m in (*e.primary_metrics, *e.guardrail_metrics) if m in registry]
+    plannable = [m for m in plannable if registry[m].type != "quantile"] or ["resolved_rate"]
+    c1, c2, c3, c4 = st.columns(4)
+    metric = c1.selectbox(
+        "Metric", plannable, format_func=lambda n: registry[n].title, key=f"plan_m_{e.key}"
+    )
+    lift = c2.number_input(
+        "Smallest change worth detecting (relative %)", 0.5, 100.0, 5.0, 0.5, key=f"plan_l_{e.key}"
+    )
+    power = c3.number_input("Power (%)", 50.0, 99.0, 80.0, 5.0, key=f"plan_p_{e.key}")
+    share = c4.number_input(
+        "Traffic in the experiment (%)", 1.0, 100.0, 100.0, 5.0, key=f"plan_s_{e.key}"
+    )
+    plan, baseline, daily = ex.plan_for_metric(
+        data.cursor(),
+        registry[metric],
+        lift / 100,
+        arms=len(e.variants),
+        unit_type=e.unit_type,
+        method=e.method if e.method != "bayesian" else "fixed",
+        target_power=power / 100,
+        traffic_share=share / 100,
+    )
+    if not plan.computable:
+        st.info(f"Cannot plan on {registry[metric].title}: {plan.reason}.")
+        return
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Units per arm", f"{plan.n_per_arm:,}")
+    c2.metric("Total units", f"{plan.total_units:,}")
+    c3.metric("Days at current traffic", f"{plan.days:,}" if plan.days else "never")
+    st.caption(
+        f"Baseline {registry[metric].title}: {baseline.mean:.4g} over {baseline.units:,} "
+        f"recent units; current traffic {daily:,.0f} {e.unit_type}s a day (last 7 days)."
+    )
+
+
+# ---------------------------------------------------------------- the page
+
+freshness_banner()
+flash = st.session_state.pop("experiment_flash", None)
+if flash:
+    getattr(st, flash[0])(flash[1])
+
+con = data.cursor()
+saved = store.experiments()
+found = {f["key"]: f for f in ex.discovered_experiments(con) if f["key"] not in saved}
+choices = [*saved, *found, NEW]
+if st.session_state.get("experiment_choice") not in choices:
+    st.session_state["experiment_choice"] = choices[0]
+
+
+def label(key: str) -> str:
+    if key in saved:
+        return f"{saved[key].name} ({saved[key].status})"
+    if key in found:
+        return f"{key} (found in exposures, not saved yet)"
+    return key
+
+
+choice = st.selectbox("Experiment", choices, format_func=label, key="experiment_choice")
+
+if choice == NEW:
+    st.subheader("Define an experiment")
+    definition_form(None)
+else:
+    e = saved.get(choice) or imported(found[choice])
+    if choice in found:
+        st.caption(
+            "This experiment's exposures were recorded by the agent but it has no saved "
+            "definition: the result below uses default metrics. Save it to keep your choices."
+        )
+        if st.button("Save this definition", key=f"import_{choice}"):
+            store.save_experiment(e)
+            st.rerun()
+    else:
+        if e.hypothesis:
+            st.markdown("**Hypothesis:**")
+            st.text(e.hypothesis)
+        status_controls(e)
+    tab_result, tab_plan, tab_define = st.tabs(["Result", "Plan", "Definition"])
+    with tab_result:
+        show_result(e)
+    with tab_plan:
+        show_plan(e)
+    with tab_define:
+        definition_form(e)

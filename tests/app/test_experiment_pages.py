@@ -1,0 +1,154 @@
+"""Experiments and Benchmarks pages on 15 days of demo data (the demo's A/B test runs for the
+last 14 days and its bad release sits 9 days before the anchor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from collectors.control import ControlStore
+from tests.conftest import REPO
+from tests.demo_data import build_demo_data
+
+EXPERIMENTS = REPO / "app" / "views" / "experiments.py"
+BENCHMARKS = REPO / "app" / "views" / "benchmarks.py"
+
+
+def demo15_dir(tmp_path_factory) -> Path:
+    """One 15-day demo snapshot per test session, shared by the modules that import this."""
+    root = tmp_path_factory.getbasetemp() / "demo15"
+    if not (root / "serving" / "manifest.json").exists():
+        root.mkdir(exist_ok=True)
+        build_demo_data(root, history_days=15)
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo15(tmp_path_factory):
+    return demo15_dir(tmp_path_factory)
+
+
+@pytest.fixture
+def with_demo15(demo15, monkeypatch, tmp_path):
+    # a fresh control store per test: the snapshot is shared, saved experiments are not
+    import shutil
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "serving").symlink_to(demo15 / "serving")
+    shutil.copy(demo15 / "control.sqlite", root / "control.sqlite")
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(root))
+    # app.data caches the control store per process: point it at this test's folder
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return root
+
+
+def run(path: Path) -> AppTest:
+    at = AppTest.from_file(str(path), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in (*at.info, *at.warning, *at.success, *at.error, *at.caption)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_demo_experiment_is_listed_with_its_real_result(with_demo15):
+    at = run(EXPERIMENTS)
+    assert at.selectbox(key="experiment_choice").value == "prompt-v2"
+    verdict = texts(at)
+    assert "Resolved rate: treatment improved it by +" in verdict
+    assert "No guardrail got significantly worse" in verdict
+    table = at.dataframe[0].value
+    resolved = table[table["Metric"] == "Resolved rate"].iloc[0]
+    assert resolved["Interval low"] < 3 < resolved["Interval high"]
+    assert resolved["Interval low"] > 0
+    latency = table[table["Metric"] == "p95 end-to-end turn latency"].iloc[0]
+    assert latency["Direction"] == "unclear"
+    assert len(at.get("plotly_chart")) >= 1
+
+
+def test_define_an_experiment_and_see_its_verdict(with_demo15):
+    at = run(EXPERIMENTS)
+    at.selectbox(key="experiment_choice").select("+ New experiment").run()
+    prefix = "def_new_"
+    at.text_input(key=f"{prefix}key").input("prompt-v2")
+    at.text_input(key=f"{prefix}name").input("Shorter prompt")
+    at.text_area(key=f"{prefix}hypothesis").input("A shorter prompt resolves more calls.")
+    at.multiselect(key=f"{prefix}guardrails").set_value(["p95_e2e_latency", "handle_time"])
+    at.selectbox(key=f"{prefix}method").select("fixed")
+    at.button[0].click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    saved = ControlStore(with_demo15 / "control.sqlite").experiments()["prompt-v2"]
+    assert saved.name == "Shorter prompt" and saved.method == "fixed"
+    assert saved.guardrail_metrics == ("p95_e2e_latency", "handle_time")
+    assert saved.status == "draft"
+    assert at.selectbox(key="experiment_choice").value == "prompt-v2"
+    verdict = texts(at)
+    assert "Resolved rate: treatment improved it" in verdict
+    assert "Fixed-horizon test" in verdict
+    # start, pause, stop
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert ControlStore(with_demo15 / "control.sqlite").experiments()["prompt-v2"].status == (
+        "running"
+    )
+    next(b for b in at.button if b.label == "Pause").click().run()
+    next(b for b in at.button if b.label == "Stop").click().run()
+    assert not at.exception
+    assert ControlStore(with_demo15 / "control.sqlite").experiments()["prompt-v2"].status == (
+        "stopped"
+    )
+
+
+def test_new_experiment_without_exposures_says_so_and_plans(with_demo15):
+    at = run(EXPERIMENTS)
+    at.selectbox(key="experiment_choice").select("+ New experiment").run()
+    at.text_input(key="def_new_key").input("greeting-v3")
+    at.button[0].click().run()
+    assert at.selectbox(key="experiment_choice").value == "greeting-v3"
+    assert "No result yet for greeting-v3" in texts(at)
+    values = {m.label: m.value for m in at.metric}
+    assert int(values["Units per arm"].replace(",", "")) > 100
+    assert 0 < int(values["Days at current traffic"].replace(",", "")) < 60
+
+
+def test_bad_definition_is_one_sentence_not_a_traceback(with_demo15):
+    at = run(EXPERIMENTS)
+    at.selectbox(key="experiment_choice").select("+ New experiment").run()
+    at.text_input(key="def_new_key").input("bad key with spaces")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("experiment key must be" in e.value for e in at.error)
+
+
+def demo_truth_of(root: Path):
+    """The demo's ground truth for this snapshot (its anchor is in the demo watermark)."""
+    import json
+    from datetime import datetime
+
+    from collectors.demo_truth import demo_truth
+    from collectors.snapshot import open_snapshot
+
+    con = open_snapshot(root / "serving").con
+    value = con.execute("SELECT value FROM watermarks WHERE source = 'demo'").fetchone()[0]
+    return demo_truth(7, datetime.fromisoformat(json.loads(value)["anchor"]), 15)
+
+
+def test_benchmarks_page_flags_the_bad_release(with_demo15, demo15):
+    bad = demo_truth_of(demo15).bad_release
+    at = run(BENCHMARKS)
+    at.selectbox(key="bench_baseline").select(bad.previous_release)
+    at.selectbox(key="bench_candidate").select(bad.release).run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = at.dataframe[0].value
+    flagged = table[table["flag"] == "Regression"]
+    assert any("llm_ttft_ms" in name for name in flagged["name"])
+    assert any("regression" in e.value.lower() for e in at.error)
+    assert len(at.get("download_button")) == 2
