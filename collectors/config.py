@@ -46,6 +46,7 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "RAILWAY_ENVIRONMENT_ID": ("railway", "environment_id"),
     "ERROR_SAMPLE_RATE": ("sdk", "error_sample_rate"),
     "SLOW_REQUEST_THRESHOLD": ("sdk", "slow_request_threshold_s"),
+    "WORKBENCH_SPOOL_DIR": ("spool", "directory"),
 }
 SECRET_KEYS_IN_FILE = {"key", "api_key", "api_secret", "secret", "token", "password", "db_url",
                        "database_url", "service_role_key", "webhook_url"}  # fmt: skip
@@ -145,6 +146,8 @@ class WorkbenchConfig:
     supabase: SupabaseConfig | None = None
     railway: RailwayConfig | None = None
     probes: list[ProbeConfig] = field(default_factory=list)
+    spool_dir: Path | None = None  # where the SDK's spool sink writes (collectors ingest it)
+    spool_schedule: Schedule = field(default_factory=lambda: Schedule("interval", 10))
     demo: bool = True
     sdk: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, Secret] = field(default_factory=dict)
@@ -503,6 +506,16 @@ def _parse(cfg: WorkbenchConfig, data: dict[str, Any], v: _Validator) -> bool:
         if cfg.secrets.get("RAILWAY_PROJECT_TOKEN") and not cfg.secrets.get("RAILWAY_API_KEY"):
             cfg.railway.token_kind = "project"
         anything = True
+    spool = data.get("spool") or {}
+    if spool:
+        v.known(spool, "spool", {"directory", "interval", "schedule"})
+        directory = v.string(spool, "spool", "directory")
+        if directory:
+            cfg.spool_dir = Path(directory).expanduser()
+            cfg.spool_schedule = v.schedule(spool, "spool", 10)
+            anything = True
+        else:
+            v.fail("spool.directory", "must name the folder the SDK's spool sink writes to")
     sdk = data.get("sdk") or {}
     cfg.sdk = {
         "error_sample_rate": v.number(sdk, "sdk", "error_sample_rate", None, low=0, high=1),
@@ -742,6 +755,11 @@ def build_sources(config: WorkbenchConfig) -> dict[str, tuple[Any, dict[str, Any
             token_kind=rw.token_kind, endpoint=rw.endpoint or ENDPOINT, retries=rw.retries,
         )  # fmt: skip
         out[source.name] = (source, rw.schedule.as_dict())
+    if config.spool_dir is not None:
+        from collectors.sources.spool import SpoolSource
+
+        spool = SpoolSource(config.spool_dir)
+        out[spool.name] = (spool, config.spool_schedule.as_dict())
     if config.demo or not out:
         from collectors.sources.demo import DemoSource
 

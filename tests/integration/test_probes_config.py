@@ -143,3 +143,26 @@ def test_transaction_pooler_and_missing_file(tmp_path):
         )
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(env={"WORKBENCH_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_a_spool_directory_adds_the_spool_source_and_turns_the_demo_off(tmp_path):
+    from collectors.config import build_sources, load_config
+
+    config_file = tmp_path / "workbench.toml"
+    config_file.write_text(f'[spool]\ndirectory = "{tmp_path / "spool"}"\ninterval = 15\n')
+    sources = build_sources(load_config(config_file, env={}))
+    assert list(sources) == ["spool"]
+    source, schedule = sources["spool"]
+    assert source.directory == tmp_path / "spool"
+    assert schedule == {"kind": "interval", "seconds": 15}
+
+
+def test_the_spool_directory_can_come_from_the_environment(tmp_path):
+    from collectors.config import build_sources, load_config
+
+    env = {
+        "WORKBENCH_SPOOL_DIR": str(tmp_path / "s"),
+        "WORKBENCH_CONFIG": str(tmp_path / "none.toml"),
+    }
+    (tmp_path / "none.toml").write_text("")
+    assert "spool" in build_sources(load_config(None, env=env))
