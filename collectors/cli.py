@@ -235,6 +235,43 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0 if stopping else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the release benchmark report from the published snapshot (safe while serving)."""
+    from analysis.benchmarks import BenchmarkSettings, Slice, compare_periods, releases
+    from analysis.report import benchmark_csv, benchmark_html
+    from collectors.snapshot import open_snapshot
+
+    con = open_snapshot(_paths(args).serving).con
+    names = [r for r, _ in releases(con)]
+    candidate = args.release or (names[-1] if names else None)
+    if candidate is not None and args.baseline is None and candidate in names:
+        i = names.index(candidate)
+        baseline = names[i - 1] if i > 0 else None
+    else:
+        baseline = args.baseline
+    missing = [r for r in (baseline, candidate) if r is not None and r not in names]
+    if missing or baseline is None or candidate is None:
+        known = ", ".join(names) or "none yet"
+        what = f"release {missing[0]!r} is not in the data" if missing else "need two releases"
+        print(f"Cannot write the report: {what}; known releases: {known}.", file=sys.stderr)
+        return 2
+    settings = BenchmarkSettings(practical_threshold=args.threshold / 100, alpha=args.alpha)
+    result = compare_periods(
+        con, Slice(baseline, release=baseline), Slice(candidate, release=candidate), settings
+    )
+    Path(args.out).write_text(
+        benchmark_html([result], settings, title=f"Benchmark: {candidate} vs {baseline}"),
+        encoding="utf-8",
+    )
+    if args.csv:
+        Path(args.csv).write_text(benchmark_csv([result]), encoding="utf-8", newline="")
+    print(
+        f"{candidate} vs {baseline}: {len(result.regressions)} regression(s) flagged; "
+        f"wrote {args.out}" + (f" and {args.csv}" if args.csv else "")
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -310,6 +347,25 @@ def build_parser() -> argparse.ArgumentParser:
         "each source's schedule and last run.",
     )
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "report",
+        help="write a release benchmark report (HTML, optional CSV)",
+        description="Compare two releases from the published snapshot and write a "
+        "self-contained HTML report (default: the latest release vs the one before).",
+    )
+    p.add_argument("--baseline", help="baseline release (default: the one before --release)")
+    p.add_argument("--release", help="candidate release (default: the latest)")
+    p.add_argument("--out", default="benchmark.html", help="HTML file to write")
+    p.add_argument("--csv", help="also write the table as CSV to this file")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=5.0,
+        help="practical threshold, relative change in %% (default 5)",
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,85 @@
+"""Experiments saved in the control store: validation, status changes, migration of an old
+store."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from collectors.control import ControlStore, ExperimentError, SavedExperiment
+
+
+def definition(**kw) -> SavedExperiment:
+    values = dict(
+        key="prompt-v2",
+        name="Shorter prompt",
+        variants=("control", "treatment"),
+        weights=(50, 50),
+        primary_metrics=("resolved_rate",),
+        guardrail_metrics=("p95_e2e_latency",),
+    )
+    return SavedExperiment(**{**values, **kw})
+
+
+def test_save_round_trips_and_normalises_weights(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    saved = store.save_experiment(definition(weights=(1, 3), hypothesis="fewer words"))
+    assert saved.weights == (0.25, 0.75)
+    assert saved.status == "draft" and saved.created_at
+    got = store.experiments()["prompt-v2"]
+    assert got == saved
+    assert got.primary_metrics == ("resolved_rate",) and got.hypothesis == "fewer words"
+
+
+def test_editing_keeps_the_status(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    store.save_experiment(definition())
+    store.set_experiment_status("prompt-v2", "running")
+    edited = store.save_experiment(definition(name="Renamed", status="draft"))
+    assert edited.name == "Renamed" and edited.status == "running"
+
+
+def test_start_pause_resume_stop_and_stopped_is_final(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    store.save_experiment(definition())
+    for status in ("running", "paused", "running", "stopped"):
+        assert store.set_experiment_status("prompt-v2", status).status == status
+    with pytest.raises(ExperimentError, match="is stopped; it cannot become running"):
+        store.set_experiment_status("prompt-v2", "running")
+    with pytest.raises(ExperimentError, match="No experiment"):
+        store.set_experiment_status("nope", "running")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"key": "has spaces"}, "key must be"),
+        ({"variants": ("control",), "weights": (1,)}, "at least two distinct"),
+        ({"variants": ("a", "a")}, "at least two distinct"),
+        ({"weights": (1,)}, "one non-negative weight per variant"),
+        ({"weights": (-1, 2)}, "one non-negative weight per variant"),
+        ({"unit_type": "session"}, "unit must be"),
+        ({"method": "magic"}, "method must be"),
+        ({"primary_metrics": ()}, "primary metric"),
+        ({"start_at": "2026-02-01T00:00:00", "end_at": "2026-01-01T00:00:00"}, "end must be"),
+    ],
+)
+def test_bad_definitions_are_refused_with_one_sentence(tmp_path, change, message):
+    store = ControlStore(tmp_path / "c.sqlite")
+    with pytest.raises(ExperimentError, match=message):
+        store.save_experiment(definition(**change))
+    assert store.experiments() == {}
+
+
+def test_a_version_1_store_is_migrated_keeping_its_schedules(tmp_path):
+    path = tmp_path / "c.sqlite"
+    store = ControlStore(path)
+    store.set_schedule("demo", "interval", every_seconds=120)
+    with sqlite3.connect(path) as con:  # simulate a store made before experiments existed
+        con.execute("DROP TABLE experiments")
+        con.execute("PRAGMA user_version = 1")
+    again = ControlStore(path)
+    assert again.schedules()["demo"].every_seconds == 120
+    again.save_experiment(definition())
+    assert list(again.experiments()) == ["prompt-v2"]

@@ -1,0 +1,157 @@
+"""Benchmark reports: the demo's bad release is flagged in a self-contained, escaped HTML report
+and a formula-safe CSV, from the page's functions and from `workbench report`; the demo's
+planted A/B effect is recovered and latency shows none."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import pytest
+
+from analysis.benchmarks import BenchmarkSettings, Slice, compare_periods
+from analysis.experiments import ExperimentDefinition, decision, evaluate_experiment
+from analysis.metrics import builtin_metrics
+from analysis.report import CSV_COLUMNS, benchmark_csv, benchmark_html, neutralise_cell
+from collectors.snapshot import open_snapshot
+from tests.app.test_experiment_pages import demo15_dir, demo_truth_of
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = demo15_dir(tmp_path_factory)
+    return root, open_snapshot(root / "serving").con, demo_truth_of(root)
+
+
+@pytest.fixture(scope="module")
+def bad_vs_previous(demo):
+    _, con, truth = demo
+    bad = truth.bad_release
+    settings = BenchmarkSettings(practical_threshold=0.05)
+    result = compare_periods(
+        con,
+        Slice(bad.previous_release, release=bad.previous_release),
+        Slice(bad.release, release=bad.release),
+        settings,
+    )
+    return result, settings
+
+
+def test_demo_bad_release_is_flagged_on_llm_latency(bad_vs_previous):
+    result, _ = bad_vs_previous
+    names = {r.name for r in result.regressions}
+    assert "p95 stage llm_ttft_ms" in names
+    row = next(r for r in result.rows if r.name == "p95 stage llm_ttft_ms")
+    assert row.relative_change > 0.3  # the demo slows the LLM by 1.7x
+
+
+def test_demo_experiment_effect_is_found_with_the_right_sign_and_covered(demo):
+    _, con, truth = demo
+    reg = builtin_metrics()
+    names = ["resolved_rate", "p95_e2e_latency", "llm_ttft", "handle_time"]
+    result = evaluate_experiment(
+        con,
+        ExperimentDefinition(truth.experiment.key, "control", ("treatment",)),
+        [reg[n] for n in names],
+        "sequential",
+    )
+    resolved = result.result("resolved_rate").absolute
+    effect = truth.experiment.resolved_rate_effect
+    assert resolved.effect > 0 and resolved.ci_low < effect < resolved.ci_high
+    assert resolved.significant
+    for latency in ("p95_e2e_latency", "llm_ttft"):
+        r = result.result(latency)
+        assert r.direction == "unclear", r.verdict
+        assert r.absolute.ci_low < truth.experiment.latency_effect_ms < r.absolute.ci_high
+    text = decision(result, ["resolved_rate"], ["p95_e2e_latency", "llm_ttft"])
+    assert "Resolved rate: treatment improved it" in text
+    assert "No guardrail got significantly worse" in text
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_report_is_self_contained_and_names_the_regression(demo, bad_vs_previous):
+    result, settings = bad_vs_previous
+    _, _, truth = demo
+    page = benchmark_html([result], settings, title="Benchmark")
+    parsed = _Collector()
+    parsed.feed(page)
+    text = " ".join(parsed.text)
+    assert truth.bad_release.release in text and truth.bad_release.previous_release in text
+    assert "regressions flagged" in text and "Regression" in text
+    assert any(tag == "svg" for tag, _ in parsed.tags)  # the chart is inline
+    # nothing is fetched from the network when the file is opened offline
+    assert not [a for _, attrs in parsed.tags for k, a in attrs.items()
+                if k in ("src", "href") and a and not a.startswith("#")]  # fmt: skip
+    assert "<script" not in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_untrusted_names_are_escaped_in_html_and_neutralised_in_csv(bad_vs_previous):
+    result, settings = bad_vs_previous
+    from dataclasses import replace
+
+    evil = '<img src=x onerror=alert(1)>"=HYPERLINK("http://x")'
+    hostile = replace(result, candidate=Slice(evil, release=evil), baseline=Slice("@SUM(A1)"))
+    page = benchmark_html([hostile], settings)
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    rows = list(csv.DictReader(io.StringIO(benchmark_csv([hostile]))))
+    assert rows[0]["candidate"] == evil  # starts with "<": left alone
+    assert rows[0]["baseline"] == "'@SUM(A1)"
+    for cell in ("=1+1", "+1", "-1+2", "@x", "\t=1", "\r=1"):
+        assert neutralise_cell(cell) == "'" + cell
+    assert neutralise_cell(-1.5) == -1.5 and neutralise_cell("v1.2") == "v1.2"
+
+
+def test_csv_parses_with_the_expected_columns_and_numbers(bad_vs_previous):
+    result, _ = bad_vs_previous
+    rows = list(csv.DictReader(io.StringIO(benchmark_csv([result]))))
+    assert tuple(rows[0].keys()) == CSV_COLUMNS
+    assert len(rows) == len(result.rows)
+    flagged = [r for r in rows if r["flag"] == "Regression"]
+    assert any(r["metric"] == "stage" and r["group"] == "llm_ttft_ms" for r in flagged)
+    row = next(r for r in flagged if r["group"] == "llm_ttft_ms" and r["statistic"] == "p95")
+    assert float(row["relative_change_pct"]) > 30
+    assert float(row["relative_ci_low_pct"]) < float(row["relative_change_pct"])
+
+
+def test_cli_report_defaults_and_explicit_releases(demo, tmp_path):
+    root, _, truth = demo
+    bad = truth.bad_release
+    out, table = tmp_path / "r.html", tmp_path / "r.csv"
+    cmd = [sys.executable, "-m", "collectors.cli", "--data-dir", str(root), "report"]
+    done = subprocess.run(
+        [*cmd, "--baseline", bad.previous_release, "--release", bad.release,
+         "--out", str(out), "--csv", str(table)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"[1-9]\d* regression", done.stdout)
+    assert bad.release in out.read_text() and "Regression" in out.read_text()
+    assert next(csv.reader(io.StringIO(table.read_text())))[: len(CSV_COLUMNS)] == list(CSV_COLUMNS)
+    default = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "d.html")], capture_output=True, text=True, cwd=REPO,
+        timeout=300,
+    )  # fmt: skip
+    assert default.returncode == 0, default.stderr
+    wrong = subprocess.run(
+        [*cmd, "--release", "v0.0.0-nope", "--out", str(tmp_path / "x.html")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert wrong.returncode == 2
+    assert "not in the data" in wrong.stderr and "Traceback" not in wrong.stderr
