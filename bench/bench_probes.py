@@ -5,6 +5,10 @@ Starts one loopback HTTP server (in a separate process, so its CPU is not counte
 `probes` http_probe sources with distinct URLs, and runs each on its own interval in a thread
 pool, the way the scheduler does, for `duration_s`. Reports this process's CPU seconds per
 wall second; fetch only (the warehouse write is measured separately with --engine).
+
+--service measures what `workbench serve` does with such a config: build_sources groups HTTP
+probes that share a schedule into one source, so each interval is one run (one transaction and
+one publish) for all 200 targets.
 """
 
 from __future__ import annotations
@@ -74,8 +78,50 @@ def main(n: int, interval: float, duration: float, engine: bool) -> None:
           f"{1000 * cpu / max(checks, 1):.2f} ms CPU per check; pid {os.getpid()}")  # fmt: skip
 
 
+def service_mode(n: int, interval: float, duration: float) -> None:
+    """One grouped ProbeSource run every `interval` through run_source and publish."""
+    from collectors.engine import run_source
+    from collectors.publish import publish
+    from collectors.sources.probes import ProbeSource, http_check
+    from collectors.warehouse import open_warehouse
+
+    root = str(Path(__file__).resolve().parents[1])
+    server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=root)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    url = server.stdout.readline().strip()
+    source = ProbeSource("probes:http@10s", [http_check(f"p{i}", f"{url}/ok?probe={i}")
+                                             for i in range(n)])  # fmt: skip
+    tmp = Path(tempfile.mkdtemp())
+    con = open_warehouse(tmp / "w.duckdb")
+    start = time.monotonic()
+    cpu0 = time.process_time()
+    runs = 0
+    while time.monotonic() - start < duration:
+        tick = time.monotonic()
+        assert run_source(con, source).status == "ok"
+        publish(con, tmp / "serving")
+        runs += 1
+        time.sleep(max(0.0, interval - (time.monotonic() - tick)))
+    cpu = time.process_time() - cpu0
+    wall = time.monotonic() - start
+    up = con.execute("SELECT count(*) FILTER (WHERE status = 'up'), count(*) FROM probe_results")
+    print(
+        f"{n} probes as one source every {interval:g} s for {wall:.0f} s: {runs} runs, "
+        f"{up.fetchone()}  (up, checks)"
+    )
+    print(
+        f"CPU {cpu:.2f} s over {wall:.0f} s wall = {100 * cpu / wall:.2f} % of one core "
+        "(checks + warehouse writes + publish)"
+    )
+    server.stdin.close()
+    server.wait()
+
+
 if __name__ == "__main__":
     flags = [a for a in sys.argv[1:] if a.startswith("--")]
     args = [float(a) for a in sys.argv[1:] if not a.startswith("--")]
     n, interval, duration = (args + [200, 10, 60][len(args) :])[:3]
-    main(int(n), interval, duration, "--engine" in flags)
+    if "--service" in flags:
+        service_mode(int(n), interval, duration)
+    else:
+        main(int(n), interval, duration, "--engine" in flags)

@@ -721,12 +721,21 @@ def build_sources(config: WorkbenchConfig) -> dict[str, tuple[Any, dict[str, Any
         o = p.options
         windows = [probes.Window(a, b) for a, b in p.maintenance]
         if p.kind == "http":
-            source: Any = probes.http_probe(
+            # HTTP probes that share a schedule run as one source: one run (and one warehouse
+            # transaction) per interval for all of them instead of one per probe.
+            schedule = p.schedule.as_dict()
+            check = probes.http_check(
                 p.name, o["url"], method=o["method"] or "GET", headers=o["headers"],
                 expected_status=o["expected_status"], timeout_s=o["timeout_s"], retries=p.retries,
                 keyword=o["keyword"], verify=o["verify"], maintenance=windows,
             )  # fmt: skip
-        elif p.kind == "supabase":
+            name = f"probes:http@{probes.schedule_label(schedule)}"
+            if name in out:
+                out[name][0].checks.append(check)
+            else:
+                out[name] = (probes.ProbeSource(name, [check]), schedule)
+            continue
+        if p.kind == "supabase":
             source = probe_services.supabase_probe(
                 sb.url if sb and sb.url else "", config.secret("SUPABASE_API_KEY", "SUPABASE_SERVICE_ROLE_KEY"),
                 name=p.name, table=o["table"], timeout_s=o["timeout_s"], retries=p.retries,

@@ -19,6 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,11 +46,16 @@ class CheckResult:
 
 @dataclass
 class Check:
-    """One target: a name, a kind, and a callable returning a CheckResult."""
+    """One target: a name, a kind, and a callable returning a CheckResult.
+
+    `retries` and `maintenance` override the source's when several probes share one source.
+    """
 
     target: str
     kind: str
     run: Callable[[], CheckResult]
+    retries: int | None = None
+    maintenance: Sequence[Window] = ()
 
 
 @dataclass(frozen=True)
@@ -103,13 +109,23 @@ class ProbeSource:
 
     def fetch(self, watermarks: Mapping[str, str]) -> Iterator[Batch]:
         kept = _load_state(watermarks.get("state"))
-        rows = []
-        for check in self.checks:
+
+        def checked(check: Check) -> tuple[Check, datetime, CheckResult]:
             checked_at = self.clock()
-            result = run_check(check)
-            in_maintenance = any(checked_at in w for w in self.maintenance)
+            return check, checked_at, run_check(check)
+
+        if len(self.checks) == 1:
+            results = [checked(self.checks[0])]
+        else:  # many targets on one schedule: check them concurrently, one run for all
+            with ThreadPoolExecutor(max_workers=min(16, len(self.checks))) as pool:
+                results = list(pool.map(checked, self.checks))
+        rows = []
+        for check, checked_at, result in results:
+            windows = [*self.maintenance, *check.maintenance]
+            in_maintenance = any(checked_at in w for w in windows)
+            retries = self.retries if check.retries is None else check.retries
             state, kept[check.target] = next_state(
-                kept.get(check.target), result, self.retries, in_maintenance
+                kept.get(check.target), result, retries, in_maintenance
             )
             rows.append(
                 {
@@ -279,10 +295,35 @@ def http_probe(
     verify: bool = True,
     maintenance: Sequence[Window] = (),
 ) -> ProbeSource:
-    check = HttpCheck(url, method.upper(), headers or {}, expected_status, timeout_s,
-                      keyword=keyword, verify=verify)  # fmt: skip
-    return ProbeSource(f"probe:{name}", [Check(name, "http", check)], retries=retries,
-                       maintenance=maintenance)  # fmt: skip
+    return ProbeSource(f"probe:{name}", [http_check(name, url, method=method, headers=headers,
+                       expected_status=expected_status, timeout_s=timeout_s, keyword=keyword,
+                       verify=verify)], retries=retries, maintenance=maintenance)  # fmt: skip
+
+
+def http_check(
+    name: str,
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    expected_status: Any = None,
+    timeout_s: float = 5.0,
+    retries: int | None = None,
+    keyword: str | None = None,
+    verify: bool = True,
+    maintenance: Sequence[Window] = (),
+) -> Check:
+    """One HTTP target, to run alone (http_probe) or with others on the same schedule."""
+    run = HttpCheck(url, method.upper(), headers or {}, expected_status, timeout_s,
+                    keyword=keyword, verify=verify)  # fmt: skip
+    return Check(name, "http", run, retries=retries, maintenance=list(maintenance))
+
+
+def schedule_label(schedule: Mapping[str, Any]) -> str:
+    """A stable, readable name part for a schedule: '10s' or 'cron-*_5-*-*-*-*'."""
+    if schedule.get("kind") == "cron":
+        return "cron-" + str(schedule["expr"]).replace(" ", "-").replace("/", "_")
+    return f"{schedule['seconds']:g}s"
 
 
 # ---- custom callables ----------------------------------------------------------------------

@@ -124,7 +124,7 @@ schedule = "*/5 * * * *"
         path, env={"SUPABASE_DB_URL": "postgresql://u:pw@db.ref.supabase.co:5432/postgres"}
     )
     sources = build_sources(cfg)
-    assert set(sources) == {"supabase", "supabase-perf", "probe:api", "probe:host",
+    assert set(sources) == {"supabase", "supabase-perf", "probes:http@60s", "probe:host",
                             "probe:database-connection-pool", "probe:supabase"}  # fmt: skip
     src = sources["supabase"][0]
     assert type(src).__name__ == "SupabasePgSource" and "pw" not in repr(src)
@@ -166,3 +166,35 @@ def test_the_spool_directory_can_come_from_the_environment(tmp_path):
     }
     (tmp_path / "none.toml").write_text("")
     assert "spool" in build_sources(load_config(None, env=env))
+
+
+def test_http_probes_on_one_schedule_run_as_one_source_each_with_its_own_state(tmp_path):
+    from collectors.config import build_sources, load_config
+    from collectors.engine import run_source
+    from collectors.warehouse import open_warehouse
+    from tests.integration.http_misbehaving import Misbehaving
+
+    with Misbehaving() as server:
+        config_file = tmp_path / "workbench.toml"
+        config_file.write_text(
+            "[[probes.http]]\n"
+            f'name = "api"\nurl = "{server.url}/ok"\ninterval = 10\n'
+            "[[probes.http]]\n"
+            f'name = "broken"\nurl = "{server.url}/500"\ninterval = 10\nretries = 1\n'
+            "[[probes.http]]\n"
+            f'name = "slowpoke"\nurl = "{server.url}/ok"\ninterval = 60\n'
+        )
+        sources = build_sources(load_config(config_file, env={}))
+        assert set(sources) == {"probes:http@10s", "probes:http@60s"}
+        grouped, schedule = sources["probes:http@10s"]
+        assert [c.target for c in grouped.checks] == ["api", "broken"]
+        assert schedule == {"kind": "interval", "seconds": 10}
+        con = open_warehouse(tmp_path / "w.duckdb")
+        for _ in range(2):
+            assert run_source(con, grouped).status == "ok"
+    states = con.execute(
+        "SELECT target, list(status ORDER BY checked_at) FROM probe_results GROUP BY target "
+        "ORDER BY target"
+    ).fetchall()
+    assert states == [("api", ["up", "up"]), ("broken", ["pending", "down"])]
+    assert con.execute("SELECT count(*) FROM collector_runs").fetchone()[0] == 2
