@@ -220,3 +220,40 @@ def test_feedback_comment_with_html_and_markdown_is_shown_escaped(with_hostile_f
     sources = [m.value for m in at.markdown]
     assert quote_block(HOSTILE) in sources
     assert not any("<script>" in s or "**bold**" in s or "<b>" in s for s in sources)
+
+
+@pytest.fixture(scope="module")
+def demo15_dir(tmp_path_factory):
+    """A demo whose 15 days of history hold every planted episode (built in ~15 s)."""
+    from tests.demo_data import build_demo_data
+
+    return build_demo_data(tmp_path_factory.mktemp("demo15"), history_days=15)
+
+
+def test_security_lists_every_planted_attack_over_two_weeks(demo15_dir, monkeypatch):
+    from datetime import UTC, datetime
+
+    from collectors.demo_truth import demo_truth
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(demo15_dir))
+    truth = demo_truth(7, datetime(2025, 1, 1, tzinfo=UTC))  # IPs and users do not move
+    at = run_page("security")
+    at.selectbox(key="period").select("Last 14 days").run()
+    assert not at.exception
+    found = {
+        (k, e) for k, e in at.dataframe[0].value[["detection", "entity"]].itertuples(index=False)
+    }
+    assert ("Brute force (per IP)", truth.brute_force.ip) in found
+    assert ("Brute force (per account)", truth.brute_force.user_id) in found
+    assert ("Credential stuffing", truth.credential_stuffing.ip) in found
+    assert ("API usage spike", truth.api_spike.user_id) in found
+
+
+def test_health_lists_the_planted_supabase_outage(demo15_dir, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(demo15_dir))
+    at = run_page("health")
+    at.selectbox(key="period").select("Last 14 days").run()
+    incidents = next(d.value for d in at.dataframe if "duration_min" in d.value.columns)
+    supabase = incidents[incidents["target"] == "supabase"]
+    assert len(supabase) == 1  # 2 pending checks, then down: one incident with 2 retries
+    assert supabase["duration_min"].iloc[0] == pytest.approx(25, abs=1)
