@@ -136,9 +136,7 @@ def _validate_rows(spec: Table, rows: Sequence[Mapping[str, Any]], now: datetime
             continue
         for name, value in clean.items():
             columns[name].append(value)
-    table = pa.table(
-        {c.name: pa.array(columns[c.name], ARROW_TYPES[c.type]) for c in spec.columns}
-    )
+    table = pa.table({c.name: pa.array(columns[c.name], ARROW_TYPES[c.type]) for c in spec.columns})
     return Validated(table, rejected)
 
 
