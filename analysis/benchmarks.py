@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 
+from analysis.sketch import ALPHA, ZERO_BUCKET, bucket_value, gamma
 from analysis.stats import (
     Comparison,
     Proportion,
@@ -95,6 +97,9 @@ class BenchmarkSettings:
     baseline: Slice | None = None  # every release is also compared with this, when given
     quantiles: tuple[float, ...] = QUANTILES
     correction: str = "holm"  # across the rows of one comparison: none | holm | bh
+    # Percentiles from the hourly histogram rollups (requests_latency_hist, turn_latency_hist)
+    # when the snapshot has them: "auto" | "rollup" | "raw".
+    quantile_source: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -198,22 +203,119 @@ def _quantile_series(
     return out
 
 
+# Histogram rollups (collectors/rollups.py): table -> (group column, hour column)
+_HISTOGRAMS = {
+    "requests": ("requests_latency_hist", "route"),
+    "voice_turns": ("turn_latency_hist", "stage"),
+}
+
+
+def _has_histograms(con: duckdb.DuckDBPyConnection) -> bool:
+    names = {h for h, _ in _HISTOGRAMS.values()}
+    found = con.execute(
+        "SELECT count(DISTINCT table_name) FROM information_schema.tables "
+        "WHERE list_contains($names, table_name)",
+        {"names": sorted(names)},
+    ).fetchone()[0]
+    return found == len(names)
+
+
+def _on_hours(s: Slice) -> bool:
+    """Rollups are hourly: a period slice must start and end on whole hours to use them."""
+    return all(
+        t is None or (t.minute, t.second, t.microsecond) == (0, 0, 0) for t in (s.start, s.end)
+    )
+
+
+def _hist_filter(s: Slice) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if s.release is not None:
+        clauses.append("release = $release")
+        params["release"] = s.release
+    if s.start is not None:
+        clauses.append("hour >= $start")
+        params["start"] = s.start
+    if s.end is not None:
+        clauses.append("hour < $end")
+        params["end"] = s.end
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
+def _quantiles_from_histograms(
+    con: duckdb.DuckDBPyConnection, table: str, s: Slice, quantiles: Sequence[float]
+) -> dict[tuple[str, float], Quantile]:
+    """Percentiles and their order-statistic intervals from merged DDSketch-style buckets:
+    the r-th smallest value is read as the value of the bucket holding rank r (within the
+    sketch's 1 % relative accuracy), at the same ranks `quantile_ranks` gives for raw data;
+    the interval's ends are the outer edges of their buckets (about 2 % wider at most).
+    One grouped query per table; its size depends on hours × groups × buckets, not on rows."""
+    hist, group = _HISTOGRAMS[table]
+    where, params = _hist_filter(s)
+    rows = con.execute(
+        f"SELECT {group} AS g, bucket, sum(n) AS n FROM {hist} "  # noqa: S608 - whitelisted
+        f"WHERE {where} AND bucket IS NOT NULL GROUP BY ALL ORDER BY g, bucket",
+        params,
+    ).fetchnumpy()
+    out: dict[tuple[str, float], Quantile] = {}
+    groups = rows["g"]
+    if len(groups) == 0:
+        return out
+    groups = np.asarray(groups, dtype=object)
+    buckets = np.asarray(rows["bucket"], dtype=np.int64)
+    counts = np.asarray(rows["n"], dtype=np.float64)
+    edges = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1], True])
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        cum = np.cumsum(counts[a:b])
+        n = int(round(cum[-1]))
+        b_ = buckets[a:b]
+        values = bucket_value(b_, ALPHA)
+        # A bucket holds (γ^(i−1), γ^i]: interval ends use the outer edges, so the interval
+        # carries the sketch's resolution and never collapses to zero width in one bucket.
+        g = gamma(ALPHA)
+        upper_edge = np.where(b_ == ZERO_BUCKET, 0.0, np.power(g, b_.astype(float)))
+        lower_edge = np.where(b_ == ZERO_BUCKET, 0.0, upper_edge / g)
+
+        def nth(rank: int, cum=cum, v=values) -> float:
+            return float(v[min(int(np.searchsorted(cum, rank - 0.5)), len(v) - 1)])
+
+        for nu in quantiles:
+            lo, mid, hi = quantile_ranks(n, nu)
+            ok = quantile_interval_supported(n, nu)
+            bounds = (nth(lo, v=lower_edge), nth(hi, v=upper_edge)) if ok else (math.nan, math.nan)
+            out[(str(groups[a]), nu)] = Quantile(n, nu, nth(mid), *bounds)
+    return out
+
+
 def slice_statistics(
-    con: duckdb.DuckDBPyConnection, s: Slice, quantiles: Sequence[float] = QUANTILES
+    con: duckdb.DuckDBPyConnection,
+    s: Slice,
+    quantiles: Sequence[float] = QUANTILES,
+    quantile_source: str = "auto",
 ) -> SliceStats:
     """Every benchmark statistic of one slice."""
     out: SliceStats = {}
-    where, params = _filter("requests", s)
-    for (route, nu), q in _quantile_series(
-        con, "requests", "duration_ms", "route", where, params, quantiles
-    ).items():
-        out[("latency", route, f"p{nu * 100:g}")] = q
-    where, params = _filter("voice_turns", s)
-    for stage in STAGES:
-        for (_, nu), q in _quantile_series(
-            con, "voice_turns", stage, None, where, params, quantiles
+    use_hist = quantile_source == "rollup" or (
+        quantile_source == "auto" and _on_hours(s) and _has_histograms(con)
+    )
+    if use_hist:
+        for (route, nu), q in _quantiles_from_histograms(con, "requests", s, quantiles).items():
+            out[("latency", route, f"p{nu * 100:g}")] = q
+        stages = _quantiles_from_histograms(con, "voice_turns", s, quantiles)
+        for (stage, nu), q in stages.items():
+            if stage in STAGES:
+                out[("stage", stage, f"p{nu * 100:g}")] = q
+    else:
+        where, params = _filter("requests", s)
+        for (route, nu), q in _quantile_series(
+            con, "requests", "duration_ms", "route", where, params, quantiles
         ).items():
-            out[("stage", stage, f"p{nu * 100:g}")] = q
+            out[("latency", route, f"p{nu * 100:g}")] = q
+        where, params = _filter("voice_turns", s)
+        for stage in STAGES:
+            for (_, nu), q in _quantile_series(
+                con, "voice_turns", stage, None, where, params, quantiles
+            ).items():
+                out[("stage", stage, f"p{nu * 100:g}")] = q
     for name, (table, aggregates, kind, _lower, _unit) in _SIMPLE.items():
         where, params = _filter(table, s)
         n, total, squares = con.execute(
@@ -292,8 +394,8 @@ def compare_periods(
     """Benchmark any two slices (periods or releases)."""
     settings = settings or BenchmarkSettings()
     return compare_slices(
-        slice_statistics(con, baseline, settings.quantiles),
-        slice_statistics(con, candidate, settings.quantiles),
+        slice_statistics(con, baseline, settings.quantiles, settings.quantile_source),
+        slice_statistics(con, candidate, settings.quantiles, settings.quantile_source),
         baseline,
         candidate,
         settings,
@@ -332,7 +434,7 @@ def release_benchmarks(
 
     def stats(s: Slice) -> SliceStats:
         if s not in cache:
-            cache[s] = slice_statistics(con, s, settings.quantiles)
+            cache[s] = slice_statistics(con, s, settings.quantiles, settings.quantile_source)
         return cache[s]
 
     comparisons = []

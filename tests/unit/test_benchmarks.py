@@ -84,3 +84,34 @@ def test_empty_period_is_not_computable(con):
     comp = compare_periods(con, Slice("v1.2", release="v1.2"), empty)
     assert comp.rows and all(not r.comparison.computable for r in comp.rows)
     assert not any(r.regression for r in comp.rows)
+
+
+def test_rollup_percentiles_agree_with_raw_ones_and_flag_the_same(con):
+    """Percentiles read from the hourly histogram rollups (1 % sketch accuracy) match the
+    exact order statistics, so the fast path flags the same regression."""
+    from bench.bench_experiment import build_rollups
+
+    build_rollups(con)
+    s = Slice("v1.2", release="v1.2")
+    raw = compare_periods(con, s, s, BenchmarkSettings(quantile_source="raw"))
+    fast = compare_periods(con, s, s, BenchmarkSettings(quantile_source="rollup"))
+    raw_rows = {r.name: r for r in raw.rows}
+    assert {r.name for r in fast.rows} == set(raw_rows)
+    for row in fast.rows:
+        if row.statistic.startswith("p"):
+            exact, sketched = raw_rows[row.name].baseline, row.baseline
+            assert sketched.n == exact.n
+            assert sketched.estimate == pytest.approx(exact.estimate, rel=0.011), row.name
+            # interval ends are outer bucket edges: never inside the exact one by more than 1 %
+            assert exact.lower * 0.979 <= sketched.lower <= exact.lower * 1.011, row.name
+            assert exact.upper * 0.989 <= sketched.upper <= exact.upper * 1.021, row.name
+    report = release_benchmarks(con, BenchmarkSettings(quantile_source="rollup"), only=["v1.3"])
+    flagged = {r.name for c in report.comparisons for r in c.regressions}
+    assert "p95 stage llm_ttft_ms" in flagged
+    # a period that does not start on a whole hour falls back to raw rows (exact)
+    odd = Slice(
+        "odd", start=START + dt.timedelta(days=1, minutes=30), end=START + dt.timedelta(days=3)
+    )
+    auto = compare_periods(con, odd, odd)
+    exact = compare_periods(con, odd, odd, BenchmarkSettings(quantile_source="raw"))
+    assert [r.baseline for r in auto.rows] == [r.baseline for r in exact.rows]
