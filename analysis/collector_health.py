@@ -8,10 +8,14 @@ import duckdb
 import pandas as pd
 
 
-def source_status(con: duckdb.DuckDBPyConnection, now: datetime) -> pd.DataFrame:
-    """One row per source: last run, its status and error, last success and lag in minutes."""
+def source_status(
+    con: duckdb.DuckDBPyConnection, now: datetime, configured: list[str] | None = None
+) -> pd.DataFrame:
+    """One row per source (every configured one, run or not): last run, its status and error,
+    last success and lag in minutes."""
     return con.execute(
         """
+        WITH runs AS (
         SELECT source,
                max(started_at) AS last_run,
                arg_max(status, run_id) AS last_status,
@@ -22,9 +26,15 @@ def source_status(con: duckdb.DuckDBPyConnection, now: datetime) -> pd.DataFrame
                count(*) FILTER (WHERE status = 'failed') AS failed_runs,
                sum(rows_inserted) AS rows_inserted,
                sum(rows_rejected) AS rows_rejected
-        FROM collector_runs GROUP BY source ORDER BY source
+        FROM collector_runs GROUP BY source
+        ),
+        configured AS (SELECT unnest(?::VARCHAR[]) AS source)
+        SELECT coalesce(r.source, c.source) AS source, r.* EXCLUDE (source),
+               c.source IS NOT NULL AS configured
+        FROM runs r FULL JOIN configured c USING (source)
+        ORDER BY source
         """,
-        [now],
+        [now, list(configured or [])],
     ).df()
 
 

@@ -67,12 +67,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _print_progress(job: str, progress: dict | None, started: float) -> None:
     if not progress or progress.get("state") != "running":
         return
-    rows = progress.get("rows_read") or 0
+    _progress_bar(job, progress.get("rows_read") or 0, progress, started)
+
+
+def _progress_bar(job: str, rows: int, progress, started: float) -> None:
+    """One self-overwriting line: a bar when the source knows its total, rows and rate."""
     rate = rows / max(time.monotonic() - started, 1e-6)
-    total = progress.get("total")
-    done = progress.get("done")
-    part = f" {done}/{total}" if total else ""
-    print(f"\r{job}: {rows:,} rows{part} ({rate:,.0f} rows/s)", end="", file=sys.stderr, flush=True)
+    done, total = progress.get("done"), progress.get("total")
+    bar = ""
+    if done is not None and total:
+        filled = int(30 * min(1.0, done / total))
+        bar = f" [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,}"
+    print(f"\r{job}:{bar} {rows:,} rows ({rate:,.0f} rows/s)", end="", file=sys.stderr, flush=True)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -100,11 +106,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
         service = CollectorService(paths, jobs)
     except WarehouseLocked:  # the service started in between
         return _hand_over(ControlStore(paths.control), args.source)
+    started = time.monotonic()
+    service.on_progress = lambda job, rows, progress: _progress_bar(job, rows, progress, started)
     try:
         recover_interrupted_runs(service.con)
         summary = service.run_job(args.source)
     finally:
         service.con.close()
+    print(file=sys.stderr)
     print(
         f"{args.source}: {summary.status}, {summary.rows_read:,} read, "
         f"{summary.rows_inserted:,} new, {summary.rows_updated:,} updated, "

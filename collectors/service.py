@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,8 @@ class CollectorService:
         self._applied: dict[str, Schedule] = {}
         self._stop = threading.Event()
         self._progress_at: dict[str, float] = {}
+        # Called with (job, rows_read, progress) on each throttled progress update (the CLI bar).
+        self.on_progress: Callable[[str, int, Mapping[str, Any]], None] | None = None
 
     # ---- one run --------------------------------------------------------------------------
 
@@ -151,6 +153,8 @@ class CollectorService:
         self.control.set_progress(
             name, "running", run_id, rows_read, progress.get("done"), progress.get("total")
         )
+        if self.on_progress is not None:
+            self.on_progress(name, rows_read, progress)
 
     # ---- reconciling with the control store -------------------------------------------------
 

@@ -23,12 +23,12 @@ else:
     )
 
 now = datetime.now(UTC).replace(tzinfo=None)
-status = collector_health.source_status(data.cursor(), now)
+schedules = control.schedules()
+status = collector_health.source_status(data.cursor(), now, configured=list(schedules))
 st.subheader("Sources")
 st.dataframe(status, hide_index=True, width="stretch")
 
 st.subheader("Schedules")
-schedules = control.schedules()
 if not schedules:
     st.caption("No schedules yet: the service creates one per configured source when it starts.")
 for job, schedule in schedules.items():
