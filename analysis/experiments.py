@@ -121,14 +121,21 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, values: Mapping[str, Any]) ->
     return con.execute(sql, _params(sql, values)).fetchall()
 
 
-_UNITS = """units AS (
-    SELECT unit_id, variant, exposed_at, CAST(exposed_at AS DATE) AS day
-    FROM experiment_exposures
-    WHERE experiment_key = $key
-      AND (unit_type = $unit_type OR unit_type IS NULL)
-      AND list_contains($arms, variant)
-      AND ($end IS NULL OR exposed_at < $end)
-)"""
+# The experiment's units are built once per evaluation into a connection-local temporary
+# table (exposures joined to calls once, for the caller of call units) that every metric's
+# statement reads; it is dropped when the evaluation ends.
+_UNITS_TABLE = "experiment_units_tmp"
+_OBS_TABLE = "experiment_obs_tmp"
+_UNITS_BUILD = f"""CREATE OR REPLACE TEMP TABLE {_UNITS_TABLE} AS
+    SELECT e.unit_id, e.variant, e.exposed_at, CAST(e.exposed_at AS DATE) AS day,
+           CASE WHEN $unit_type = 'caller' THEN e.unit_id ELSE c.caller_id END AS caller_id
+    FROM experiment_exposures e
+    LEFT JOIN calls c ON $unit_type = 'call' AND c.call_id = e.unit_id
+    WHERE e.experiment_key = $key
+      AND (e.unit_type = $unit_type OR e.unit_type IS NULL)
+      AND list_contains($arms, e.variant)
+      AND ($end IS NULL OR e.exposed_at < $end)"""  # noqa: S608 - constant name
+_UNITS = f"units AS (SELECT * FROM {_UNITS_TABLE})"  # noqa: S608 - constant name
 
 # How facts reach units: the call itself, or the caller's calls since exposure.
 _JOIN = {
@@ -143,7 +150,8 @@ _JOIN = {
 def _with(metric: Metric, unit_type: str, columns: str) -> str:
     return (
         f"WITH {_UNITS},\nfacts AS ({metric.sql}),\n"
-        f"joined AS (SELECT u.unit_id, u.variant, u.day, {columns}\n    {_JOIN[unit_type]})\n"
+        f"joined AS (SELECT u.unit_id, u.variant, u.day, u.caller_id, {columns}\n"
+        f"    {_JOIN[unit_type]})\n"
     )
 
 
@@ -164,14 +172,13 @@ def _cuped_sql(metric: Metric) -> str:
     # without history get the mean covariate of those with history (a constant, so the
     # adjustment stays unbiased; Deng et al. 2013 section 3.3 allow any pre-period function).
     return _with(metric, "call", "CAST(f.value AS DOUBLE) AS value") + (  # noqa: S608 - registry SQL, fixed fragments
-        ", per_unit AS (SELECT variant, day, unit_id, avg(value) AS y FROM joined "
+        ", per_unit AS (SELECT variant, day, unit_id, caller_id, avg(value) AS y FROM joined "
         "WHERE value IS NOT NULL GROUP BY ALL),\n"
         "pre AS (SELECT c.caller_id, avg(CAST(f.value AS DOUBLE)) AS x FROM facts f "
         "JOIN calls c ON c.call_id = f.call_id WHERE f.ts >= $pre_start AND f.ts < $pre_end "
         "AND c.caller_id IS NOT NULL AND f.value IS NOT NULL GROUP BY 1),\n"
         "with_pre AS (SELECT p.variant, p.day, p.y, pre.x FROM per_unit p "
-        "LEFT JOIN calls c ON c.call_id = p.unit_id "
-        "LEFT JOIN pre ON pre.caller_id = c.caller_id),\n"
+        "LEFT JOIN pre ON pre.caller_id = p.caller_id),\n"
         "fill AS (SELECT coalesce(avg(x), 0.0) AS x0 FROM with_pre)\n"
         "SELECT variant, day, count(*), sum(y), sum(y * y), sum(coalesce(x, x0)), "
         "sum(coalesce(x, x0) * coalesce(x, x0)), sum(y * coalesce(x, x0)), count(x) "
@@ -243,11 +250,14 @@ def _total(stats: Mapping[dt.date, Statistic]) -> Statistic | None:
     return total
 
 
-def _quantile_head(metric: Metric, unit_type: str) -> str:
+def _quantile_obs_sql(metric: Metric, unit_type: str) -> str:
+    """Materialise the metric's observations per unit once; both statements read them."""
     head = _with(metric, unit_type, "CAST(f.value AS DOUBLE) AS value")
-    head = head.replace("joined AS (", "joined AS MATERIALIZED (")
-    obs = ", obs AS (SELECT unit_id, variant, value FROM joined WHERE value IS NOT NULL)\n"
-    return head + obs
+    return (
+        f"CREATE OR REPLACE TEMP TABLE {_OBS_TABLE} AS "  # noqa: S608 - fixed fragments
+        + head
+        + "SELECT unit_id, variant, value FROM joined WHERE value IS NOT NULL"
+    )
 
 
 def _quantile_statistics(
@@ -262,7 +272,8 @@ def _quantile_statistics(
     together with the cluster design effect: the delta-method variance of the share of
     observations ≤ Q̂ over whole units, divided by its iid value ν(1−ν)/n."""
     nu = float(metric.quantile or 0.5)
-    head = _quantile_head(metric, definition.unit_type)
+    _run(con, _quantile_obs_sql(metric, definition.unit_type), values)
+    head = f"WITH obs AS (SELECT * FROM {_OBS_TABLE})\n"  # noqa: S608 - constant name
     first = _run(
         con,
         head + "SELECT variant, count(*), count(DISTINCT unit_id), quantile_disc(value, $nu) "
@@ -447,6 +458,26 @@ def evaluate_experiment(
     try:
         arms = _resolve_arms(con, definition)
         values = _base_values(definition, arms)
+        _run(con, _UNITS_BUILD, values)
+    except duckdb.Error as exc:
+        return ExperimentResult(definition.key, method, False, f"could not read exposures: {exc}")
+    try:
+        return _evaluate(con, definition, metrics, method, include_daily, arms, values)
+    finally:
+        for table in (_UNITS_TABLE, _OBS_TABLE):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _evaluate(
+    con: duckdb.DuckDBPyConnection,
+    definition: ExperimentDefinition,
+    metrics: Sequence[Metric],
+    method: str,
+    include_daily: bool,
+    arms: tuple[str, ...],
+    values: dict[str, Any],
+) -> ExperimentResult:
+    try:
         exposures: dict[str, dict[dt.date, int]] = {arm: {} for arm in arms}
         for arm, day, n in _run(con, _exposures_sql(), values):
             exposures[arm][day] = int(n)
