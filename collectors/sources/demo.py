@@ -1,7 +1,7 @@
 """The demo source: a seeded simulator of a production voice agent (the embedded default).
 
 First run: history from anchor - history_days to the anchor (now floored to the minute), one
-chunk per simulated day. Later runs: from the watermark's "until" to now floored to the minute.
+chunk per three simulated days. Later runs: from the watermark's "until" to now floored to the minute.
 The watermark (stream "demo") is JSON {"anchor": ..., "until": ...}.
 
 Why generation is split-invariant: each hour of simulated time has its own numpy Generator
@@ -1462,6 +1462,10 @@ class DemoSource:
         self.history_days = history_days
         self.now = now or (lambda: datetime.now(UTC))
 
+    # Backfill chunks of 3 days: the largest tables' batches then exceed one DuckDB row group
+    # (122,880 rows), which DuckDB writes straight to the file instead of the WAL (~3x faster).
+    chunk_days = 3
+
     def fetch(self, watermarks: Mapping[str, str]) -> Iterator[Batch]:
         end = _floor_minute(self.now())
         state = watermarks.get(STREAM)
@@ -1478,7 +1482,7 @@ class DemoSource:
         chunks = []
         t = start
         while t < end:
-            chunks.append((t, min(t + timedelta(days=1), end)))
+            chunks.append((t, min(t + timedelta(days=self.chunk_days), end)))
             t = chunks[-1][1]
         for done, (a, b) in enumerate(chunks, start=1):
             tables = sim.window(_us(a), _us(b))

@@ -77,10 +77,10 @@ def test_columns_are_schema_columns_and_keys_are_unique():
 
 def test_first_run_backfills_then_each_run_adds_only_new_minutes():
     clock = [ANCHOR + timedelta(seconds=42)]
-    source = DemoSource(seed=7, history_days=2, now=lambda: clock[0])
+    source = DemoSource(seed=7, history_days=4, now=lambda: clock[0])
     first = list(source.fetch({}))
     marks = [b.watermark for b in first if b.watermark]
-    assert len(marks) == 2  # one per simulated day, on the last batch of each day
+    assert len(marks) == 2  # one per chunk (3 simulated days), on the chunk's last batch
     assert first[-1].watermark == marks[-1]
     state = json.loads(marks[-1])
     assert datetime.fromisoformat(state["anchor"]) == ANCHOR
@@ -100,8 +100,8 @@ def test_first_run_backfills_then_each_run_adds_only_new_minutes():
     got: dict[str, list[pa.Table]] = {}
     for batch in first + second:
         got.setdefault(batch.table, []).append(batch.rows)
-    expected = DemoSimulator(7, ANCHOR, 2).window(
-        _us(ANCHOR) - 2 * DAY_US, _us(ANCHOR) + 7 * MINUTE_US
+    expected = DemoSimulator(7, ANCHOR, 4).window(
+        _us(ANCHOR) - 4 * DAY_US, _us(ANCHOR) + 7 * MINUTE_US
     )
     for name, table in expected.items():
         if table.num_rows:
