@@ -40,7 +40,8 @@ def _kpi_values(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) 
     values = {
         "uptime": _ratio(
             con,
-            "SELECT sum(n_up), sum(n) FROM probes_hourly WHERE hour >= ? AND hour < ?",
+            "SELECT sum(n_up), sum(n) - sum(n_maintenance) FROM probes_hourly "
+            "WHERE hour >= ? AND hour < ?",
             start,
             end,
         ),

@@ -81,9 +81,8 @@ _STAGE_HIST = (
 
 
 def probe_uptime_hourly(con, start: datetime, end: datetime) -> pd.DataFrame:
-    """Per hour and target: checks, uptime % (up or pending over non-maintenance checks) and
-    mean probe latency in ms. The rollup counts pending as up; the page's uptime table uses
-    the stricter raw-row definition."""
+    """Per hour and target: checks, uptime % (up over non-maintenance checks, as Uptime Kuma
+    counts it: a pending check is not up) and mean probe latency in ms."""
     return con.execute(
         """
         SELECT hour, target, sum(n) AS checks,

@@ -93,7 +93,9 @@ ROLLUPS: tuple[Rollup, ...] = (
         "probes_hourly",
         "probe_results",
         f"SELECT {HOUR.format(t='checked_at')}, target, kind, count(*) AS n, "
-        "count(*) FILTER (WHERE status IN ('up', 'pending')) AS n_up, "
+        # Uptime Kuma counts a pending check against uptime and leaves maintenance out.
+        "count(*) FILTER (WHERE status = 'up') AS n_up, "
+        "count(*) FILTER (WHERE status = 'pending') AS n_pending, "
         "count(*) FILTER (WHERE status = 'down') AS n_down, "
         "count(*) FILTER (WHERE status = 'maintenance') AS n_maintenance, "
         "sum(latency_ms) AS sum_latency_ms FROM src GROUP BY ALL",
