@@ -127,6 +127,10 @@ def hourly_trend(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime)
     ]
     latency = pd.DataFrame(p95, columns=["hour", "p95_e2e_ms"])
     frame = calls.merge(errors, on="hour", how="outer").merge(latency, on="hour", how="outer")
+    # The hour still being collected would read as a sudden drop in volume: leave it out.
+    latest = con.execute("SELECT max(started_at) FROM calls").fetchone()[0]
+    if latest is not None:
+        frame = frame[frame["hour"] < latest.replace(minute=0, second=0, microsecond=0)]
     return frame.sort_values("hour").reset_index(drop=True)
 
 

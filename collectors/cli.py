@@ -91,7 +91,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     except WarehouseLocked:
         return _hand_over(ControlStore(paths.control), args.source)
     from collectors.engine import recover_interrupted_runs
-    from collectors.service import CollectorService
+    from collectors.service import CollectorService, seed_schedules
 
     jobs = _jobs(args)
     if jobs is None:
@@ -106,6 +106,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         service = CollectorService(paths, jobs)
     except WarehouseLocked:  # the service started in between
         return _hand_over(ControlStore(paths.control), args.source)
+    seed_schedules(service.control, jobs)  # so the app lists it even before `serve` runs
     started = time.monotonic()
     service.on_progress = lambda job, rows, progress: _progress_bar(job, rows, progress, started)
     try:

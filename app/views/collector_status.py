@@ -26,7 +26,23 @@ now = datetime.now(UTC).replace(tzinfo=None)
 schedules = control.schedules()
 status = collector_health.source_status(data.cursor(), now, configured=list(schedules))
 st.subheader("Sources")
-st.dataframe(status, hide_index=True, width="stretch")
+st.dataframe(
+    status,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "source": "Source",
+        "last_run": st.column_config.DatetimeColumn("Last run (UTC)"),
+        "last_status": "Status",
+        "last_error": "Last error",
+        "last_success": st.column_config.DatetimeColumn("Last success (UTC)"),
+        "lag_minutes": st.column_config.NumberColumn("Lag (min)", format="%.1f"),
+        "failed_runs": "Failed runs",
+        "rows_inserted": st.column_config.NumberColumn("Rows collected", format="%d"),
+        "rows_rejected": st.column_config.NumberColumn("Rows rejected", format="%d"),
+        "configured": "Configured",
+    },
+)
 
 st.subheader("Schedules")
 if not schedules:
