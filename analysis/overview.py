@@ -149,3 +149,8 @@ def data_end(con: duckdb.DuckDBPyConnection) -> datetime | None:
     if row[0] is None:
         row = con.execute("SELECT max(hour) FROM requests_hourly").fetchone()
     return None if row[0] is None else row[0] + timedelta(hours=1)
+
+
+def latest_request_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The newest request: where short windows (the last 5 minutes of an SLO) must end."""
+    return con.execute("SELECT max(started_at) FROM requests").fetchone()[0]

@@ -103,7 +103,7 @@ latency = right.number_input(
 period_days = max(1, round((end - start).total_seconds() / 86400))
 slo = uptime.slo_status(
     con,
-    end,
+    overview.latest_request_at(con) or end,  # short burn windows end at the newest data
     objective=objective / 100,
     period_days=period_days,
     source=source,
