@@ -12,7 +12,11 @@ from collectors.instrumentation.sinks import MemorySink
 from collectors.instrumentation.spool import SpoolWriter, read_committed, spool_files
 from collectors.sources.spool import SpoolSource
 
-LATER = time.time() + 10  # read as if the files were older than the one-second grace
+
+def later() -> float:
+    """Read as if the files were older than the one-second grace. (Computed per call: a
+    module-level constant goes stale when the suite runs for minutes before this file.)"""
+    return time.time() + 10
 
 
 def rows(n, start=0):
@@ -21,7 +25,7 @@ def rows(n, start=0):
 
 def read_all(table_dir, watermark=None):
     got, wm = [], watermark
-    for chunk in read_committed(table_dir, watermark, now=LATER):
+    for chunk in read_committed(table_dir, watermark, now=later()):
         got += chunk.rows
         wm = chunk.watermark
     return got, wm
