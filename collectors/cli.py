@@ -28,28 +28,36 @@ def _setup_logging(verbose: bool = False) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def _jobs(args: argparse.Namespace):
-    """The configured jobs, or None after printing each configuration problem."""
-    from collectors.config import ConfigError
-    from collectors.jobs import configured_jobs
+def _config(args: argparse.Namespace):
+    """The validated configuration, or None after printing each problem in one sentence."""
+    from collectors.config import ConfigError, load_config
 
     try:
-        return configured_jobs(args.config)
+        return load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return None
 
 
+def _jobs(args: argparse.Namespace):
+    """The configured jobs, or None after printing each configuration problem."""
+    from collectors.jobs import jobs_from
+
+    config = _config(args)
+    return None if config is None else jobs_from(config)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from collectors.jobs import jobs_from, poll_tasks
     from collectors.service import CollectorService
     from collectors.warehouse import WarehouseLocked
 
-    jobs = _jobs(args)
-    if jobs is None:
+    config = _config(args)
+    if config is None:
         return 2
     try:
-        service = CollectorService(_paths(args), jobs, poll_seconds=args.poll)
+        service = CollectorService(_paths(args), jobs_from(config), poll_seconds=args.poll)
     except WarehouseLocked:
         print(
             f"Another workbench service already holds {_paths(args).warehouse}; "
@@ -57,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    service.poll_tasks = poll_tasks(config, service.control)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     log.info("collectors service running; data in %s", service.paths.root)

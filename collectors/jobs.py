@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collectors.config import load_config
+from collections.abc import Callable
+from typing import Any
+
+from collectors.config import WorkbenchConfig, load_config
+from collectors.control import ControlStore
 from collectors.service import Job
 
 
@@ -11,9 +15,23 @@ def configured_jobs(config_file: str | None = None) -> dict[str, Job]:
 
     Raises collectors.config.ConfigError listing every problem, one sentence each.
     """
+    return jobs_from(load_config(config_file))
+
+
+def jobs_from(config: WorkbenchConfig) -> dict[str, Job]:
     from collectors.config import build_sources
 
-    config = load_config(config_file)
-    return {
-        name: Job(source, schedule) for name, (source, schedule) in build_sources(config).items()
-    }
+    return {name: Job(source, schedule) for name, (source, schedule) in
+            build_sources(config).items()}  # fmt: skip
+
+
+def poll_tasks(config: WorkbenchConfig, control: ControlStore) -> list[Callable[[], Any]]:
+    """Work the service does on every poll of the control store, beside scheduled runs:
+    syncing experiments to the table the agent's SDK reads, when Supabase is configured."""
+    from collectors.experiment_sync import sync_from_config
+
+    url = config.supabase.url if config.supabase else None
+    sync = sync_from_config(
+        control, url, config.secret("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_API_KEY")
+    )
+    return [sync.run_once] if sync else []

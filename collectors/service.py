@@ -89,6 +89,8 @@ class CollectorService:
         self._applied: dict[str, Schedule] = {}
         self._stop = threading.Event()
         self._progress_at: dict[str, float] = {}
+        # Called on every poll beside reconciling (e.g. syncing experiments to Supabase).
+        self.poll_tasks: list[Callable[[], Any]] = []
         # Called with (job, rows_read, progress) on each throttled progress update (the CLI bar).
         self.on_progress: Callable[[str, int, Mapping[str, Any]], None] | None = None
 
@@ -211,6 +213,11 @@ class CollectorService:
                     log.exception("reading the control store failed")
                 if self._publish_pending:
                     self.publish()
+                for task in self.poll_tasks:
+                    try:
+                        task()
+                    except Exception:  # noqa: BLE001 - a task reports its own failures
+                        log.exception("a poll task failed; it runs again on the next poll")
         finally:
             self.close()
 

@@ -194,3 +194,48 @@ def test_unreachable_supabase_is_a_message_not_an_exception(store):
 def test_no_supabase_configured_means_no_job(store):
     assert sync_from_config(store, None, None) is None
     assert sync_from_config(store, "http://127.0.0.1:1", "") is None
+
+
+def test_the_service_syncs_a_started_experiment_on_its_next_poll(tmp_path, store, supabase):
+    import time
+
+    from collectors.config import load_config
+    from collectors.jobs import poll_tasks
+    from collectors.service import CollectorService, DataPaths, Job
+    from tests.integration.sources_for_tests import CountingSource
+
+    (tmp_path / "none.toml").write_text("")
+    config = load_config(
+        tmp_path / "none.toml", env={"SUPABASE_URL": supabase.url, "SUPABASE_API_KEY": API_KEY}
+    )
+    svc = CollectorService(
+        DataPaths(tmp_path),
+        {"counting": Job(CountingSource(), {"kind": "interval", "seconds": 3600})},
+        poll_seconds=0.2,
+    )
+    svc.control = store  # the store the page wrote to
+    svc.poll_tasks = poll_tasks(config, store)
+    assert len(svc.poll_tasks) == 1
+    thread = threading.Thread(target=svc.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store.set_experiment_status("prompt-v3", "running")
+        deadline = time.monotonic() + 15
+        while (
+            time.monotonic() < deadline
+            and supabase.rows.get("prompt-v3", {}).get("status") != "running"
+        ):
+            time.sleep(0.1)
+        assert supabase.rows["prompt-v3"]["status"] == "running"
+        assert sdk_view(supabase.url).assign("prompt-v3", "caller-1") in ("control", "short")
+    finally:
+        svc.stop()
+        thread.join(timeout=20)
+
+
+def test_without_supabase_the_service_has_no_poll_tasks(tmp_path, store):
+    from collectors.config import load_config
+    from collectors.jobs import poll_tasks
+
+    (tmp_path / "none.toml").write_text("")
+    assert poll_tasks(load_config(tmp_path / "none.toml", env={}), store) == []
