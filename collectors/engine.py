@@ -23,6 +23,8 @@ from typing import Any
 
 import duckdb
 import httpx
+import numpy as np
+import pyarrow as pa
 
 from collectors.schema import Table, table
 from collectors.sources.base import Batch, Source, SourceConfigError, TransientSourceError
@@ -125,13 +127,16 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
         key_tuple = f"({', '.join(keys)})" if len(keys) > 1 else keys[0]
         duplicated = con.execute(
             f"SELECT count(*) > count(DISTINCT {key_tuple}) FROM _batch"
-        ).fetchone()[0]
+        ).fetchall()[0][0]  # fetchall: an unfinished result would block unregister()
         if duplicated:
             # Last occurrence of a key within the batch wins, as it would across batches.
-            # (Only done when needed: the window costs more than the rest of the upsert.)
+            # The position is an explicit column: row_number() OVER () follows no promised
+            # order under a parallel scan. (Only done when needed: the window is costly.)
+            con.unregister("_batch")
+            ordinal = pa.array(np.arange(data.num_rows, dtype=np.int64))
+            con.register("_batch", data.append_column("_ord", ordinal))
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE _stage AS SELECT * EXCLUDE (_ord) FROM "
-                "(SELECT *, row_number() OVER () AS _ord FROM _batch) "
+                "CREATE OR REPLACE TEMP TABLE _stage AS SELECT * EXCLUDE (_ord) FROM _batch "
                 f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY _ord DESC) = 1"
             )
             source = "_stage"
@@ -154,9 +159,11 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
             f"UPDATE {spec.name} SET {sets} FROM _changes c WHERE NOT c._is_new AND {match}"
         )
     if inserted or updated:
+        # An update may move a row to another day: both days are republished.
         con.execute(
-            "INSERT INTO dirty_partitions "
-            f"SELECT DISTINCT ?, CAST({spec.time_column} AS DATE) FROM _changes "
+            "INSERT INTO dirty_partitions SELECT DISTINCT ?, day FROM ("
+            f"SELECT CAST({spec.time_column} AS DATE) AS day FROM _changes "
+            "UNION SELECT _old_day FROM _changes WHERE _old_day IS NOT NULL) "
             "ON CONFLICT DO NOTHING",
             [spec.name],
         )
@@ -169,7 +176,8 @@ def _mark_changes(con, spec: Table, source: str, key_join: str, changed: str) ->
     first_key = spec.key[0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _changes AS "
-        f"SELECT s.*, t.{first_key} IS NULL AS _is_new FROM {source} s "
+        f"SELECT s.*, t.{first_key} IS NULL AS _is_new, "
+        f"CAST(t.{spec.time_column} AS DATE) AS _old_day FROM {source} s "
         f"LEFT JOIN {spec.name} t ON {key_join} "
         f"WHERE t.{first_key} IS NULL OR {changed}"
     )

@@ -24,6 +24,7 @@ from collectors.schema import Column, Table
 # A source's clock may run a little ahead of ours; beyond this a timestamp is "in the future".
 FUTURE_TOLERANCE = timedelta(minutes=5)
 INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(),
@@ -93,15 +94,20 @@ def _coerce(column: Column, value: Any, now: datetime) -> Any:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"is a {type(value).__name__}, not an integer")
-        if kind == "INTEGER" and not INT32[0] <= value <= INT32[1]:
-            raise ValueError("is out of range for a 32-bit integer")
+        low, high = INT32 if kind == "INTEGER" else INT64
+        if not low <= value <= high:
+            raise ValueError(f"is out of range for a {32 if kind == 'INTEGER' else 64}-bit integer")
         return value
     if kind == "DOUBLE":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"is a {type(value).__name__}, not a number")
+        try:
+            value = float(value)  # an int beyond a double's range raises OverflowError
+        except OverflowError:
+            raise ValueError("is too large for a number column") from None
         if math.isinf(value):
             raise ValueError("is not a finite number")
-        return float(value)
+        return value
     if kind == "BOOLEAN":
         if not isinstance(value, bool):
             raise ValueError(f"is a {type(value).__name__}, not true/false")

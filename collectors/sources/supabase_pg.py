@@ -53,8 +53,12 @@ def check_conninfo(dsn: str, setting: str = "SUPABASE_DB_URL") -> dict[str, Any]
         raise SourceConfigError(f"{setting} is not set: give the database connection string.")
     try:
         params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise SourceConfigError(f"{setting} is not a valid connection string ({exc}).") from None
+    except psycopg.ProgrammingError:
+        # Not the parser's message: it quotes the raw string, password included.
+        raise SourceConfigError(
+            f"{setting} is not a valid connection string: use "
+            "postgresql://user:password@host:5432/postgres (percent-encode special characters)."
+        ) from None
     if str(params.get("port", "")) == TRANSACTION_POOLER_PORT:
         raise SourceConfigError(
             f"{setting} points at Supabase's transaction pooler (port 6543), which cannot run "

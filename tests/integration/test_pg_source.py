@@ -210,3 +210,11 @@ def test_pg_stat_statements_deltas_and_reset(dsn, wh):
         "ORDER BY sampled_at DESC LIMIT 1"
     ).fetchone()
     assert sample[0] >= 1 and 0 < sample[1] <= 100 and sample[2] > 1_000_000
+
+
+def test_a_malformed_connection_string_never_echoes_the_password():
+
+    with pytest.raises(SourceConfigError) as caught:
+        check_conninfo("postgresql://user:p%zzsecret@db.example.supabase.co:5432/postgres")
+    assert "zzsecret" not in str(caught.value)
+    assert "SUPABASE_DB_URL is not a valid connection string" in str(caught.value)

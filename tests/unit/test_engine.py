@@ -220,3 +220,57 @@ def test_changed_days_are_marked_for_publishing(con):
     run_source(con, ListSource([[request(1), request(60 * 24 * 3)]]))
     days = {r[0] for r in con.execute("SELECT day FROM dirty_partitions").fetchall()}
     assert days == {(NOW - timedelta(minutes=1)).date(), (NOW - timedelta(days=3)).date()}
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (request(9, duration_ms=10**400), "duration_ms is too large for a number column"),
+        (request(9, status_code=2**40), "status_code is out of range for a 32-bit integer"),
+    ],
+)
+def test_out_of_range_numbers_are_rejected_not_fatal(con, bad, reason):
+    summary = run_source(con, ListSource([[request(1), bad]]))
+    assert (summary.status, summary.rows_inserted, summary.rows_rejected) == ("partial", 1, 1)
+    assert reason in con.execute("SELECT reason FROM rejects").fetchone()[0]
+
+
+def test_a_bigint_beyond_64_bits_is_rejected(con):
+    class Queries(ListSource):
+        def fetch(self, marks):
+            row = {
+                "query_id": "q1",
+                "observed_at": NOW.isoformat(),
+                "statement": "select 1",
+                "calls": 2**64,
+            }
+            yield Batch("db_queries", [row])
+
+    summary = run_source(con, Queries([]))
+    assert summary.rows_rejected == 1
+    assert (
+        "calls is out of range for a 64-bit integer"
+        in con.execute("SELECT reason FROM rejects").fetchone()[0]
+    )
+
+
+def test_last_duplicate_wins_in_a_large_arrow_batch(con):
+    n = 300_000  # large enough for DuckDB to scan in parallel
+    table = arrow_requests(n)
+    ids = pa.array([f"a{i % 1000}" for i in range(n)])  # each key repeated 300 times
+    status = pa.array(list(range(n)), pa.int64())
+    table = table.set_column(0, "request_id", ids).set_column(4, "status_code", status)
+    run_source(con, ListSource([table]))
+    got = dict(con.execute("SELECT request_id, status_code FROM requests").fetchall())
+    assert len(got) == 1000
+    assert all(got[f"a{k}"] == n - 1000 + k for k in range(1000))
+
+
+def test_an_update_that_moves_a_row_to_another_day_republishes_both_days(con):
+    run_source(con, ListSource([[request(1)]]))
+    con.execute("DELETE FROM dirty_partitions")
+    con.execute("DELETE FROM watermarks")
+    moved = request(1, started_at=(NOW - timedelta(days=3)).isoformat())
+    assert run_source(con, ListSource([[moved]])).rows_updated == 1
+    days = {r[0] for r in con.execute("SELECT day FROM dirty_partitions").fetchall()}
+    assert days == {(NOW - timedelta(minutes=1)).date(), (NOW - timedelta(days=3)).date()}
