@@ -26,8 +26,9 @@ def serving_dir() -> Path:
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def _snapshot_at(serving: str, version: int) -> Snapshot:
-    return open_snapshot(serving)
+def _snapshot_at(serving: str, version: int, _manifest: dict) -> Snapshot:
+    # Keyed on the version; built from the very manifest that version came from.
+    return open_snapshot(serving, _manifest or None)
 
 
 def manifest() -> dict:
@@ -36,7 +37,8 @@ def manifest() -> dict:
 
 def snapshot() -> Snapshot:
     """The latest published snapshot (cached until the next publish)."""
-    return _snapshot_at(str(serving_dir()), int(manifest().get("version", 0)))
+    current = manifest()
+    return _snapshot_at(str(serving_dir()), int(current.get("version", 0)), current)
 
 
 def cursor():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -96,8 +97,18 @@ def _mark_everything_dirty(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def _empty_manifest() -> dict[str, Any]:
-    return {"version": 0, "tables": {}, "rollups": {}, "bookkeeping": {}}
+VERSION_IN_NAME = re.compile(r"-v(\d+)\.parquet$")
+
+
+def _empty_manifest(serving: Path) -> dict[str, Any]:
+    """A fresh manifest whose versions continue after any file already on disk, so a rebuilt
+    snapshot never reuses a file name or a version a reader may have cached."""
+    latest = 0
+    for path in serving.rglob("*.parquet"):
+        found = VERSION_IN_NAME.search(path.name)
+        if found:
+            latest = max(latest, int(found.group(1)))
+    return {"version": latest, "tables": {}, "rollups": {}, "bookkeeping": {}, "retired": {}}
 
 
 def snapshot_is_whole(serving: Path, manifest: dict[str, Any]) -> bool:
@@ -117,8 +128,9 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
             log.warning("serving snapshot %s is missing files; republishing everything", serving)
             manifest = None
         if manifest is None:
-            manifest = _empty_manifest()
+            manifest = _empty_manifest(serving)
             _mark_everything_dirty(con)
+        previously = referenced_files(manifest)
         version = int(manifest["version"]) + 1
         dirty = con.execute("SELECT table_name, day FROM dirty_partitions ORDER BY ALL").fetchall()
         files = 0
@@ -132,10 +144,19 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
         manifest["version"] = version
         manifest["published_at"] = datetime.now(UTC).isoformat()
         manifest["freshness"] = _freshness(con)
+        # Files the previous manifest named may still be read by its readers: note when they
+        # stopped being referenced, and delete them only a grace period after that.
+        retired = manifest.setdefault("retired", {})
+        now = time.time()
+        for rel in previously - referenced_files(manifest):
+            retired.setdefault(rel, now)
+        expired = {rel for rel, when in retired.items() if now - when > GRACE_SECONDS}
+        for rel in expired:
+            del retired[rel]
         _write_manifest(serving, manifest)
         # Every write takes WRITE_LOCK, so nothing was marked dirty since we read the list.
         con.execute("DELETE FROM dirty_partitions")
-    _collect_garbage(serving, manifest)
+    _collect_garbage(serving, manifest, expired)
     return PublishResult(version, len(dirty), files, time.perf_counter() - started)
 
 
@@ -209,15 +230,18 @@ def referenced_files(manifest: dict[str, Any]) -> set[str]:
     return refs
 
 
-def _collect_garbage(serving: Path, manifest: dict[str, Any]) -> None:
-    keep = referenced_files(manifest)
+def _collect_garbage(serving: Path, manifest: dict[str, Any], expired: set[str]) -> None:
+    """Delete files retired more than GRACE_SECONDS ago, and leftovers of interrupted
+    publishes (never referenced by a manifest) older than that."""
+    keep = referenced_files(manifest) | set(manifest.get("retired", {}))
     cutoff = time.time() - GRACE_SECONDS
     for folder in ("tables", "rollups", "bookkeeping"):
         for path in (serving / folder).rglob("*.parquet*"):
-            if _rel(serving, path) in keep:
+            rel = _rel(serving, path)
+            if rel in keep:
                 continue
             try:
-                if path.stat().st_mtime < cutoff:
+                if rel in expired or path.stat().st_mtime < cutoff:
                     path.unlink()
             except FileNotFoundError:
                 pass

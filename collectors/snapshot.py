@@ -14,7 +14,9 @@ from typing import Any
 
 import duckdb
 
-from collectors.publish import read_manifest
+from collectors.publish import BOOKKEEPING, read_manifest
+from collectors.rollups import ROLLUPS
+from collectors.schema import TABLES
 from collectors.warehouse import migrate
 
 log = logging.getLogger(__name__)
@@ -36,18 +38,20 @@ def _files_sql(serving: Path, files: list[str]) -> str:
     return f"read_parquet([{quoted}])"
 
 
-def open_snapshot(serving: str | Path) -> Snapshot:
-    """A read-only view of the latest published snapshot (empty if nothing is published)."""
+def open_snapshot(serving: str | Path, manifest: dict[str, Any] | None = None) -> Snapshot:
+    """A read-only view of a published snapshot: `manifest` if given (so a caller that keyed a
+    cache on its version gets exactly that version), else the latest one, else an empty one."""
     serving = Path(serving)
-    manifest = read_manifest(serving) or {
-        "version": 0,
-        "tables": {},
-        "rollups": {},
-        "bookkeeping": {},
-    }
+    empty = {"version": 0, "tables": {}, "rollups": {}, "bookkeeping": {}}
+    manifest = manifest or read_manifest(serving) or empty
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     migrate(con)  # empty tables of the warehouse schema
+    known = set(TABLES) | {r.name for r in ROLLUPS} | set(BOOKKEEPING)
+    for group in ("tables", "rollups", "bookkeeping"):
+        unknown = set(manifest.get(group, {})) - known
+        if unknown:  # names become SQL identifiers: only our own are accepted
+            raise ValueError(f"serving manifest names unknown tables: {sorted(unknown)}")
     for name, entry in manifest.get("tables", {}).items():
         files = [d["file"] for _, d in sorted(entry["days"].items())]
         if files:
@@ -66,8 +70,6 @@ def open_snapshot(serving: str | Path) -> Snapshot:
 
 def _create_missing_rollups(con: duckdb.DuckDBPyConnection) -> None:
     """Rollups with no data yet become empty tables with the right columns."""
-    from collectors.rollups import ROLLUPS
-
     existing = {
         r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
     }

@@ -117,3 +117,40 @@ def test_a_snapshot_with_missing_files_is_rebuilt(con, tmp_path, caplog):
         .fetchone()[0]
         == 48
     )
+
+
+def test_a_replaced_file_outlives_its_manifest_by_the_grace_period(con, tmp_path, monkeypatch):
+    import os
+    import time
+
+    import collectors.publish as publish_module
+
+    serving = tmp_path / "serving"
+    run_source(con, Rows([req(1, 60 * 24 * 2)]))  # a day two days ago
+    publish(con, serving)
+    old_file = (
+        serving
+        / read_manifest(serving)["tables"]["requests"]["days"][
+            (NOW - timedelta(days=2)).date().isoformat()
+        ]["file"]
+    )
+    os.utime(old_file, (time.time() - 86_400, time.time() - 86_400))  # written long ago
+    run_source(con, Rows([req(1, 60 * 24 * 2, status=500)]))  # that day changes
+    publish(con, serving)
+    assert old_file.exists(), "a reader of the previous manifest may still read it"
+    monkeypatch.setattr(publish_module, "GRACE_SECONDS", 0)
+    time.sleep(0.01)
+    publish(con, serving)
+    assert not old_file.exists()
+    retired = read_manifest(serving)["retired"]
+    assert old_file.relative_to(serving).as_posix() not in retired
+    assert all(name.startswith("bookkeeping/") for name in retired)  # last publish's own
+
+
+def test_a_rebuilt_snapshot_continues_the_version_numbers(con, tmp_path):
+    serving = tmp_path / "serving"
+    run_source(con, Rows([req(1, 5)]))
+    for _ in range(3):
+        publish(con, serving)
+    (serving / "manifest.json").unlink()
+    assert publish(con, serving).version == 4
