@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from app.safe_text import plotly_literal
+
 
 def add_deploy_markers(fig: go.Figure, deployments: pd.DataFrame) -> go.Figure:
     """A dashed vertical line per deployment (red for rollbacks), labelled with the release."""
@@ -15,7 +17,7 @@ def add_deploy_markers(fig: go.Figure, deployments: pd.DataFrame) -> go.Figure:
             x=row.created_at,
             y=1,
             yref="paper",
-            text=str(row.release),
+            text=plotly_literal(row.release),
             showarrow=False,
             textangle=-90,
             xanchor="left",

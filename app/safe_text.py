@@ -19,6 +19,8 @@ from __future__ import annotations
 import html
 import string
 
+import pandas as pd
+
 _ESCAPES = str.maketrans({c: "\\" + c for c in string.punctuation})
 
 
@@ -53,3 +55,22 @@ def plotly_literal(text: object, max_length: int = 200) -> str:
     if len(s) > max_length:
         s = s[:max_length] + "…"
     return html.escape(s, quote=True)
+
+
+def spreadsheet_safe(frame) -> pd.DataFrame:
+    """A copy whose text cells cannot run as spreadsheet formulas (OWASP CSV injection):
+    st.dataframe offers a CSV download of what it shows, so every table goes through this."""
+    from analysis.report import neutralise_cell
+
+    if isinstance(frame, list | dict):
+        frame = pd.DataFrame(frame)
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    text = [
+        c
+        for c in frame.columns
+        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])
+    ]
+    if not text:
+        return frame
+    return frame.assign(**{c: frame[c].map(neutralise_cell) for c in text})

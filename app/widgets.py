@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import streamlit as st
 
 from app import data
+from app.safe_text import spreadsheet_safe
 
 PERIODS = {"Last 24 hours": 1, "Last 7 days": 7, "Last 14 days": 14, "Last 30 days": 30}
 
@@ -41,3 +42,8 @@ def freshness_banner(stale_after_minutes: float = 10) -> None:
         st.warning(
             f"Last run failed for: {', '.join(sorted(failed))}. See Operations → Collectors."
         )
+
+
+def data_table(frame, **kwargs) -> None:
+    """st.dataframe with formula-safe text (its toolbar downloads what it shows as CSV)."""
+    st.dataframe(spreadsheet_safe(frame), **kwargs)

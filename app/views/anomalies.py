@@ -11,7 +11,7 @@ from analysis import overview, page_queries
 from analysis.anomalies import DetectorConfig, detect_anomalies, label_with_deployments
 from app import data
 from app.charts import time_chart
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Anomalies")
 freshness_banner()
@@ -80,7 +80,7 @@ else:
         f"{len(anomalies)} anomalous episodes (season: {scan.season or 'none'}). A deployment "
         f"is named when one started within {lookback} h before the episode's first hour."
     )
-    st.dataframe(
+    data_table(
         pd.DataFrame(
             [
                 {

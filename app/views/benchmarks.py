@@ -12,7 +12,8 @@ from analysis import benchmarks as bm
 from analysis import overview, report
 from app import data
 from app.charts import time_chart
-from app.widgets import freshness_banner
+from app.safe_text import markdown_literal, plotly_literal
+from app.widgets import data_table, freshness_banner
 
 st.title("Benchmarks")
 
@@ -61,7 +62,7 @@ def forest(rows: pd.DataFrame, threshold_pct: float) -> go.Figure:
     fig = go.Figure(
         go.Scatter(
             x=rows["relative_change_pct"],
-            y=rows["name"],
+            y=rows["name"].map(plotly_literal),
             mode="markers",
             marker={"color": color, "size": 8},
             error_x={
@@ -70,7 +71,7 @@ def forest(rows: pd.DataFrame, threshold_pct: float) -> go.Figure:
                 "array": rows["relative_ci_high_pct"] - rows["relative_change_pct"],
                 "arrayminus": rows["relative_change_pct"] - rows["relative_ci_low_pct"],
             },
-            hovertext=rows["verdict"],
+            hovertext=rows["verdict"].map(plotly_literal),
             hoverinfo="text",
         )
     )
@@ -115,20 +116,24 @@ records.insert(0, "name", [r.name for r in result.rows])
 regressions = result.regressions
 if regressions:
     st.error(
-        f"{len(regressions)} regression{'s' if len(regressions) != 1 else ''} flagged in "
-        f"{candidate.label} vs {baseline.label}: "
-        + "; ".join(r.name for r in regressions[:8])
-        + ("…" if len(regressions) > 8 else "")
+        markdown_literal(
+            f"{len(regressions)} regression{'s' if len(regressions) != 1 else ''} flagged in "
+            f"{candidate.label} vs {baseline.label}: "
+            + "; ".join(r.name for r in regressions[:8])
+            + ("…" if len(regressions) > 8 else "")
+        )
     )
 else:
     st.success(
-        f"No regression: nothing in {candidate.label} got significantly worse than "
-        f"{baseline.label} by more than {threshold:g} %."
+        markdown_literal(
+            f"No regression: nothing in {candidate.label} got significantly worse than "
+            f"{baseline.label} by more than {threshold:g} %."
+        )
     )
 
 st.plotly_chart(forest(records, threshold), width="stretch")
 order = records.assign(_o=records["flag"].map({"Regression": 0, "Improvement": 1}).fillna(2))
-st.dataframe(
+data_table(
     order.sort_values(["_o", "name"]).drop(columns=["_o", "baseline", "candidate"]),
     hide_index=True,
     width="stretch",

@@ -6,6 +6,8 @@ import streamlit as st
 
 from analysis import collector_health
 from app import data
+from app.safe_text import markdown_literal
+from app.widgets import data_table
 from collectors.control import ScheduleError
 
 st.title("Collectors")
@@ -26,7 +28,7 @@ now = datetime.now(UTC).replace(tzinfo=None)
 schedules = control.schedules()
 status = collector_health.source_status(data.cursor(), now, configured=list(schedules))
 st.subheader("Sources")
-st.dataframe(
+data_table(
     status,
     hide_index=True,
     width="stretch",
@@ -93,15 +95,17 @@ def progress():
             st.progress(min(1.0, done / total) if done and total else 0.0, text=text)
         else:
             st.caption(
-                f"{job}: last requested run finished {request.get('status')}"
-                + (f": {request['message']}" if request.get("message") else "")
+                markdown_literal(
+                    f"{job}: last requested run finished {request.get('status')}"
+                    + (f": {request['message']}" if request.get("message") else "")
+                )
             )
 
 
 progress()
 
 st.subheader("Recent runs")
-st.dataframe(collector_health.recent_runs(data.cursor()), hide_index=True, width="stretch")
+data_table(collector_health.recent_runs(data.cursor()), hide_index=True, width="stretch")
 st.subheader("Rejected rows")
 st.caption("Rows that did not fit the schema, with the reason. Everything valid was kept.")
-st.dataframe(collector_health.recent_rejects(data.cursor()), hide_index=True, width="stretch")
+data_table(collector_health.recent_rejects(data.cursor()), hide_index=True, width="stretch")

@@ -7,7 +7,7 @@ from analysis import overview, page_queries, ux
 from app import data
 from app.charts import time_chart
 from app.safe_text import plotly_literal
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Conversations")
 freshness_banner()
@@ -57,7 +57,7 @@ st.plotly_chart(
 
 st.subheader("Outcomes by release")
 by_release = ux.session_summary(con, start, end, by="release")
-st.dataframe(
+data_table(
     by_release.frame,
     hide_index=True,
     width="stretch",
@@ -70,7 +70,7 @@ st.dataframe(
 
 st.subheader("Per-turn latency")
 st.caption("Each stage beside end to end; the stages overlap, so they do not add up.")
-st.dataframe(page_queries.stage_percentiles(con, start, end), hide_index=True, width="stretch")
+data_table(page_queries.stage_percentiles(con, start, end), hide_index=True, width="stretch")
 
 
 @st.fragment
@@ -84,7 +84,7 @@ def call_drilldown():
         st.caption("No calls with this outcome in the period.")
         return
     st.caption(f"The latest {len(calls)} calls (at most 200).")
-    st.dataframe(calls, hide_index=True, width="stretch")
+    data_table(calls, hide_index=True, width="stretch")
     call_id = st.selectbox("Open a call", list(calls["call_id"]), key="call_id")
     call_turns = page_queries.call_turns(con, call_id)
     if call_turns.empty:
@@ -104,7 +104,7 @@ def call_drilldown():
         legend={"orientation": "h", "y": -0.2},
     )
     st.plotly_chart(figure, width="stretch")
-    st.dataframe(call_turns, hide_index=True, width="stretch")
+    data_table(call_turns, hide_index=True, width="stretch")
 
 
 call_drilldown()

@@ -6,7 +6,7 @@ from analysis import errors, overview, page_queries
 from app import data
 from app.charts import time_chart
 from app.safe_text import markdown_literal
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Errors")
 freshness_banner()
@@ -36,7 +36,7 @@ rates = errors.error_rate_by_release(con, start, end)
 if rates.reason:
     st.caption(f"Error rates: {rates.reason}.")
 else:
-    st.dataframe(
+    data_table(
         rates.frame,
         hide_index=True,
         width="stretch",
@@ -62,7 +62,7 @@ if only_regressed:
     table = table[table["is_regressed"]]
 if only_critical:
     table = table[table["is_critical"]]
-st.dataframe(
+data_table(
     table,
     hide_index=True,
     width="stretch",
@@ -94,7 +94,7 @@ st.dataframe(
     },
 )
 st.caption("Counts per release (sample-corrected) in the window:")
-st.dataframe(
+data_table(
     groups.by_release.pivot_table(
         index="fingerprint", columns="release", values="estimated_events", fill_value=0
     ),
@@ -125,7 +125,7 @@ def group_detail():
         st.caption(f"Occurrences: {found.reason}.")
     else:
         st.caption(f"The latest {len(found.frame)} of {found.total:,} events in the window.")
-        st.dataframe(found.frame, hide_index=True, width="stretch")
+        data_table(found.frame, hide_index=True, width="stretch")
 
 
 group_detail()

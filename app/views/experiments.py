@@ -13,7 +13,8 @@ from analysis import overview
 from analysis.metrics import builtin_metrics
 from app import data
 from app.charts import add_deploy_markers
-from app.widgets import freshness_banner
+from app.safe_text import markdown_literal
+from app.widgets import data_table, freshness_banner
 from collectors.control import (
     EXPERIMENT_METHODS,
     ExperimentError,
@@ -196,11 +197,11 @@ def status_controls(e: SavedExperiment) -> None:
             try:
                 store.set_experiment_status(e.key, status)
             except ExperimentError as exc:
-                st.error(str(exc))
+                st.error(markdown_literal(str(exc)))
             st.rerun()
     info = store.service_info().get("experiment_sync")
     if info:
-        st.caption(f"Supabase sync: {info}")
+        st.caption(markdown_literal(f"Supabase sync: {info}"))
     else:
         st.caption(
             "Status changes reach the agent's SDK through Supabase when the collectors "
@@ -280,17 +281,17 @@ def show_result(e: SavedExperiment) -> None:
     )
     result = evaluate(data.manifest().get("version", 0), e, method)
     if not result.computable:
-        st.info(f"No result yet for {e.key}: {result.reason}.")
+        st.info(markdown_literal(f"No result yet for {e.key}: {result.reason}."))
         return
     verdict = ex.decision(result, e.primary_metrics, e.guardrail_metrics)
     box = st.warning if result.srm and result.srm.flagged else st.info
-    box(verdict)
+    box(markdown_literal(verdict))
     if result.srm is not None:
-        (st.error if result.srm.flagged else st.caption)(result.srm.message)
+        (st.error if result.srm.flagged else st.caption)(markdown_literal(result.srm.message))
     cols = st.columns(len(result.units))
     for col, (arm, n) in zip(cols, result.units.items(), strict=True):
         col.metric(f"Units in {arm}", f"{n:,}")
-    st.dataframe(results_table(result, e), hide_index=True, width="stretch")
+    data_table(results_table(result, e), hide_index=True, width="stretch")
     for note in result.notes:
         st.caption(note)
     charted = [r.metric for r in result.results if r.daily]

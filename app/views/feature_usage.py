@@ -6,7 +6,7 @@ from analysis import overview, page_queries, ux
 from app import data
 from app.charts import time_chart
 from app.safe_text import plotly_literal
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Feature usage")
 freshness_banner()
@@ -22,7 +22,7 @@ usage = ux.feature_usage(con, start, end)
 if usage.reason:
     st.caption(f"Feature usage: {usage.reason}.")
     st.stop()
-st.dataframe(
+data_table(
     usage.frame,
     hide_index=True,
     width="stretch",

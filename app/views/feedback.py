@@ -7,7 +7,7 @@ from analysis import overview, page_queries, ux
 from app import data
 from app.charts import time_chart
 from app.safe_text import markdown_literal, quote_block
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Feedback")
 freshness_banner()
@@ -59,7 +59,7 @@ else:
         legend={"orientation": "h", "y": -0.2},
     )
     st.plotly_chart(figure, width="stretch")
-    st.dataframe(
+    data_table(
         ratings,
         hide_index=True,
         width="stretch",
@@ -98,7 +98,7 @@ else:
         height=260, xaxis={"type": "log", "title": "odds ratio (95 % interval, log scale)"}
     )
     st.plotly_chart(figure, width="stretch")
-    st.dataframe(frame, hide_index=True, width="stretch")
+    data_table(frame, hide_index=True, width="stretch")
 
 st.subheader("Recent comments")
 comments = page_queries.recent_feedback(con, start, end, limit=30)

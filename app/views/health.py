@@ -6,7 +6,7 @@ import streamlit as st
 from analysis import overview, page_queries, uptime
 from app import data
 from app.charts import time_chart
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Health & uptime")
 freshness_banner()
@@ -32,7 +32,7 @@ else:
     for column, row in zip(st.columns(len(table)), table.itertuples(), strict=True):
         value = "n/a" if pd.isna(row.uptime_pct) else f"{row.uptime_pct:.3f} %"
         column.metric(row.target, value)
-    st.dataframe(
+    data_table(
         table.drop(columns="uptime"),
         hide_index=True,
         width="stretch",
@@ -62,7 +62,7 @@ if found.reason:
     st.caption(f"Incidents: {found.reason}.")
 else:
     incidents = found.frame().sort_values("start", ascending=False)
-    st.dataframe(
+    data_table(
         incidents.assign(duration_min=incidents["duration_s"] / 60).drop(columns="duration_s"),
         hide_index=True,
         width="stretch",
@@ -116,7 +116,7 @@ else:
     a.metric(f"SLI over {period_days} days", f"{slo.sli * 100:.3f} %")
     b.metric("Error budget remaining", f"{slo.error_budget_remaining * 100:.1f} %")
     c.metric("Burn-rate alert", "firing" if slo.firing else "quiet")
-    st.dataframe(
+    data_table(
         [
             {
                 "long window": str(w.long_window),
@@ -141,4 +141,4 @@ starts = uptime.startup_times(con, start, end)
 if starts.reason:
     st.caption(f"Start-up times: {starts.reason}.")
 else:
-    st.dataframe(starts.frame, hide_index=True, width="stretch")
+    data_table(starts.frame, hide_index=True, width="stretch")

@@ -7,7 +7,7 @@ import streamlit as st
 from analysis import collector_health, overview, page_queries, performance
 from app import data
 from app.charts import time_chart
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Infrastructure")
 freshness_banner()
@@ -24,7 +24,7 @@ deployments = page_queries.deployment_table(con, start, end)
 if deployments.empty:
     st.caption("No deployments in this period.")
 else:
-    st.dataframe(
+    data_table(
         deployments.drop(columns="deployment_id"),
         hide_index=True,
         width="stretch",
@@ -44,7 +44,7 @@ else:
             delta_color="off",
             help=f"Last checked {row.last_checked}",
         )
-    st.dataframe(
+    data_table(
         probes,
         hide_index=True,
         width="stretch",
@@ -86,7 +86,7 @@ sources = collector_health.source_status(con, now)
 if sources.empty:
     st.caption("No collector has run yet.")
 else:
-    st.dataframe(
+    data_table(
         sources,
         hide_index=True,
         width="stretch",

@@ -7,7 +7,7 @@ import streamlit as st
 from analysis import overview, page_queries, performance
 from app import data
 from app.charts import time_chart
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Performance")
 freshness_banner()
@@ -21,7 +21,7 @@ deploys = overview.deployments(con, start, end)
 
 st.subheader("Requests per route")
 routes = page_queries.route_percentiles(con, start, end)
-st.dataframe(
+data_table(
     routes,
     hide_index=True,
     width="stretch",
@@ -55,14 +55,14 @@ if slow.reason:
     st.caption(f"Slow requests: {slow.reason}.")
 else:
     st.caption(f"The {len(slow.frame)} slowest requests over {threshold:,} ms (at most 200).")
-    st.dataframe(slow.frame, hide_index=True, width="stretch")
+    data_table(slow.frame, hide_index=True, width="stretch")
 
 st.subheader("Database statements")
 statements = performance.db_query_stats(con, start, end)
 if statements.reason:
     st.caption(f"Database statements: {statements.reason}.")
 else:
-    st.dataframe(
+    data_table(
         statements.frame,
         hide_index=True,
         width="stretch",
@@ -79,7 +79,7 @@ resources = performance.resource_usage(con, start, end)
 if resources.reason:
     st.caption(f"Resources: {resources.reason}.")
 else:
-    st.dataframe(
+    data_table(
         resources.frame,
         hide_index=True,
         width="stretch",
@@ -109,7 +109,7 @@ st.caption(
     "each is shown on its own beside end to end, never added up."
 )
 stages = page_queries.stage_percentiles(con, start, end)
-st.dataframe(stages, hide_index=True, width="stretch")
+data_table(stages, hide_index=True, width="stretch")
 distributions = page_queries.stage_distributions(con, start, end)
 if not distributions.empty:
     figure = px.line(
@@ -161,4 +161,4 @@ else:
         legend={"orientation": "h", "y": -0.2},
     )
     st.plotly_chart(figure, width="stretch")
-    st.dataframe(shares, hide_index=True, width="stretch")
+    data_table(shares, hide_index=True, width="stretch")

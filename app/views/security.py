@@ -7,7 +7,7 @@ import streamlit as st
 from analysis import overview, page_queries, security
 from app import data
 from app.charts import time_chart
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Security")
 freshness_banner()
@@ -81,7 +81,7 @@ else:
             for d in detections
         ]
     ).sort_values("start", ascending=False)
-    st.dataframe(
+    data_table(
         table,
         hide_index=True,
         width="stretch",
@@ -100,7 +100,7 @@ else:
             key="detection",
         )
         st.caption(f"The {len(detections[index].evidence):,} rows behind this detection.")
-        st.dataframe(detections[index].evidence, hide_index=True, width="stretch")
+        data_table(detections[index].evidence, hide_index=True, width="stretch")
 
     evidence()
 
@@ -126,4 +126,4 @@ events = page_queries.security_event_summary(con, start, end)
 if events.empty:
     st.caption("No security events in this period.")
 else:
-    st.dataframe(events, hide_index=True, width="stretch")
+    data_table(events, hide_index=True, width="stretch")

@@ -5,7 +5,7 @@ import streamlit as st
 from analysis import overview, voice_quality
 from app import data
 from app.charts import time_chart
-from app.widgets import freshness_banner, period_picker
+from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Voice quality")
 freshness_banner()
@@ -66,7 +66,7 @@ segments = voice_quality.worst_segments(
 if segments.reason:
     st.caption(f"Segments: {segments.reason}.")
 else:
-    st.dataframe(
+    data_table(
         segments.frame,
         hide_index=True,
         width="stretch",

@@ -3,6 +3,7 @@ last 14 days and its bad release sits 9 days before the anchor)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,9 @@ def run(path: Path) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
+    """What the user reads: Markdown backslash escapes (app.safe_text) removed."""
     parts = [m.value for m in (*at.info, *at.warning, *at.success, *at.error, *at.caption)]
-    return "\n".join(str(p) for p in parts)
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(p) for p in parts))
 
 
 def test_demo_experiment_is_listed_with_its_real_result(with_demo15):

@@ -61,3 +61,27 @@ def test_plotly_literal_escapes_html_tags_plotly_would_render():
         "&lt;a href=&quot;javascript:x&quot;&gt;y&lt;/a&gt;"
     )
     assert plotly_literal(None) == ""
+
+
+def test_tables_neutralise_spreadsheet_formulas_in_text_cells_only():
+    import pandas as pd
+
+    from app.safe_text import spreadsheet_safe
+
+    frame = pd.DataFrame(
+        {
+            "comment": ['=HYPERLINK("http://x","y")', "+1 great", "fine", None, "@SUM(A1)"],
+            "rating": [1, 5, 4, 3, -2],
+        }
+    )
+    safe = spreadsheet_safe(frame)
+    comments = list(safe["comment"])
+    assert comments[:3] + comments[4:] == [
+        '\'=HYPERLINK("http://x","y")',
+        "'+1 great",
+        "fine",
+        "'@SUM(A1)",
+    ]
+    assert pd.isna(comments[3])  # missing stays missing
+    assert list(safe["rating"]) == [1, 5, 4, 3, -2]  # numbers stay numbers
+    assert frame["comment"][0].startswith("=")  # the caller's frame is untouched
