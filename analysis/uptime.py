@@ -151,32 +151,43 @@ def incidents(
     con,
     start: datetime,
     end: datetime,
-    retries: int = 0,
+    retries: int | None = None,
     targets: list[str] | None = None,
 ) -> IncidentReport:
     """Outages per target with Kuma's retry semantics.
 
-    A failed check is a status of down or pending. A run of consecutive failed checks becomes an
-    incident only when it reaches `retries + 1` checks (Kuma: `maxretries` beats are PENDING,
-    then DOWN). The incident starts at the first failed check and ends at the next up check;
-    a maintenance check closes a run too (Kuma leaves the DOWN state for MAINTENANCE).
+    A failed check is a status of down or pending. With `retries=None` (the default) the probes'
+    own states decide, since our probes already apply Kuma's rule when they record a check: a
+    run of failed checks is an incident when it reaches a `down`, which is its down_at. With an
+    integer, the rule is re-applied to the statuses: a run becomes an incident when it reaches
+    `retries + 1` checks (Kuma: `maxretries` beats are PENDING, then DOWN); use this for sources
+    that record no pending state. The incident starts at the first failed check and ends at
+    the next up check; a maintenance check closes a run too (Kuma leaves DOWN for MAINTENANCE).
     """
     df = con.execute(_PROBES_SQL, [start, end, *_targets_param(targets)]).df()
     if df.empty:
         return IncidentReport([], "no probe results in this window")
     df = df.drop_duplicates(["target", "checked_at"])
-    needed = max(int(retries), 0) + 1
+    needed = None if retries is None else max(int(retries), 0) + 1
     found: list[Incident] = []
     for target, g in df.groupby("target", sort=True):
         times = g["checked_at"].reset_index(drop=True)
+        statuses = g["status"].str.lower().to_numpy()
         failed = g["status"].str.lower().isin(FAILED).to_numpy()
         errors = g["error"].reset_index(drop=True)
         # run boundaries of consecutive failed checks
         edges = np.diff(np.concatenate([[0], failed.astype(np.int8), [0]]))
         for i, j in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
             run = int(j - i)
-            if run < needed:
+            if needed is None:
+                down = np.flatnonzero(statuses[i:j] == "down")
+                if not len(down):
+                    continue  # pending checks that recovered: never down
+                first_down = i + int(down[0])
+            elif run < needed:
                 continue
+            else:
+                first_down = i + needed - 1
             ended = j < len(g)  # the check at j is up or maintenance
             stop = times[j] if ended else times[j - 1]
             errs = errors[i:j]
@@ -185,14 +196,22 @@ def incidents(
                 Incident(
                     target=str(target),
                     start=times[i].to_pydatetime(),
-                    down_at=times[i + needed - 1].to_pydatetime(),
+                    down_at=times[first_down].to_pydatetime(),
                     end=stop.to_pydatetime() if ended else None,
                     duration_s=float((stop - times[i]).total_seconds()),
                     failed_checks=run,
                     cause=str(errs.value_counts().index[0]) if len(errs) else "unknown",
                 )
             )
-    reason = None if found else "no incidents: no run of failed checks reached the retry count"
+    reason = (
+        None
+        if found
+        else (
+            "no incidents: no run of failed checks reached a down state"
+            if needed is None
+            else "no incidents: no run of failed checks reached the retry count"
+        )
+    )
     return IncidentReport(found, reason)
 
 

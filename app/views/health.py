@@ -50,14 +50,15 @@ else:
     )
 
 st.subheader("Incidents")
-retries = st.number_input(
-    "Retries before down",
-    min_value=0,
-    max_value=10,
-    value=2,
-    help="As in Uptime Kuma: this many failed checks are pending; the next one is down.",
+reapply = st.checkbox(
+    "Re-apply a retry count",
+    help="By default an incident is what the probes recorded: pending checks, then down, as "
+    "in Uptime Kuma. Re-apply a count for sources that record no pending state.",
 )
-found = uptime.incidents(con, start, end, retries=int(retries))
+retries = (
+    st.number_input("Retries before down", min_value=0, max_value=10, value=2) if reapply else None
+)
+found = uptime.incidents(con, start, end, retries=None if retries is None else int(retries))
 if found.reason:
     st.caption(f"Incidents: {found.reason}.")
 else:

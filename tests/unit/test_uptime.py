@@ -158,3 +158,43 @@ def test_startup_percentiles_match_numpy(con):
     row = startup_times(con, T0, T0 + timedelta(days=3)).frame.iloc[0]
     assert row["startup_p95_ms"] == pytest.approx(np.percentile(vals, 95))
     assert row["init_p50_ms"] == pytest.approx(np.percentile(vals / 2, 50))
+
+
+def test_by_default_incidents_follow_the_states_the_probes_recorded():
+    from datetime import datetime, timedelta
+
+    import duckdb
+
+    from analysis.uptime import incidents
+    from collectors.warehouse import migrate
+
+    con = duckdb.connect()
+    migrate(con)
+    t0 = datetime(2026, 5, 1)
+    statuses = [
+        "up",
+        "pending",
+        "up",  # a blip that recovered: no incident
+        "up",
+        "pending",
+        "pending",
+        "down",
+        "down",
+        "up",
+    ]  # an outage
+    con.executemany(
+        "INSERT INTO probe_results (target, checked_at, status, error) VALUES ('db', ?, ?, ?)",
+        [
+            (t0 + timedelta(minutes=i), s, None if s == "up" else "timeout")
+            for i, s in enumerate(statuses)
+        ],
+    )
+    found = incidents(con, t0, t0 + timedelta(hours=1))
+    assert len(found.incidents) == 1
+    outage = found.incidents[0]
+    assert outage.start == t0 + timedelta(minutes=4)
+    assert outage.down_at == t0 + timedelta(minutes=6)
+    assert outage.end == t0 + timedelta(minutes=8)
+    assert outage.failed_checks == 4
+    # Re-applying a count of 0 retries counts the blip too.
+    assert len(incidents(con, t0, t0 + timedelta(hours=1), retries=0).incidents) == 2
