@@ -63,12 +63,13 @@ _SIMPLE = {
         False,
         "MOS",
     ),
+    # CSAT as everywhere else in the workbench: the share of ratings of 4 or 5.
     "csat": (
         "feedback",
-        "count(rating), sum(rating)::DOUBLE, sum(rating * rating)::DOUBLE",
-        "mean",
+        "count(rating), count(*) FILTER (WHERE rating >= 4), 0",
+        "proportion",
         False,
-        "rating",
+        "%",
     ),
     "resolved_rate": (
         "calls",

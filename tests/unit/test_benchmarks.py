@@ -69,7 +69,7 @@ def test_any_two_periods_with_rates_and_means(con):
     b = Slice("week 2", start=START + dt.timedelta(days=7), end=START + dt.timedelta(days=14))
     comp = compare_periods(con, a, b)
     names = {r.name for r in comp.rows}
-    for expected in ("rate error rate", "mean mos", "mean csat", "rate resolved rate",
+    for expected in ("rate error rate", "mean mos", "rate csat", "rate resolved rate",
                      "p99 latency /v1/respond", "p50 stage eou_delay_ms"):  # fmt: skip
         assert expected in names
     resolved = next(r for r in comp.rows if r.name == "rate resolved rate")
@@ -77,6 +77,13 @@ def test_any_two_periods_with_rates_and_means(con):
         "SELECT count(*) FROM calls WHERE started_at >= ? AND started_at < ?", [a.start, a.end]
     ).fetchone()[0]
     assert resolved.baseline.n == n
+    csat = next(r for r in comp.rows if r.name == "rate csat")
+    positive, rated = con.execute(
+        "SELECT count(*) FILTER (WHERE rating >= 4), count(rating) FROM feedback "
+        "WHERE submitted_at >= ? AND submitted_at < ?",
+        [a.start, a.end],
+    ).fetchall()[0]
+    assert csat.baseline.mean == pytest.approx(positive / rated)  # share of 4-5 ratings
 
 
 def test_empty_period_is_not_computable(con):
