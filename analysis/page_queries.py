@@ -105,7 +105,8 @@ def probe_status(con, start: datetime, end: datetime) -> pd.DataFrame:
                arg_max(status, checked_at) AS last_status,
                arg_max(error, checked_at) AS last_error,
                count(*) AS checks,
-               100.0 * count(*) FILTER (WHERE status = 'up') / count(*) AS up_pct,
+               100.0 * count(*) FILTER (WHERE status = 'up')
+                   / nullif(count(*) FILTER (WHERE status <> 'maintenance'), 0) AS up_pct,
                quantile_cont(latency_ms, 0.5) AS latency_p50_ms,
                quantile_cont(latency_ms, 0.95) AS latency_p95_ms
         FROM probe_results WHERE checked_at >= ? AND checked_at < ?

@@ -23,7 +23,9 @@ def body():
     for column, kpi in zip(st.columns(len(kpis)), kpis, strict=True):
         fmt = {"%": "{:.2f} %", "ms": "{:,.0f} ms", "": "{:.2f}"}[kpi.unit]
         value = fmt.format(kpi.value) if kpi.value is not None else "n/a"
-        delta = None if kpi.change is None else fmt.format(kpi.change).replace(" ", "")
+        # A change of a percentage is in percentage points, not percent.
+        delta_fmt = {"%": "{:+.2f} pp", "ms": "{:+,.0f} ms", "": "{:+.2f}"}[kpi.unit]
+        delta = None if kpi.change is None else delta_fmt.format(kpi.change)
         column.metric(
             kpi.label,
             value,
