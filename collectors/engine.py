@@ -245,17 +245,20 @@ def run_source(
 ) -> RunSummary:
     """Run `source` once: every batch it yields is committed with its watermark.
 
-    Transient faults are retried with backoff, resuming from the last committed watermark.
-    The run ends ok, partial (some rows rejected) or failed (an error stopped it; batches
+    Transient faults are retried with backoff, resuming from the last committed watermark;
+    `max_attempts` counts consecutive failures without progress, so a long backfill that keeps
+    committing between faults is not cut short. The run ends ok, partial (some rows rejected) or failed (an error stopped it; batches
     committed before the error are kept).
     """
     con = con.cursor()  # a cursor per run, so concurrent runs in threads never share state
     summary = RunSummary(_start_run(con, source.name), source.name, "running")
+    failures = 0  # consecutive attempts without a committed batch
     try:
         while True:
             try:
                 for batch in source.fetch(watermarks(con, source.name)):
                     read, ins, upd, rej = commit_batch(con, summary.run_id, source.name, batch)
+                    failures = 0
                     summary.rows_read += read
                     summary.rows_inserted += ins
                     summary.rows_updated += upd
@@ -264,16 +267,15 @@ def run_source(
                         on_progress(summary.run_id, summary.rows_read, batch.progress)
                 break
             except TRANSIENT as exc:
-                if summary.attempts >= max_attempts:
+                failures += 1
+                if failures >= max_attempts:
                     raise
-                wait = _backoff_seconds(
-                    summary.attempts, backoff_s, getattr(exc, "retry_after_s", None)
-                )
+                wait = _backoff_seconds(failures, backoff_s, getattr(exc, "retry_after_s", None))
                 log.warning(
                     "%s: %s; retry %d of %d in %.1fs",
                     source.name,
                     _one_sentence(exc),
-                    summary.attempts,
+                    failures,
                     max_attempts - 1,
                     wait,
                 )

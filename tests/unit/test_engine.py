@@ -274,3 +274,20 @@ def test_an_update_that_moves_a_row_to_another_day_republishes_both_days(con):
     assert run_source(con, ListSource([[moved]])).rows_updated == 1
     days = {r[0] for r in con.execute("SELECT day FROM dirty_partitions").fetchall()}
     assert days == {(NOW - timedelta(minutes=1)).date(), (NOW - timedelta(days=3)).date()}
+
+
+def test_a_backfill_that_keeps_committing_between_faults_is_not_cut_short(con):
+    class Flaky(ListSource):
+        """Fails after every second batch it yields; each retry resumes further on."""
+
+        def fetch(self, marks):
+            for n, batch in enumerate(super().fetch(marks)):
+                yield batch
+                if n == 1:
+                    raise TransientSourceError("connection reset")
+
+    summary = run_source(
+        con, Flaky([[request(i)] for i in range(12)]), sleep=lambda s: None, max_attempts=3
+    )
+    assert summary.status == "ok" and summary.rows_inserted == 12
+    assert summary.attempts == 7  # six faults, each after two committed batches
