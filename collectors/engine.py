@@ -199,6 +199,7 @@ def commit_batch(
     """Validate and commit one batch with its watermark. Returns (read, inserted, updated, rejected)."""
     spec = table(batch.table)
     checked = validate(spec, batch.rows)
+    checked.rejected.extend(Rejected(row, reason) for row, reason in batch.unreadable)
     read = checked.table.num_rows + len(checked.rejected)
     with WRITE_LOCK:
         con.execute("BEGIN TRANSACTION")

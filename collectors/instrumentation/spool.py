@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ class Chunk:
     rows: list[dict[str, Any]]
     watermark: str  # position after the last line of this chunk
     bad_lines: int = 0
+    bad: list[str] = field(default_factory=list)  # the unreadable lines (truncated), for rejects
 
 
 def read_committed(
@@ -140,12 +141,15 @@ def read_committed(
                 fh.seek(offset + len(body))
                 offset += len(body)
                 rows, bad = _parse_lines(body)
-                yield Chunk(rows, f"{f.stem}:{offset}", bad)
+                yield Chunk(rows, f"{f.stem}:{offset}", len(bad), bad)
             if not closed:
                 return  # the writer may still append to this file
             if offset < size:  # a torn last line of a dead or sealed file
                 log.warning("spool: skipping %d torn bytes at the end of %s", size - offset, f.path)
-                yield Chunk([], f"{f.stem}:{size}", 1)
+                with open(f.path, "rb") as torn:
+                    torn.seek(offset)
+                    text = torn.read(_BAD_LINE_CHARS).decode("utf-8", "replace")
+                yield Chunk([], f"{f.stem}:{size}", 1, [text])
             elif offset == 0 and f.stem != wm_stem:
                 yield Chunk([], f"{f.stem}:0", 0)  # empty sealed file: move past it
 
@@ -154,23 +158,26 @@ def _pid_alive_local(f: SpoolFile) -> bool:
     return f.pid == os.getpid() or _pid_alive(f.pid)
 
 
-def _parse_lines(body: bytes) -> tuple[list[dict[str, Any]], int]:
+_BAD_LINE_CHARS = 2000
+
+
+def _parse_lines(body: bytes) -> tuple[list[dict[str, Any]], list[str]]:
+    """The JSON objects in `body`, and the lines that are not (truncated, for rejects)."""
     rows: list[dict[str, Any]] = []
-    bad = 0
+    bad: list[str] = []
     for line in body.splitlines():
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except ValueError:
-            bad += 1
-            continue
+            row = None
         if isinstance(row, dict):
             rows.append(row)
         else:
-            bad += 1
+            bad.append(line[:_BAD_LINE_CHARS].decode("utf-8", "replace"))
     if bad:
-        log.warning("spool: skipped %d lines that are not JSON objects", bad)
+        log.warning("spool: %d lines are not JSON objects; they go to rejects", len(bad))
     return rows, bad
 
 

@@ -43,6 +43,9 @@ class Batch:
     stream: str | None = None  # defaults to the table name
     watermark: str | None = None
     progress: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"done": 1000, "total": 5000}
+    # Records the source could not even read as rows (e.g. a line that is not JSON), with the
+    # reason: the engine files them in `rejects` with the batch, so nothing is dropped silently.
+    unreadable: Sequence[tuple[Mapping[str, Any], str]] = ()
 
     @property
     def stream_name(self) -> str:

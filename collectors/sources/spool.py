@@ -55,4 +55,8 @@ class SpoolSource:
                     stream=table,
                     watermark=chunk.watermark,
                     progress={"file": file, "offset": int(offset), "bad_lines": chunk.bad_lines},
+                    unreadable=[
+                        ({"spool_file": file, "line": line}, "spool line is not a JSON object")
+                        for line in chunk.bad
+                    ],
                 )

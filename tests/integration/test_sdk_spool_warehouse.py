@@ -127,3 +127,24 @@ def test_a_crash_between_batches_neither_loses_nor_doubles(tmp_path):
         300,
         300,
     )
+
+
+def test_unreadable_spool_lines_land_in_rejects_with_a_reason(tmp_path):
+    from collectors.engine import run_source
+    from collectors.sources.spool import SpoolSource
+    from collectors.warehouse import open_warehouse
+
+    table_dir = tmp_path / "spool" / "requests"
+    table_dir.mkdir(parents=True)
+    good = (
+        '{"request_id": "r1", "started_at": "2026-01-01T00:00:00+00:00", "route": "/x", '
+        '"method": "GET", "status_code": 200, "duration_ms": 5.0}'
+    )
+    # A sealed spool file (its writer finished), named as the SDK names them.
+    (table_dir / "20260101T000000000000-1-0.jsonl").write_text(good + "\n{not json\n[1, 2]\n")
+    con = open_warehouse(tmp_path / "w.duckdb")
+    summary = run_source(con, SpoolSource(tmp_path / "spool"))
+    assert (summary.status, summary.rows_inserted, summary.rows_rejected) == ("partial", 1, 2)
+    rejected = con.execute("SELECT reason, row_json FROM rejects ORDER BY reject_id").fetchall()
+    assert [r[0] for r in rejected] == ["spool line is not a JSON object"] * 2
+    assert "{not json" in rejected[0][1]
