@@ -36,6 +36,7 @@ from analysis.stats import (
     adjust_comparisons,
     welch_test,
 )
+from analysis.stats.frequentist import exact_two_proportions
 from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
 
 STAGES = ("eou_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "e2e_ms")
@@ -348,25 +349,40 @@ def _row(
     metric, group, statistic = key
     lower, unit = _direction(metric)
     mu = base.mean
-    rel = (cand.mean - mu) / mu if c.computable and mu and mu > 0 else math.nan
+    if c.computable and mu and mu > 0:
+        rel = (cand.mean - mu) / mu
+    elif c.computable and mu == 0 and cand.mean > 0:
+        rel = math.inf  # from none at all: larger than any practical threshold
+    else:
+        rel = math.nan
     worse = c.computable and c.significant and ((c.effect > 0) == lower)
     better = c.computable and c.significant and not worse
-    big = math.isfinite(rel) and abs(rel) > settings.practical_threshold
+    big = not math.isnan(rel) and abs(rel) > settings.practical_threshold
+    change = f"{rel * 100:+.1f} %" if math.isfinite(rel) else "from zero"
     regression, improvement = worse and big, better and big
     name = " ".join(p for p in (statistic, metric.replace("_", " "), group) if p)
     if not c.computable:
         verdict = f"{name}: not compared ({c.reason})."
     elif regression:
-        verdict = f"{name}: regression, {rel * 100:+.1f} % (significant, above the threshold)."
+        verdict = f"{name}: regression, {change} (significant, above the threshold)."
     elif improvement:
-        verdict = f"{name}: improved, {rel * 100:+.1f} %."
+        verdict = f"{name}: improved, {change}."
     elif worse or better:
-        verdict = f"{name}: {rel * 100:+.1f} %, significant but below the practical threshold."
+        verdict = f"{name}: {change}, significant but below the practical threshold."
     else:
-        verdict = f"{name}: no significant change ({rel * 100:+.1f} %)."
+        verdict = f"{name}: no significant change ({change})."
     return BenchmarkRow(
         metric, group, statistic, unit, lower, base, cand, c, rel, regression, improvement, verdict
     )
+
+
+def _test(base: Statistic, cand: Statistic, alpha: float) -> Comparison:
+    """Welch's t; for a rate at 0 % or 100 % in either slice (no 5xx before, say), Fisher's
+    exact test with Newcombe's interval, so a rate leaving zero can still be flagged."""
+    if isinstance(base, Proportion) and isinstance(cand, Proportion):
+        if any(s.n >= 2 and s.sum in (0, s.n) for s in (base, cand)):
+            return exact_two_proportions(base, cand, alpha)
+    return welch_test(base, cand, alpha=alpha)
 
 
 def compare_slices(
@@ -377,7 +393,7 @@ def compare_slices(
     settings: BenchmarkSettings,
 ) -> BenchmarkComparison:
     keys = sorted(set(baseline) & set(candidate))
-    tests = [welch_test(baseline[k], candidate[k], alpha=settings.alpha) for k in keys]
+    tests = [_test(baseline[k], candidate[k], settings.alpha) for k in keys]
     # Dozens of rows per comparison: correct for multiplicity so noise is not called a regression.
     tests = adjust_comparisons(tests, settings.correction)
     rows = tuple(

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 
+from scipy.stats import fisher_exact, norm
 from scipy.stats import t as student_t
 
 from analysis.stats.effects import estimate_effect
 from analysis.stats.results import Comparison, EffectEstimate, not_computable
-from analysis.stats.statistics import Quantile, Statistic
+from analysis.stats.statistics import Proportion, Quantile, Statistic
 
 ALTERNATIVES = ("two-sided", "greater", "less")
 DEFAULT_SEQUENTIAL_TUNING_N = 5000
@@ -169,3 +170,56 @@ def _units(stat: Statistic) -> int:
     if isinstance(stat, Quantile):
         return stat.units
     return stat.n
+
+
+def _wilson(successes: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson score interval for one proportion (Wilson 1927)."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def exact_two_proportions(control: Proportion, treatment: Proportion, alpha: float = 0.05):
+    """Treatment − control for two proportions when one of them is 0 % or 100 %.
+
+    Welch's t has no variance to work with there (a release going from no 5xx to some), so:
+    p-value from Fisher's exact test on the 2x2 table; interval by Newcombe's hybrid score
+    method (Newcombe 1998, method 10: Wilson limits of each arm combined), which stays inside
+    [-1, 1] and is well behaved at 0 and 1.
+    """
+    reason = _check_alpha(alpha)
+    for stat, arm in ((control, "control"), (treatment, "treatment")):
+        if stat.n < 2:
+            reason = reason or f"the {arm} arm has fewer than 2 units"
+    if reason:
+        return not_computable(reason, "fixed", False, alpha)
+    table = [
+        [treatment.sum, treatment.n - treatment.sum],
+        [control.sum, control.n - control.sum],
+    ]
+    p_value = float(fisher_exact(table, alternative="two-sided").pvalue)
+    z = float(norm.ppf(1 - alpha / 2))
+    p_a, p_b = control.mean, treatment.mean
+    l_a, u_a = _wilson(control.sum, control.n, z)
+    l_b, u_b = _wilson(treatment.sum, treatment.n, z)
+    d = p_b - p_a
+    low = d - math.sqrt((p_b - l_b) ** 2 + (u_a - p_a) ** 2)
+    high = d + math.sqrt((u_b - p_b) ** 2 + (p_a - l_a) ** 2)
+    return Comparison(
+        True,
+        "",
+        "fixed",
+        False,
+        alpha,
+        "two-sided",
+        p_a,
+        p_b,
+        d,
+        (high - low) / (2 * z),  # the interval's half-width in standard errors
+        low,
+        high,
+        p_value,
+        significant=p_value < alpha,
+        note="Fisher's exact test and Newcombe's score interval (an arm at 0 % or 100 %)",
+    )

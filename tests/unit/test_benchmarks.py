@@ -122,3 +122,15 @@ def test_rollup_percentiles_agree_with_raw_ones_and_flag_the_same(con):
     auto = compare_periods(con, odd, odd)
     exact = compare_periods(con, odd, odd, BenchmarkSettings(quantile_source="raw"))
     assert [r.baseline for r in auto.rows] == [r.baseline for r in exact.rows]
+
+
+def test_a_rate_that_leaves_zero_is_flagged_as_a_regression():
+    from analysis.benchmarks import compare_slices
+    from analysis.stats import Proportion
+
+    key = ("error_rate", "", "rate")
+    base, cand = {key: Proportion(20_000, 0)}, {key: Proportion(20_000, 400)}
+    comp = compare_slices(base, cand, Slice("v1"), Slice("v2"), BenchmarkSettings())
+    (row,) = comp.rows
+    assert row.regression
+    assert "from zero" in row.verdict and "regression" in row.verdict

@@ -102,3 +102,31 @@ def test_non_zero_null_shifts_the_test(samples):
     r = welch_test(mean_stat(a), mean_stat(b), null=0.5)
     tstat, p, _ = ttest_ind(b, a, usevar="unequal", value=0.5)
     assert r.p_value == pytest.approx(p, rel=1e-9)
+
+
+def test_exact_two_proportions_matches_fisher_and_newcombe():
+    """A rate leaving 0 %: Fisher's exact p (scipy) and Newcombe's hybrid score interval
+    (statsmodels' confint_proportions_2indep, method="newcomb")."""
+    from scipy.stats import fisher_exact
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    from analysis.stats import Proportion
+    from analysis.stats.frequentist import exact_two_proportions
+
+    control, treatment = Proportion(5000, 0), Proportion(5000, 40)
+    result = exact_two_proportions(control, treatment, alpha=0.05)
+    assert result.computable and result.significant
+    assert result.effect == pytest.approx(40 / 5000)
+    expected_p = fisher_exact([[40, 4960], [0, 5000]]).pvalue
+    assert result.p_value == pytest.approx(expected_p)
+    low, high = confint_proportions_2indep(40, 5000, 0, 5000, method="newcomb", alpha=0.05)
+    assert (result.ci_low, result.ci_high) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_exact_two_proportions_zero_against_zero_is_no_change():
+    from analysis.stats import Proportion
+    from analysis.stats.frequentist import exact_two_proportions
+
+    result = exact_two_proportions(Proportion(300, 0), Proportion(400, 0))
+    assert result.computable and not result.significant
+    assert result.p_value == 1.0 and result.ci_low < 0 < result.ci_high
