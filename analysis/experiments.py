@@ -155,6 +155,15 @@ def _with(metric: Metric, unit_type: str, columns: str) -> str:
     )
 
 
+# Units exposed to variants the definition does not plan: an assignment bug SRM must show.
+_UNPLANNED_SQL = """SELECT variant, count(*) FROM experiment_exposures
+    WHERE experiment_key = $key
+      AND (unit_type = $unit_type OR unit_type IS NULL)
+      AND NOT list_contains($arms, variant)
+      AND ($end IS NULL OR exposed_at < $end)
+    GROUP BY variant"""
+
+
 def _exposures_sql() -> str:
     return f"WITH {_UNITS} SELECT variant, day, count(*) FROM units GROUP BY ALL"  # noqa: S608
 
@@ -481,6 +490,7 @@ def _evaluate(
         exposures: dict[str, dict[dt.date, int]] = {arm: {} for arm in arms}
         for arm, day, n in _run(con, _exposures_sql(), values):
             exposures[arm][day] = int(n)
+        unplanned = {str(v): int(n) for v, n in _run(con, _UNPLANNED_SQL, values)}
         pre_start, pre_end = _pre_window(con, definition) if definition.cuped else (None, None)
     except duckdb.Error as exc:
         return ExperimentResult(definition.key, method, False, f"could not read exposures: {exc}")
@@ -501,7 +511,8 @@ def _evaluate(
             definition.key, method, False, "no treatment variant has exposures",
             definition.control, treatments, units,
         )  # fmt: skip
-    srm = srm_check(units, definition.weights)
+    planned = definition.weights or {arm: 1.0 for arm in arms}  # equal split when omitted
+    srm = srm_check({**unplanned, **units}, planned)
     values.update(pre_start=pre_start, pre_end=pre_end)
     notes: list[str] = []
     pending: list[tuple[Metric, str, Statistic | None, Statistic | None, str, tuple]] = []

@@ -193,3 +193,18 @@ def test_empty_treatment_arm_is_not_computable(warehouse):
     res = r.result("resolved_rate", "ghost")
     assert not res.absolute.computable and not res.absolute.significant
     assert np.isnan(res.absolute.p_value)
+
+
+def test_traffic_to_a_variant_outside_the_definition_is_an_srm(warehouse):
+    con, start = warehouse
+    con.execute(
+        "INSERT INTO experiment_exposures SELECT 'stray', unit_id, unit_type, "
+        "CASE WHEN hash(unit_id) % 50 = 0 THEN 'old-prompt' ELSE variant END, exposed_at "
+        "FROM experiment_exposures WHERE experiment_key = ?",
+        [KEY],
+    )
+    definition = ExperimentDefinition("stray", "control", ("treatment",))
+    r = evaluate_experiment(con, definition, [M["resolved_rate"]])
+    assert r.srm.flagged and "old-prompt" in r.srm.message
+    assert set(r.units) == {"control", "treatment"}  # the stray units are not analysed
+    con.execute("DELETE FROM experiment_exposures WHERE experiment_key = 'stray'")

@@ -84,3 +84,14 @@ def test_adjusted_p_of_one_falls_back_to_the_bonferroni_interval():
     half = (raw.ci_high - raw.ci_low) / 2 * z
     assert (r[0].ci_low, r[0].ci_high) == pytest.approx((raw.effect - half, raw.effect + half))
     assert math.isfinite(r[0].ci_low) and r[0].ci_low < 0 < r[0].ci_high
+
+
+def test_units_in_an_unplanned_variant_flag_a_mismatch():
+    from analysis.stats.srm import srm_check
+
+    result = srm_check(
+        {"control": 5000, "treatment": 5010, "treatment-old": 37}, {"control": 1, "treatment": 1}
+    )
+    assert result.flagged and result.unplanned == {"treatment-old": 37}
+    assert result.p_value > 0.5  # the planned arms alone are balanced
+    assert "treatment-old (37)" in result.message
