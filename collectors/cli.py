@@ -66,6 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     service.poll_tasks = poll_tasks(config, service.control)
+    # The app reads user-defined metrics from here: it never reads the config file itself.
+    service.control.set_service_info(custom_metrics=config.metrics)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     log.info("collectors service running; data in %s", service.paths.root)

@@ -146,6 +146,7 @@ class WorkbenchConfig:
     supabase: SupabaseConfig | None = None
     railway: RailwayConfig | None = None
     probes: list[ProbeConfig] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # user metrics ([[metrics]])
     spool_dir: Path | None = None  # where the SDK's spool sink writes (collectors ingest it)
     spool_schedule: Schedule = field(default_factory=lambda: Schedule("interval", 10))
     demo: bool = True
@@ -506,6 +507,15 @@ def _parse(cfg: WorkbenchConfig, data: dict[str, Any], v: _Validator) -> bool:
         if cfg.secrets.get("RAILWAY_PROJECT_TOKEN") and not cfg.secrets.get("RAILWAY_API_KEY"):
             cfg.railway.token_kind = "project"
         anything = True
+    for i, metric in enumerate(data.get("metrics") or []):
+        from analysis.metrics import MetricConfigError, metric_from_config
+
+        try:
+            metric_from_config(metric)
+        except MetricConfigError as exc:
+            v.problems.append(f"metrics[{i}] in {v.where}: {exc}.")
+        else:
+            cfg.metrics.append(dict(metric))
     spool = data.get("spool") or {}
     if spool:
         v.known(spool, "spool", {"directory", "interval", "schedule"})

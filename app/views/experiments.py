@@ -10,7 +10,7 @@ import streamlit as st
 
 from analysis import experiments as ex
 from analysis import overview
-from analysis.metrics import builtin_metrics
+from analysis.metrics import metric_registry
 from app import data
 from app.charts import add_deploy_markers
 from app.safe_text import markdown_literal
@@ -32,7 +32,7 @@ DEFAULT_PRIMARY = ("resolved_rate",)
 DEFAULT_GUARDRAILS = ("p95_e2e_latency", "llm_ttft", "abandoned_rate")
 NEW = "+ New experiment"
 
-registry = builtin_metrics()
+registry = metric_registry(data.control_store().service_info().get("custom_metrics") or [])
 store = data.control_store()
 
 

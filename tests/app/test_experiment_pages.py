@@ -154,3 +154,22 @@ def test_benchmarks_page_flags_the_bad_release(with_demo15, demo15):
     assert any("llm_ttft_ms" in name for name in flagged["name"])
     assert any("regression" in e.value.lower() for e in at.error)
     assert len(at.get("download_button")) == 2
+
+
+def test_a_metric_defined_in_the_config_can_be_chosen(with_demo15):
+    ControlStore(with_demo15 / "control.sqlite").set_service_info(
+        custom_metrics=[
+            {
+                "name": "long_calls",
+                "label": "Calls over five minutes",
+                "type": "proportion",
+                "level": "call",
+                "lower_is_better": True,
+                "sql": "SELECT call_id, started_at AS ts, CASE WHEN duration_s > 300 "
+                "THEN 1.0 ELSE 0.0 END AS value FROM calls",
+            }
+        ]
+    )
+    at = run(EXPERIMENTS)
+    options = {o for m in at.multiselect for o in m.options}
+    assert "Calls over five minutes" in options

@@ -198,3 +198,24 @@ def test_http_probes_on_one_schedule_run_as_one_source_each_with_its_own_state(t
     ).fetchall()
     assert states == [("api", ["up", "up"]), ("broken", ["pending", "down"])]
     assert con.execute("SELECT count(*) FROM collector_runs").fetchone()[0] == 2
+
+
+def test_user_metrics_come_from_the_config_and_bad_ones_name_the_key(tmp_path):
+    from collectors.config import ConfigError, load_config
+
+    good = tmp_path / "good.toml"
+    good.write_text(
+        "[[metrics]]\n"
+        'name = "long_calls"\ntype = "proportion"\nlevel = "call"\n'
+        'sql = "SELECT call_id, started_at AS ts, CASE WHEN duration_s > 300 THEN 1.0 '
+        'ELSE 0.0 END AS value FROM calls"\n'
+    )
+    assert [m["name"] for m in load_config(good, env={}).metrics] == ["long_calls"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[metrics]]\nname = "x"\ntype = "median"\nlevel = "call"\nsql = "SELECT 1"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad, env={})
+    assert caught.value.problems == [
+        f"metrics[0] in {bad}: metric 'x': key 'type' must be one of "
+        "proportion, mean, ratio, quantile."
+    ]
