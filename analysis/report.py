@@ -65,7 +65,20 @@ def _finite(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
+def interval_label(comparisons: Sequence[BenchmarkComparison]) -> str:
+    """What the relative intervals are: their level, their correction, and the approximation."""
+    tests = [r.comparison for comp in comparisons for r in comp.rows if r.comparison.computable]
+    if not tests:
+        return "interval"
+    level = f"{(1 - tests[0].alpha) * 100:g} %"
+    correction = tests[0].correction
+    adjusted = f", {correction}-adjusted" if correction else ""
+    return f"{level} interval{adjusted}; relative to the baseline value, taken as fixed"
+
+
 def _relative_interval(row: BenchmarkRow) -> tuple[float | None, float | None]:
+    # The absolute interval over the baseline value: it ignores the baseline's own uncertainty,
+    # which interval_label says; with thousands of events per slice that term is small.
     mu = row.baseline.mean
     c = row.comparison
     if not (c.computable and mu and math.isfinite(mu) and mu > 0):
@@ -220,7 +233,8 @@ def forest_svg(rows: Sequence[BenchmarkRow], threshold: float, width: int = 760)
 def _table(comp: BenchmarkComparison) -> str:
     head = (
         "<tr><th>Metric</th><th>Baseline</th><th>Candidate</th><th>Change</th>"
-        "<th>Relative (95 % interval)</th><th>p</th><th>Flag</th><th>Verdict</th></tr>"
+        f"<th>Relative ({_e(interval_label([comp]))})</th><th>p</th><th>Flag</th>"
+        "<th>Verdict</th></tr>"
     )
     body = []
     for row in sorted(comp.rows, key=lambda r: (not r.regression, not r.improvement, r.name)):

@@ -56,7 +56,7 @@ def period_slices(end: dt.datetime) -> tuple[bm.Slice, bm.Slice]:
     return as_slice("baseline", base), as_slice("candidate", cand)
 
 
-def forest(rows: pd.DataFrame, threshold_pct: float) -> go.Figure:
+def forest(rows: pd.DataFrame, threshold_pct: float, interval: str) -> go.Figure:
     rows = rows.dropna(subset=["relative_change_pct"]).iloc[::-1]
     color = rows["flag"].map({"Regression": "#cf222e", "Improvement": "#1a7f37"}).fillna("#57606a")
     fig = go.Figure(
@@ -79,7 +79,7 @@ def forest(rows: pd.DataFrame, threshold_pct: float) -> go.Figure:
         fig.add_vline(x=x, line_dash="dash", line_color="#bf8700")
     fig.add_vline(x=0, line_color="#444")
     fig.update_layout(
-        title="Relative change with 95 % interval (dashed: practical threshold)",
+        title=f"Relative change ({interval}); dashed: practical threshold",
         height=max(300, 18 * len(rows) + 80),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         xaxis_title="change vs baseline (%)",
@@ -131,7 +131,7 @@ else:
         )
     )
 
-st.plotly_chart(forest(records, threshold), width="stretch")
+st.plotly_chart(forest(records, threshold, report.interval_label([result])), width="stretch")
 order = records.assign(_o=records["flag"].map({"Regression": 0, "Improvement": 1}).fillna(2))
 data_table(
     order.sort_values(["_o", "name"]).drop(columns=["_o", "baseline", "candidate"]),

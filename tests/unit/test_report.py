@@ -155,3 +155,22 @@ def test_cli_report_defaults_and_explicit_releases(demo, tmp_path):
     )  # fmt: skip
     assert wrong.returncode == 2
     assert "not in the data" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_interval_label_states_level_correction_and_approximation():
+    from analysis.benchmarks import BenchmarkSettings, Slice, compare_slices
+    from analysis.report import interval_label
+    from analysis.stats import Proportion
+
+    base = {
+        ("error_rate", "", "rate"): Proportion(10_000, 300),
+        ("resolved_rate", "", "rate"): Proportion(5_000, 3_000),
+    }
+    cand = {
+        ("error_rate", "", "rate"): Proportion(10_000, 420),
+        ("resolved_rate", "", "rate"): Proportion(5_000, 2_950),
+    }
+    comp = compare_slices(base, cand, Slice("v1"), Slice("v2"), BenchmarkSettings(alpha=0.01))
+    assert interval_label([comp]) == (
+        "99 % interval, holm-adjusted; relative to the baseline value, taken as fixed"
+    )
