@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from analysis.stats.bayesian import NormalPrior, bayesian_test
 from analysis.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING_N, sequential_test, welch_test
 from analysis.stats.results import Comparison, not_computable
-from analysis.stats.statistics import Statistic
+from analysis.stats.statistics import Quantile, Statistic
 
 METHODS = ("fixed", "sequential", "bayesian")
 
@@ -58,7 +58,12 @@ class DailyResult:
 def cumulate(
     daily: Sequence[tuple[dt.date, Statistic, Statistic]],
 ) -> list[tuple[dt.date, Statistic, Statistic]]:
-    """Running totals of per-day (not cumulative) statistics; sums are additive."""
+    """Running totals of per-day (not cumulative) statistics; sums are additive.
+
+    Quantiles are not (a day's p95s do not add up to the period's): they give no series.
+    """
+    if any(isinstance(c, Quantile) or isinstance(t, Quantile) for _, c, t in daily):
+        return []
     out: list[tuple[dt.date, Statistic, Statistic]] = []
     for day, c, t in sorted(daily, key=lambda row: row[0]):
         if out:

@@ -35,3 +35,13 @@ def test_days_without_data_are_not_computable_rather_than_errors():
     day = dt.date(2026, 3, 1)
     series = results_over_time([(day, Proportion(0, 0), Proportion(0, 0))])
     assert not series[0].result.computable
+
+
+def test_quantiles_give_no_cumulative_series_instead_of_an_error():
+    import datetime as dt
+
+    from analysis.stats.compare import cumulate
+    from analysis.stats.statistics import quantile_from_values
+
+    q = quantile_from_values([1.0, 2.0, 3.0, 4.0, 5.0] * 20, 0.5)
+    assert cumulate([(dt.date(2026, 1, 1), q, q), (dt.date(2026, 1, 2), q, q)]) == []
