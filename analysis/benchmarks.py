@@ -38,8 +38,8 @@ from analysis.stats import (
 )
 from analysis.stats.frequentist import exact_two_proportions
 from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
+from analysis.vocabulary import STAGES
 
-STAGES = ("eou_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "e2e_ms")
 QUANTILES = (0.5, 0.95, 0.99)
 _TIME_COLUMN = {
     "requests": "started_at",

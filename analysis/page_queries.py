@@ -19,8 +19,8 @@ import pandas as pd
 
 from analysis.errors import fingerprint as error_fingerprint
 from analysis.sketch import bucket_value
+from analysis.vocabulary import OUTCOMES, STAGES
 
-STAGES = ("eou_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "e2e_ms")
 STAGE_LABELS = {
     "eou_delay_ms": "End of utterance",
     "stt_ms": "Transcription",
@@ -28,7 +28,6 @@ STAGE_LABELS = {
     "tts_ttfb_ms": "TTS first byte",
     "e2e_ms": "End to end",
 }
-OUTCOMES = ("resolved", "escalated", "abandoned", "failed")
 
 
 def _quantile_columns(qs: tuple[float, ...]) -> list[str]:

@@ -24,7 +24,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-STAGES = ("eou_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms")
+from analysis.vocabulary import PIPELINE_STAGES as STAGES
+
 STAGE_COLUMNS = (*STAGES, "e2e_ms")
 RESOURCE_METRICS = ("cpu_pct", "memory_pct", "disk_pct", "cache_hit_pct")
 # The spec's health.thresholds: cpu/memory/disk usage 80 %.

@@ -23,6 +23,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from analysis.vocabulary import STAGES
+
 ALPHA = 0.01
 # Same conventions as collectors/rollups.py, so its published histograms read back here:
 # values <= 0 (a 0 ms stage) land in ZERO_BUCKET and read back as 0.
@@ -38,7 +40,7 @@ SKETCHABLE: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "requests": ("started_at", ("duration_ms",), ("route", "method", "release", "service")),
     "voice_turns": (
         "started_at",
-        ("eou_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "e2e_ms"),
+        STAGES,
         ("release", "variant"),
     ),
     "probe_results": ("checked_at", ("latency_ms",), ("target", "kind")),

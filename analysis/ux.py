@@ -27,8 +27,6 @@ class Table:
     reason: str | None = None
 
 
-OUTCOMES = ("resolved", "escalated", "abandoned", "failed")
-
 _SESSIONS_SQL = """
 SELECT {group} AS grp, count(*) AS sessions,
        avg(duration_s) AS mean_duration_s, median(duration_s) AS median_duration_s,

@@ -47,8 +47,13 @@ def cursor():
 
 
 @st.cache_resource(show_spinner=False)
+def _control_store_at(path: str) -> ControlStore:
+    return ControlStore(path)
+
+
 def control_store() -> ControlStore:
-    return ControlStore(data_dir() / "control.sqlite")
+    """The control store of the current data folder (cached per folder)."""
+    return _control_store_at(str(data_dir() / "control.sqlite"))
 
 
 def staleness_minutes(manifest_: dict) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis.sketch import bucket_sql
+from analysis.vocabulary import STAGES
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,6 @@ class Rollup:
 
 HOUR = "CAST(date_trunc('hour', {t}) AS TIMESTAMP) AS hour"
 
-STAGES = ("eou_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "e2e_ms")
 
 ROLLUPS: tuple[Rollup, ...] = (
     Rollup(
