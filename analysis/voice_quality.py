@@ -90,14 +90,20 @@ def _lg(x):
     return np.log10(x)
 
 
-def basic_terms(p: G107 = G107(), t_ms: float = 0.0) -> tuple[float, float]:
-    """(Ro, Is): basic signal-to-noise ratio and simultaneous impairments (G.107 7.2, 7.3)."""
+def noise_sum(p: G107 = G107()) -> float:
+    """No, the power addition of circuit, room and noise-floor noise (G.107 eq. 7-3 to 7-6)."""
     olr = p.slr + p.rlr
     nos = p.ps - p.slr - p.ds - 100 + 0.004 * (p.ps - olr - p.ds - 14) ** 2
     pre = p.pr + 10 * _lg(1 + 10 ** ((10 - p.lstr) / 10))
     nor = p.rlr - 121 + pre + 0.008 * (pre - 35) ** 2
     nfo = p.nfor + p.rlr
-    no = 10 * _lg(10 ** (p.nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** (nfo / 10))
+    return 10 * _lg(10 ** (p.nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** (nfo / 10))
+
+
+def basic_terms(p: G107 = G107(), t_ms: float = 0.0) -> tuple[float, float]:
+    """(Ro, Is): basic signal-to-noise ratio and simultaneous impairments (G.107 7.2, 7.3)."""
+    olr = p.slr + p.rlr
+    no = noise_sum(p)
     ro = 15 - 1.5 * (p.slr + no)
     xolr = olr + 0.2 * (64 + no - p.rlr)
     iolr = 20 * ((1 + (xolr / 8) ** 8) ** (1 / 8) - xolr / 8)
@@ -122,13 +128,7 @@ def delay_impairment(ta_ms, t_ms=0.0, tr_ms=0.0, p: G107 = G107()) -> np.ndarray
     t = np.broadcast_to(np.asarray(t_ms, dtype=float), ta.shape)
     tr = np.broadcast_to(np.asarray(tr_ms, dtype=float), ta.shape)
     ro, _ = basic_terms(p)
-    olr = p.slr + p.rlr
-    nos = p.ps - p.slr - p.ds - 100 + 0.004 * (p.ps - olr - p.ds - 14) ** 2
-    pre = p.pr + 10 * _lg(1 + 10 ** ((10 - p.lstr) / 10))
-    nor = p.rlr - 121 + pre + 0.008 * (pre - 35) ** 2
-    no = 10 * _lg(
-        10 ** (p.nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** ((p.nfor + p.rlr) / 10)
-    )
+    no = noise_sum(p)
     # talker echo
     terv = p.telr - 40 * _lg((1 + t / 10) / (1 + t / 150)) + 6 * np.exp(-0.3 * t**2)
     roe = -1.5 * (no - p.rlr)
