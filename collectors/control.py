@@ -154,6 +154,24 @@ class SavedExperiment:
     created_at: str = ""
     updated_at: str = ""
 
+    def definition(self):
+        """The analysis engine's view of this experiment. The end date is inclusive on the
+        page, so the analysis window ends at the start of the next day."""
+        from datetime import datetime, timedelta
+
+        from analysis.experiments import ExperimentDefinition
+
+        end = datetime.fromisoformat(self.end_at) + timedelta(days=1) if self.end_at else None
+        return ExperimentDefinition(
+            self.key,
+            self.variants[0],
+            tuple(self.variants[1:]),
+            dict(zip(self.variants, self.weights, strict=True)),
+            self.unit_type,
+            datetime.fromisoformat(self.start_at) if self.start_at else None,
+            end,
+        )
+
 
 def validate_experiment(e: SavedExperiment) -> SavedExperiment:
     """The definition with weights normalised; ExperimentError names the field to fix."""

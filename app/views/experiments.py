@@ -64,23 +64,10 @@ def imported(found: dict) -> SavedExperiment:
     )
 
 
-def definition_of(e: SavedExperiment) -> ex.ExperimentDefinition:
-    end = dt.datetime.fromisoformat(e.end_at) + dt.timedelta(days=1) if e.end_at else None
-    return ex.ExperimentDefinition(
-        e.key,
-        e.variants[0],
-        tuple(e.variants[1:]),
-        dict(zip(e.variants, e.weights, strict=True)),
-        e.unit_type,
-        dt.datetime.fromisoformat(e.start_at) if e.start_at else None,
-        end,
-    )
-
-
 @st.cache_data(ttl=600, show_spinner="Evaluating the experiment…", max_entries=32)
 def evaluate(version: int, e: SavedExperiment, method: str) -> ex.ExperimentResult:
     metrics = [registry[m] for m in (*e.primary_metrics, *e.guardrail_metrics) if m in registry]
-    return ex.evaluate_experiment(data.cursor(), definition_of(e), metrics, method)
+    return ex.evaluate_experiment(data.cursor(), e.definition(), metrics, method)
 
 
 # ---------------------------------------------------------------- defining and saving

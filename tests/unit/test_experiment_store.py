@@ -83,3 +83,24 @@ def test_a_version_1_store_is_migrated_keeping_its_schedules(tmp_path):
     assert again.schedules()["demo"].every_seconds == 120
     again.save_experiment(definition())
     assert list(again.experiments()) == ["prompt-v2"]
+
+
+def test_a_saved_experiment_becomes_an_analysis_definition_with_an_inclusive_end_date():
+    from datetime import datetime
+
+    from collectors.control import SavedExperiment
+
+    saved = SavedExperiment(
+        key="prompt-v3",
+        name="Shorter prompt",
+        variants=("control", "short", "shorter"),
+        weights=(0.5, 0.25, 0.25),
+        unit_type="caller",
+        start_at="2026-05-01T00:00:00",
+        end_at="2026-05-14T00:00:00",
+    )
+    d = saved.definition()
+    assert (d.key, d.control, d.treatments) == ("prompt-v3", "control", ("short", "shorter"))
+    assert d.weights == {"control": 0.5, "short": 0.25, "shorter": 0.25}
+    assert d.unit_type == "caller"
+    assert d.start == datetime(2026, 5, 1) and d.end == datetime(2026, 5, 15)
