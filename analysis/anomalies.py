@@ -403,8 +403,13 @@ def _merged_episodes(candidates: list[tuple[int, int, Anomaly]], cooldown: int) 
     for first, last, a in sorted(candidates, key=lambda c: c[0]):
         if merged and first <= merged[-1][1] + cooldown:
             p_first, p_last, prev = merged[-1]
-            strongest = a if a.score > prev.score else prev
-            episode = replace(strongest, start=prev.start, end=max(prev.end, a.end))
+            if prev.kind == a.kind == "level_shift" and prev.direction != a.direction:
+                # A shift and its reversal (a bad release, then its rollback): the episode is
+                # the first shift, and it ends where the level came back.
+                episode = replace(prev, end=a.start, score=max(prev.score, a.score))
+            else:
+                strongest = a if a.score > prev.score else prev
+                episode = replace(strongest, start=prev.start, end=max(prev.end, a.end))
             merged[-1] = (p_first, max(p_last, last), episode)
         else:
             merged.append((first, last, a))

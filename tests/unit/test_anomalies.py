@@ -232,3 +232,18 @@ def test_robust_scale_matches_scipy_normal_mad():
     assert _robust_scale(x) == pytest.approx(
         stats.median_abs_deviation(x, scale="normal"), rel=1e-3
     )
+
+
+def test_a_shift_and_its_reversal_are_one_episode_ending_where_the_level_returned():
+    """A bad release raises a metric for five hours until a rollback restores it."""
+    rng = np.random.default_rng(11)
+    index = pd.date_range("2026-03-01", periods=24 * 14, freq="h")
+    values = 1000 + rng.normal(0, 20, len(index))
+    bump = (index >= "2026-03-10 14:00") & (index < "2026-03-10 19:00")
+    values[bump] += 900
+    scan = detect_anomalies(pd.Series(values, index=index))
+    assert len(scan.anomalies) == 1
+    episode = scan.anomalies[0]
+    assert episode.direction == "up"
+    assert abs(episode.start - pd.Timestamp("2026-03-10 14:00")) <= pd.Timedelta(hours=1)
+    assert abs(episode.end - pd.Timestamp("2026-03-10 19:00")) <= pd.Timedelta(hours=1)
