@@ -465,3 +465,44 @@ def release_benchmarks(
             base = settings.baseline
             comparisons.append(compare_slices(stats(base), stats(cand), base, cand, settings))
     return ReleaseReport(tuple(ordered), tuple(comparisons))
+
+
+@dataclass(frozen=True)
+class TrafficMix:
+    """How differently two slices' calls fall over the hours of the day.
+
+    `distance` is the total variation distance between the two hour-of-day distributions
+    (half the sum of absolute differences of shares; 0 = identical mix, 1 = disjoint hours).
+    Latency rises with load, so slices that ran at different hours differ in latency even when
+    the code did not change; above `WARN_AT` the page says so beside any latency flag.
+    """
+
+    distance: float
+    baseline_calls: int
+    candidate_calls: int
+    reason: str | None = None
+
+    WARN_AT = 0.15
+
+    @property
+    def confounded(self) -> bool:
+        return self.reason is None and self.distance > self.WARN_AT
+
+
+def traffic_mix(con: duckdb.DuckDBPyConnection, baseline: Slice, candidate: Slice) -> TrafficMix:
+    """Hour-of-day mix of the two slices' calls (see TrafficMix)."""
+    shares = []
+    for s in (baseline, candidate):
+        where, params = _filter("calls", s)
+        rows = con.execute(
+            f"SELECT hour(started_at) AS h, count(*) FROM calls WHERE {where} GROUP BY h",  # noqa: S608 - whitelisted
+            params,
+        ).fetchall()
+        shares.append(dict(rows))
+    n_base, n_cand = (sum(s.values()) for s in shares)
+    if not n_base or not n_cand:
+        return TrafficMix(math.nan, n_base, n_cand, "one of the slices has no calls")
+    distance = 0.5 * sum(
+        abs(shares[0].get(h, 0) / n_base - shares[1].get(h, 0) / n_cand) for h in range(24)
+    )
+    return TrafficMix(distance, n_base, n_cand)

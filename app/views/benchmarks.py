@@ -130,6 +130,16 @@ else:
             f"{baseline.label} by more than {threshold:g} %."
         )
     )
+mix = bm.traffic_mix(con, baseline, candidate)
+if mix.confounded:
+    st.warning(
+        markdown_literal(
+            f"{candidate.label} and {baseline.label} ran at different times of day (their calls' "
+            f"hour-of-day mix differs by {mix.distance:.0%}). Latency rises with load, so latency "
+            "changes may come from when each ran rather than from the release. Compare two "
+            "periods covering the same hours, or wait until the release has run a full day."
+        )
+    )
 
 st.plotly_chart(forest(records, threshold, report.interval_label([result])), width="stretch")
 order = records.assign(_o=records["flag"].map({"Regression": 0, "Improvement": 1}).fillna(2))

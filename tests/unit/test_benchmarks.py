@@ -134,3 +134,22 @@ def test_a_rate_that_leaves_zero_is_flagged_as_a_regression():
     (row,) = comp.rows
     assert row.regression
     assert "from zero" in row.verdict and "regression" in row.verdict
+
+
+def test_traffic_mix_measures_how_differently_two_slices_fall_over_the_day():
+    from analysis.benchmarks import traffic_mix
+
+    con = duckdb.connect()
+    create_schema(con)
+    day = dt.datetime(2026, 2, 1)
+    rows = [(f"a{i}", day + dt.timedelta(hours=i % 24), "v1") for i in range(240)]  # all hours
+    rows += [(f"b{i}", day + dt.timedelta(days=1, hours=9 + i % 4), "v2") for i in range(100)]
+    con.executemany("INSERT INTO calls (call_id, started_at, release) VALUES (?, ?, ?)", rows)
+    mix = traffic_mix(con, Slice("v1", release="v1"), Slice("v2", release="v2"))
+    # v2 ran only 09:00-12:59: its 4 hours hold all of its calls, v1's hold 4/24 of its.
+    assert mix.distance == pytest.approx(1 - 4 / 24)
+    assert mix.confounded
+    same = traffic_mix(con, Slice("v1", release="v1"), Slice("v1", release="v1"))
+    assert same.distance == 0 and not same.confounded
+    empty = traffic_mix(con, Slice("v1", release="v1"), Slice("v9", release="v9"))
+    assert empty.reason == "one of the slices has no calls" and not empty.confounded
