@@ -276,41 +276,38 @@ def _quantile_statistics(
     values: Mapping[str, Any],
     arms: Sequence[str],
 ) -> dict[str, Quantile]:
-    """Two statements: per-arm n and estimate (the ceil(n·ν)-th smallest value, DuckDB's
-    quantile_disc), then the interval's order statistics at the ranks of `quantile_ranks`
-    together with the cluster design effect: the delta-method variance of the share of
-    observations ≤ Q̂ over whole units, divided by its iid value ν(1−ν)/n."""
+    """Per-arm n first, then one pass for the estimate (the ceil(n·ν)-th smallest value,
+    DuckDB's quantile_disc) with the interval's order statistics at the ranks of
+    `quantile_ranks`, and one for the cluster design effect: the delta-method variance of the
+    share of observations ≤ Q̂ over whole units, divided by its iid value ν(1−ν)/n."""
     nu = float(metric.quantile or 0.5)
     _run(con, _quantile_obs_sql(metric, definition.unit_type), values)
     head = f"WITH obs AS (SELECT * FROM {_OBS_TABLE})\n"  # noqa: S608 - constant name
-    first = _run(
-        con,
-        head + "SELECT variant, count(*), count(DISTINCT unit_id), quantile_disc(value, $nu) "
-        "FROM obs GROUP BY variant",
-        {**values, "nu": nu},
-    )
-    found = {arm: (int(n), int(units), float(q)) for arm, n, units, q in first}
+    count_sql = head + "SELECT variant, count(*) FROM obs GROUP BY variant"  # noqa: S608
+    counts = {arm: int(n) for arm, n in _run(con, count_sql, values)}
     out = {arm: Quantile(0, nu, math.nan, math.nan, math.nan) for arm in arms}
-    usable = [a for a in arms if a in found and quantile_interval_supported(found[a][0], nu)]
-    for arm in set(found) - set(usable):
-        n, units, q = found[arm]
-        out[arm] = Quantile(n, nu, q, math.nan, math.nan, n_units=units)
-    if not usable:
+    found = [a for a in arms if counts.get(a)]
+    if not found:
         return out
-    exprs, case, params = [], [], dict(values)
-    for i, arm in enumerate(usable):
-        n = found[arm][0]
-        lo, _, hi = quantile_ranks(n, nu)
-        # quantile_disc at (r − ½)/n is exactly the r-th smallest value.
-        params.update({f"a{i}": arm, f"l{i}": (lo - 0.5) / n, f"h{i}": (hi - 0.5) / n})
-        params[f"e{i}"] = found[arm][2]
-        exprs.append(f"quantile_disc(value, [$l{i}, $h{i}]) FILTER (WHERE variant = $a{i})")
-        case.append(f"WHEN $a{i} THEN $e{i}")
+    exprs, case, params = [], [], {**values, "nu": nu}
+    for i, arm in enumerate(found):
+        n = counts[arm]
+        if quantile_interval_supported(n, nu):
+            lo, _, hi = quantile_ranks(n, nu)
+            # quantile_disc at (r − ½)/n is exactly the r-th smallest value.
+            low, high = (lo - 0.5) / n, (hi - 0.5) / n
+        else:
+            low = high = nu  # no interval: the estimate alone
+        params.update({f"a{i}": arm, f"l{i}": low, f"h{i}": high})
+        exprs.append(
+            f"quantile_disc(value, [$l{i}, $nu, $h{i}]) FILTER (WHERE variant = $a{i}) AS q{i}"
+        )
+        case.append(f"WHEN $a{i} THEN (SELECT q{i}[2] FROM bounds)")  # noqa: S608 - fixed
     estimate_by_arm = "CASE variant " + " ".join(case) + " END"  # $-parameters only
     sql = (
         head  # noqa: S608 - registry SQL, fixed fragments and $-parameters only
         + (
-            ", bounds AS (SELECT " + ", ".join(exprs) + " FROM obs),\n"
+            ", bounds AS MATERIALIZED (SELECT " + ", ".join(exprs) + " FROM obs),\n"
             "per_unit AS (SELECT variant, unit_id, count(*)::DOUBLE AS c, "
             "count(*) FILTER (WHERE value <= " + estimate_by_arm + ")::DOUBLE AS i "
             "FROM obs GROUP BY ALL),\n"
@@ -321,15 +318,18 @@ def _quantile_statistics(
     )
     for row in _run(con, sql, params):
         arm, m, si, sii, sc, scc, sic = row[:7]
-        if arm not in usable:
+        if arm not in found:
             continue
-        lo, hi = row[7 + usable.index(arm)]
-        n, units, q = found[arm]
+        lo, q, hi = row[7 + found.index(arm)]
+        n = counts[arm]
+        if not quantile_interval_supported(n, nu):
+            out[arm] = Quantile(n, nu, float(q), math.nan, math.nan, n_units=int(m))
+            continue
         clustered = Ratio(m, si, sii, sc, scc, sic).variance_of_mean
         iid = nu * (1 - nu) / n
         # Floored at 1: never report a clustered interval narrower than the iid one.
         design = max(clustered / iid, 1.0) if math.isfinite(clustered) else 1.0
-        out[arm] = Quantile(n, nu, q, float(lo), float(hi), 0.95, design, units)
+        out[arm] = Quantile(n, nu, float(q), float(lo), float(hi), 0.95, design, int(m))
     return out
 
 
