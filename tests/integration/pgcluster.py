@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg import sql
 
 from collectors.schema import TABLES
@@ -49,10 +48,9 @@ def require_postgres() -> None:
     """Skip (fail under CI) when the PostgreSQL binaries are missing."""
     if pg_bin("initdb") and pg_bin("pg_ctl"):
         return
-    reason = "PostgreSQL binaries (initdb, pg_ctl) not found; install postgresql-15"
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    from tests.conftest import missing
+
+    missing("PostgreSQL server binaries (initdb, pg_ctl; Debian: postgresql-15)")
 
 
 def free_port() -> int:

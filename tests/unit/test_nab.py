@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +117,9 @@ def test_baseline_goes_wild_on_a_stepped_series_and_the_detector_does_not():
 @pytest.fixture(scope="module")
 def nab_results():
     if not (NAB_ROOT / "labels" / "combined_windows.json").exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"NAB data missing at {NAB_ROOT}")
-        pytest.skip(f"NAB data not found at {NAB_ROOT}")
+        from tests.conftest import missing
+
+        missing(f"The NAB data at {NAB_ROOT}")
     windows = json.loads((NAB_ROOT / "labels" / "combined_windows.json").read_text())
     assert len(windows) == 12
     detector = baseline = WindowCount(0, 0, 0, 0)
