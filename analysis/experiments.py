@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from analysis.metrics import Metric
+from analysis.metrics import Metric, builtin_metrics
 from analysis.stats import (
     METHODS,
     Comparison,
@@ -128,14 +128,33 @@ _UNITS_TABLE = "experiment_units_tmp"
 _OBS_TABLE = "experiment_obs_tmp"
 _UNITS_BUILD = f"""CREATE OR REPLACE TEMP TABLE {_UNITS_TABLE} AS
     SELECT e.unit_id, e.variant, e.exposed_at, CAST(e.exposed_at AS DATE) AS day,
-           CASE WHEN $unit_type = 'caller' THEN e.unit_id ELSE c.caller_id END AS caller_id
+           CASE WHEN $unit_type = 'caller' THEN e.unit_id ELSE c.caller_id END AS caller_id,
+           list_position($arms, e.variant) - 1 AS arm{{carried}}
     FROM experiment_exposures e
-    LEFT JOIN calls c ON $unit_type = 'call' AND c.call_id = e.unit_id
+    LEFT JOIN {{calls}} c ON $unit_type = 'call' AND c.call_id = e.unit_id
     WHERE e.experiment_key = $key
       AND (e.unit_type = $unit_type OR e.unit_type IS NULL)
       AND list_contains($arms, e.variant)
       AND ($end IS NULL OR e.exposed_at < $end)"""  # noqa: S608 - constant name
-_UNITS = f"units AS (SELECT * FROM {_UNITS_TABLE})"  # noqa: S608 - constant name
+
+
+def _units_build_sql(columns: Sequence[str]) -> str:
+    """The units table; `columns` (fixed fragments of `_calls_columns`) carry the call's
+    registry facts along, since this statement joins each call unit to its call anyway."""
+    if not columns:
+        return _UNITS_BUILD.format(carried="", calls="calls")
+    calls = f"(SELECT call_id, caller_id, started_at AS fact_ts, {', '.join(columns)} FROM calls)"  # noqa: S608
+    names = [c.rsplit(" AS ", 1)[1] for c in columns]
+    carried = ", c.call_id IS NOT NULL AS has_fact, c.fact_ts, " + ", ".join(
+        f"c.{n}" for n in names
+    )
+    return _UNITS_BUILD.format(carried=carried, calls=calls)
+
+
+# uid: the unit's row number, an integer key that identifies the unit when unit ids are
+# unique (checked once per evaluation); grouping on it is cheaper than on strings.
+_UNITS = f"units AS (SELECT *, rowid AS uid FROM {_UNITS_TABLE})"  # noqa: S608 - constant name
+_UNIQUE_SQL = f"SELECT count(*) = count(DISTINCT unit_id) FROM {_UNITS_TABLE}"  # noqa: S608
 
 # How facts reach units: the call itself, or the caller's calls since exposure.
 _JOIN = {
@@ -244,11 +263,151 @@ def _daily_statistics(
             (arm, day): rest
             for arm, day, *rest in _run(con, _ratio_sql(metric, definition.unit_type), values)
         }
-        # Exposed units without any fact still count: they add n and nothing to the sums.
-        for arm, days in exposures.items():
-            for day, n in days.items():
-                _, m, mm, d, dd, md = rows.get((arm, day), (0, 0.0, 0.0, 0.0, 0.0, 0.0))
-                out[arm][day] = Ratio(n, m, mm, d, dd, md)
+        _fill_ratios(out, rows, exposures)
+    return out
+
+
+def _fill_ratios(
+    out: DailyStats, rows: Mapping[tuple, Sequence], exposures: Mapping[str, Mapping[dt.date, int]]
+) -> None:
+    # Exposed units without any fact still count: they add n and nothing to the sums.
+    for arm, days in exposures.items():
+        for day, n in days.items():
+            _, m, mm, d, dd, md = rows.get((arm, day), (0, 0.0, 0.0, 0.0, 0.0, 0.0))
+            out[arm][day] = Ratio(n, m, mm, d, dd, md)
+
+
+# Registry metrics whose facts are rows of `calls` (one per call, ts = started_at): with
+# call units and unique unit ids, one statement computes all of them over one join of units
+# to calls (and one pre-period pass), instead of one join and aggregate per metric. Only the
+# registry's own SQL qualifies, so the fragments composed below are fixed registry text.
+_CALLS_FACTS = re.compile(
+    r"SELECT call_id, started_at AS ts, (?:(?P<value>.+) AS value|"
+    r"(?P<num>.+) AS numerator, (?P<den>.+) AS denominator) FROM calls WHERE (?P<cond>.+)"
+)
+
+
+def _calls_fragments(metric: Metric, unit_type: str) -> dict[str, str] | None:
+    """The registry SQL's value (or numerator, denominator) and condition, or None."""
+    if unit_type != "call" or metric.type == "quantile":
+        return None
+    if metric.sql not in {m.sql for m in builtin_metrics().values()}:
+        return None
+    match = _CALLS_FACTS.fullmatch(metric.sql)
+    if match is None:
+        return None
+    kind = _kind(metric, unit_type)
+    if kind == "single" and match["value"] is not None:
+        return {"value": match["value"], "cond": match["cond"]}
+    if kind == "ratio" and metric.type == "ratio" and match["num"] is not None:
+        return {"num": match["num"], "den": match["den"], "cond": match["cond"]}
+    return None
+
+
+def _calls_columns(parts: Sequence[dict[str, str]]) -> list[str]:
+    """Per metric j, its fact on the call's row: y_j (NULL when the registry SQL has no row
+    or a NULL value), or k_j (the row exists) with m_j, d_j (0 when NULL, as summed alone)."""
+    cols = []
+    for j, p in enumerate(parts):
+        if "value" in p:
+            cols.append(f"CASE WHEN ({p['cond']}) THEN CAST(({p['value']}) AS DOUBLE) END AS y{j}")
+        else:
+            cols += [
+                f"coalesce(({p['cond']}), false) AS k{j}",
+                f"coalesce(CAST(({p['num']}) AS DOUBLE), 0.0) AS m{j}",
+                f"coalesce(CAST(({p['den']}) AS DOUBLE), 0.0) AS d{j}",
+            ]
+    return cols
+
+
+def _calls_sql(parts: Sequence[dict[str, str]], use_cuped: bool) -> str:
+    """Per (variant, day): for each single metric j count, Σy, Σy² (and with CUPED Σx, Σx²,
+    Σxy, #x), for each ratio metric #units, Σm, Σm², Σd, Σd², Σmd: the statements of
+    `_single_sql`, `_cuped_sql` and `_ratio_sql` when each unit has at most one calls row,
+    read from the columns the units table carries (`_units_build_sql`)."""
+    pre, fill, out = [], [], []
+    for j, p in enumerate(parts):
+        if "value" in p:
+            y = f"y{j}"
+            out += [f"count({y})", f"sum({y})", f"sum({y} * {y})"]
+            if use_cuped:
+                x, has = f"coalesce(x{j}, f{j})", f"FILTER (WHERE {y} IS NOT NULL)"
+                pre.append(f"avg({y}) AS x{j}")
+                fill.append(f"coalesce(avg(x{j}) {has}, 0.0) AS f{j}")
+                out += [
+                    f"sum({x}) {has}",
+                    f"sum({x} * {x}) {has}",
+                    f"sum({y} * {x})",
+                    f"count(x{j}) {has}",
+                ]
+        else:
+            k, m, d = f"k{j}", f"m{j}", f"d{j}"
+            has = f"FILTER (WHERE {k})"
+            out += [f"count(*) {has}"] + [
+                f"sum({e}) {has}" for e in (m, f"{m} * {m}", d, f"{d} * {d}", f"{m} * {d}")
+            ]
+    base = (
+        f"SELECT * FROM {_UNITS_TABLE} "  # noqa: S608 - constant name
+        "WHERE has_fact AND ($end IS NULL OR fact_ts < $end)"
+    )
+    select = "SELECT variant, day, " + ", ".join(out)
+    if not pre:
+        return f"{select} FROM ({base}) GROUP BY variant, day"
+    facts = f"SELECT call_id, started_at AS ts, {', '.join(_calls_columns(parts))} FROM calls"  # noqa: S608
+    pre_sql = (
+        f"SELECT c.caller_id, {', '.join(pre)} FROM ({facts}) f "  # noqa: S608 - fixed fragments
+        "JOIN calls c ON c.call_id = f.call_id WHERE f.ts >= $pre_start AND f.ts < $pre_end "
+        "AND c.caller_id IS NOT NULL GROUP BY 1"
+    )
+    return (
+        f"WITH pre AS ({pre_sql}),\n"  # noqa: S608 - fixed fragments
+        "w AS (SELECT b.*, p.* EXCLUDE (caller_id) "
+        f"FROM ({base}) b LEFT JOIN pre p ON p.caller_id = b.caller_id),\n"
+        f"fill AS (SELECT {', '.join(fill)} FROM w)\n"
+        f"{select} FROM w, fill GROUP BY variant, day"
+    )
+
+
+def _calls_statistics(
+    con: duckdb.DuckDBPyConnection,
+    metrics: Sequence[Metric],
+    parts: Mapping[int, dict[str, str]],
+    values: Mapping[str, Any],
+    exposures: Mapping[str, Mapping[dt.date, int]],
+    use_cuped: bool,
+) -> dict[int, DailyStats]:
+    """Daily statistics of the metrics in `parts` (by position in `metrics`, carried by the
+    units table); empty when unit ids repeat or the statement fails (each metric then runs
+    alone, as it would without the shared statement)."""
+    if not parts or not values.get("units_unique"):
+        return {}
+    order = list(parts)
+    try:
+        rows = _run(con, _calls_sql([parts[i] for i in order], use_cuped), values)
+    except duckdb.Error:
+        return {}
+    out: dict[int, DailyStats] = {i: {arm: {} for arm in exposures} for i in order}
+    ratios: dict[int, dict[tuple, Sequence]] = {i: {} for i in order}
+    for arm, day, *rest in rows:
+        at = 0
+        for i in order:
+            metric, stats = metrics[i], out[i]
+            if "value" not in parts[i]:
+                ratios[i][(arm, day)], at = rest[at : at + 6], at + 6
+                continue
+            width = 7 if use_cuped else 3
+            n, s, ss, *cov = rest[at : at + width]
+            at += width
+            if not n:  # no unit of this (arm, day) has a value: no row, as alone
+                continue
+            post = Proportion(n, s) if metric.type == "proportion" else SampleMean(n, s, ss)
+            if use_cuped:
+                xs, xss, xy, _ = cov
+                post = RegressionAdjusted(post, SampleMean(n, xs, xss), xy)
+            stats.setdefault(arm, {})[day] = post
+    for i in order:
+        if "value" not in parts[i]:
+            _fill_ratios(out[i], {k: v for k, v in ratios[i].items() if v[0]}, exposures)
     return out
 
 
@@ -259,13 +418,19 @@ def _total(stats: Mapping[dt.date, Statistic]) -> Statistic | None:
     return total
 
 
-def _quantile_obs_sql(metric: Metric, unit_type: str) -> str:
-    """Materialise the metric's observations per unit once; both statements read them."""
-    head = _with(metric, unit_type, "CAST(f.value AS DOUBLE) AS value")
+def _quantile_obs_sql(metric: Metric, unit_type: str, unique: bool) -> str:
+    """Materialise the metric's observations once; the statements below read them. `key`
+    (uid·k + arm index) carries unit and arm in one integer; with duplicate unit ids the
+    unit id is kept too, since the unit is then (arm, unit id), not one units row."""
+    head = _with(
+        metric, unit_type, "u.uid * $n_arms + u.arm AS key, CAST(f.value AS DOUBLE) AS value"
+    )
     return (
         f"CREATE OR REPLACE TEMP TABLE {_OBS_TABLE} AS "  # noqa: S608 - fixed fragments
         + head
-        + "SELECT unit_id, variant, value FROM joined WHERE value IS NOT NULL"
+        + "SELECT key, value"
+        + ("" if unique else ", unit_id")
+        + " FROM joined WHERE value IS NOT NULL"
     )
 
 
@@ -281,15 +446,15 @@ def _quantile_statistics(
     `quantile_ranks`, and one for the cluster design effect: the delta-method variance of the
     share of observations ≤ Q̂ over whole units, divided by its iid value ν(1−ν)/n."""
     nu = float(metric.quantile or 0.5)
-    _run(con, _quantile_obs_sql(metric, definition.unit_type), values)
-    head = f"WITH obs AS (SELECT * FROM {_OBS_TABLE})\n"  # noqa: S608 - constant name
-    count_sql = head + "SELECT variant, count(*) FROM obs GROUP BY variant"  # noqa: S608
-    counts = {arm: int(n) for arm, n in _run(con, count_sql, values)}
+    unique = bool(values.get("units_unique"))
+    _run(con, _quantile_obs_sql(metric, definition.unit_type, unique), values)
+    count_sql = f"SELECT key % $n_arms, count(*) FROM {_OBS_TABLE} GROUP BY 1"  # noqa: S608
+    counts = {arms[int(a)]: int(n) for a, n in _run(con, count_sql, values)}
     out = {arm: Quantile(0, nu, math.nan, math.nan, math.nan) for arm in arms}
     found = [a for a in arms if counts.get(a)]
     if not found:
         return out
-    exprs, case, params = [], [], {**values, "nu": nu}
+    exprs, params = [], {**values, "nu": nu}
     for i, arm in enumerate(found):
         n = counts[arm]
         if quantile_interval_supported(n, nu):
@@ -298,29 +463,31 @@ def _quantile_statistics(
             low, high = (lo - 0.5) / n, (hi - 0.5) / n
         else:
             low = high = nu  # no interval: the estimate alone
-        params.update({f"a{i}": arm, f"l{i}": low, f"h{i}": high})
+        params.update({f"a{i}": arms.index(arm), f"l{i}": low, f"h{i}": high})
         exprs.append(
-            f"quantile_disc(value, [$l{i}, $nu, $h{i}]) FILTER (WHERE variant = $a{i}) AS q{i}"
+            f"quantile_disc(value, [$l{i}, $nu, $h{i}]) FILTER (WHERE key % $n_arms = $a{i})"
         )
-        case.append(f"WHEN $a{i} THEN (SELECT q{i}[2] FROM bounds)")  # noqa: S608 - fixed
-    estimate_by_arm = "CASE variant " + " ".join(case) + " END"  # $-parameters only
+    bounds_sql = f"SELECT {', '.join(exprs)} FROM {_OBS_TABLE}"  # noqa: S608 - fixed fragments
+    bounds = _run(con, bounds_sql, params)[0]
+    case = []
+    for i, (_, q, _) in enumerate(bounds):
+        params[f"q{i}"] = float(q)
+        case.append(f"WHEN $a{i} THEN $q{i}")
+    estimate_by_arm = "CASE key % $n_arms " + " ".join(case) + " END"  # $-parameters only
+    # One unit: one key when unit ids are unique, else every (arm, unit id).
+    group = "key" if unique else "key % $n_arms, unit_id"
     sql = (
-        head  # noqa: S608 - registry SQL, fixed fragments and $-parameters only
-        + (
-            ", bounds AS MATERIALIZED (SELECT " + ", ".join(exprs) + " FROM obs),\n"
-            "per_unit AS (SELECT variant, unit_id, count(*)::DOUBLE AS c, "
-            "count(*) FILTER (WHERE value <= " + estimate_by_arm + ")::DOUBLE AS i "
-            "FROM obs GROUP BY ALL),\n"
-            "clusters AS (SELECT variant, count(*) AS m, sum(i) AS si, sum(i * i) AS sii, "
-            "sum(c) AS sc, sum(c * c) AS scc, sum(i * c) AS sic FROM per_unit GROUP BY variant)\n"
-            "SELECT clusters.*, bounds.* FROM clusters, bounds"
-        )
+        "WITH per_unit AS (SELECT min(key) % $n_arms AS arm, count(*)::DOUBLE AS c, "  # noqa: S608
+        "count(*) FILTER (WHERE value <= " + estimate_by_arm + ")::DOUBLE AS i "
+        f"FROM {_OBS_TABLE} GROUP BY {group})\n"
+        "SELECT arm, count(*) AS m, sum(i) AS si, sum(i * i) AS sii, "
+        "sum(c) AS sc, sum(c * c) AS scc, sum(i * c) AS sic FROM per_unit GROUP BY arm"
     )
-    for row in _run(con, sql, params):
-        arm, m, si, sii, sc, scc, sic = row[:7]
+    for a, m, si, sii, sc, scc, sic in _run(con, sql, params):
+        arm = arms[int(a)]
         if arm not in found:
             continue
-        lo, q, hi = row[7 + found.index(arm)]
+        lo, q, hi = bounds[found.index(arm)]
         n = counts[arm]
         if not quantile_interval_supported(n, nu):
             out[arm] = Quantile(n, nu, float(q), math.nan, math.nan, n_units=int(m))
@@ -422,6 +589,7 @@ def _base_values(definition: ExperimentDefinition, arms: Sequence[str]) -> dict[
         "unit_type": definition.unit_type,
         "arms": list(arms),
         "end": definition.end,
+        "n_arms": len(arms),
     }
 
 
@@ -467,11 +635,21 @@ def evaluate_experiment(
     try:
         arms = _resolve_arms(con, definition)
         values = _base_values(definition, arms)
-        _run(con, _UNITS_BUILD, values)
+        parts = {
+            i: p for i, m in enumerate(metrics) if (p := _calls_fragments(m, definition.unit_type))
+        }
+        try:
+            _run(con, _units_build_sql(_calls_columns(list(parts.values()))), values)
+        except duckdb.Error:
+            if not parts:
+                raise
+            parts = {}  # the metrics' own statements will name the problem
+            _run(con, _units_build_sql([]), values)
+        values["units_unique"] = bool(_run(con, _UNIQUE_SQL, values)[0][0])
     except duckdb.Error as exc:
         return ExperimentResult(definition.key, method, False, f"could not read exposures: {exc}")
     try:
-        return _evaluate(con, definition, metrics, method, include_daily, arms, values)
+        return _evaluate(con, definition, metrics, method, include_daily, arms, values, parts)
     finally:
         for table in (_UNITS_TABLE, _OBS_TABLE):
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -485,6 +663,7 @@ def _evaluate(
     include_daily: bool,
     arms: tuple[str, ...],
     values: dict[str, Any],
+    parts: Mapping[int, dict[str, str]],
 ) -> ExperimentResult:
     try:
         exposures: dict[str, dict[dt.date, int]] = {arm: {} for arm in arms}
@@ -516,9 +695,11 @@ def _evaluate(
     values.update(pre_start=pre_start, pre_end=pre_end)
     notes: list[str] = []
     pending: list[tuple[Metric, str, Statistic | None, Statistic | None, str, tuple]] = []
-    for metric in metrics:
+    use_cuped = definition.cuped and pre_start is not None
+    shared = _calls_statistics(con, metrics, parts, values, exposures, use_cuped)
+    for i, metric in enumerate(metrics):
         stats, error, daily = _metric_statistics(
-            con, metric, definition, values, exposures, arms, pre_start is not None
+            con, metric, definition, values, exposures, arms, pre_start is not None, shared.get(i)
         )
         for arm in treatments:
             c, t = stats.get(definition.control), stats.get(arm)
@@ -584,13 +765,16 @@ def _metric_statistics(
     exposures: Mapping[str, Mapping[dt.date, int]],
     arms: Sequence[str],
     have_pre: bool,
+    daily: DailyStats | None = None,
 ) -> tuple[dict[str, Statistic], str, dict[str, list[tuple[dt.date, Statistic, Statistic]]]]:
-    """Total statistic per arm, an error sentence, and cumulative (day, control, arm) rows."""
+    """Total statistic per arm, an error sentence, and cumulative (day, control, arm) rows.
+    `daily`: the metric's daily statistics when a shared statement computed them already."""
     try:
         if metric.type == "quantile":
             return _quantile_statistics(con, metric, definition, values, arms), "", {}
         use_cuped = definition.cuped and have_pre
-        daily = _daily_statistics(con, metric, definition, values, exposures, use_cuped)
+        if daily is None:
+            daily = _daily_statistics(con, metric, definition, values, exposures, use_cuped)
     except duckdb.Error as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {}, f"the metric's SQL failed ({first_line})", {}
