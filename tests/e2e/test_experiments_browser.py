@@ -44,10 +44,18 @@ def _open_when_ready(page, url: str, marker: str, timeout_s: float = 180) -> Non
 
 
 def _choose(page, label: str, option: str) -> None:
+    """Pick `option` and wait until the select box shows it: a rerun started by an earlier
+    choice can redraw the box and swallow a click, so try again until it holds."""
     box = page.get_by_label(label, exact=True)
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_for_app(page)
+    shown = ""
+    for _ in range(3):
+        box.click()
+        page.get_by_role("option", name=option, exact=True).click()
+        wait_for_app(page)
+        shown = box.input_value()
+        if shown == option:
+            return
+    pytest.fail(f"{label!r} never showed {option!r}; it shows {shown!r}")
 
 
 def test_define_an_experiment_and_see_its_verdict(workbench, page):
@@ -76,7 +84,7 @@ def test_benchmark_report_downloads_with_the_regression(workbench, page, tmp_pat
     _open_when_ready(page, workbench["url"] + "/benchmarks", "Download report (HTML)")
     _choose(page, "Baseline release", previous)
     _choose(page, "Candidate release", bad)
-    page.get_by_text("regression").first.wait_for(timeout=60_000)
+    page.get_by_text(f"flagged in {bad} vs {previous}").first.wait_for(timeout=60_000)
     assert page.get_by_test_id("stException").count() == 0
 
     with page.expect_download() as got:
