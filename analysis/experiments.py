@@ -10,6 +10,8 @@ becomes a statistic depends on whether one fact row is one randomisation unit:
     per-unit sums over all exposed units, analysed with the delta method, so clustered
     observations are not treated as independent;
   * quantile metrics -> per-arm order-statistic interval with a cluster design effect.
+Facts are read from a day before the first exposure (`FACTS_MARGIN`) up to the end, so the
+cost of an evaluation follows the experiment's window rather than the warehouse's history.
 All SQL is parameterised; the only text composed into it is the registry's metric SQL and
 fixed fragments chosen from whitelists below.
 """
@@ -132,6 +134,7 @@ _UNITS_BUILD = f"""CREATE OR REPLACE TEMP TABLE {_UNITS_TABLE} AS
            list_position($arms, e.variant) - 1 AS arm{{carried}}
     FROM experiment_exposures e
     LEFT JOIN {{calls}} c ON $unit_type = 'call' AND c.call_id = e.unit_id
+        AND c.started_at >= $facts_from
     WHERE e.experiment_key = $key
       AND (e.unit_type = $unit_type OR e.unit_type IS NULL)
       AND list_contains($arms, e.variant)
@@ -143,7 +146,7 @@ def _units_build_sql(columns: Sequence[str]) -> str:
     registry facts along, since this statement joins each call unit to its call anyway."""
     if not columns:
         return _UNITS_BUILD.format(carried="", calls="calls")
-    calls = f"(SELECT call_id, caller_id, started_at AS fact_ts, {', '.join(columns)} FROM calls)"  # noqa: S608
+    calls = f"(SELECT call_id, caller_id, started_at, started_at AS fact_ts, {', '.join(columns)} FROM calls)"  # noqa: S608
     names = [c.rsplit(" AS ", 1)[1] for c in columns]
     carried = ", c.call_id IS NOT NULL AS has_fact, c.fact_ts, " + ", ".join(
         f"c.{n}" for n in names
@@ -159,10 +162,10 @@ _UNIQUE_SQL = f"SELECT count(*) = count(DISTINCT unit_id) FROM {_UNITS_TABLE}"  
 # How facts reach units: the call itself, or the caller's calls since exposure.
 _JOIN = {
     "call": """FROM facts f JOIN units u ON f.call_id = u.unit_id
-    WHERE ($end IS NULL OR f.ts < $end)""",
+    WHERE f.ts >= $facts_from AND ($end IS NULL OR f.ts < $end)""",
     "caller": """FROM facts f JOIN calls c ON c.call_id = f.call_id
     JOIN units u ON u.unit_id = c.caller_id
-    WHERE f.ts >= u.exposed_at AND ($end IS NULL OR f.ts < $end)""",
+    WHERE f.ts >= u.exposed_at AND f.ts >= $facts_from AND ($end IS NULL OR f.ts < $end)""",
 }
 
 
@@ -321,30 +324,33 @@ def _calls_columns(parts: Sequence[dict[str, str]]) -> list[str]:
 
 
 def _calls_sql(parts: Sequence[dict[str, str]], use_cuped: bool) -> str:
-    """Per (variant, day): for each single metric j count, Σy, Σy² (and with CUPED Σx, Σx²,
-    Σxy, #x), for each ratio metric #units, Σm, Σm², Σd, Σd², Σmd: the statements of
+    """Per (variant, day): for each single metric j count, Σy, Σy² (and with CUPED, over the
+    units with a value: Σx, Σx², Σxy and #x over those with a pre-period, and Σy over those
+    without), for each ratio metric #units, Σm, Σm², Σd, Σd², Σmd: the statements of
     `_single_sql`, `_cuped_sql` and `_ratio_sql` when each unit has at most one calls row,
-    read from the columns the units table carries (`_units_build_sql`)."""
-    pre, fill, out = [], [], []
+    read from the columns the units table carries (`_units_build_sql`). Filling a missing
+    covariate with the mean one happens in `_fill_covariate`, so this is one pass."""
+    # CASE rather than FILTER: the same sums, measurably cheaper over a million units.
+    pre, out = [], []
     for j, p in enumerate(parts):
         if "value" in p:
             y = f"y{j}"
             out += [f"count({y})", f"sum({y})", f"sum({y} * {y})"]
             if use_cuped:
-                x, has = f"coalesce(x{j}, f{j})", f"FILTER (WHERE {y} IS NOT NULL)"
+                x = f"CASE WHEN {y} IS NOT NULL THEN x{j} END"
                 pre.append(f"avg({y}) AS x{j}")
-                fill.append(f"coalesce(avg(x{j}) {has}, 0.0) AS f{j}")
                 out += [
-                    f"sum({x}) {has}",
-                    f"sum({x} * {x}) {has}",
-                    f"sum({y} * {x})",
-                    f"count(x{j}) {has}",
+                    f"sum({x})",
+                    f"sum({x} * {x})",
+                    f"sum({y} * x{j})",
+                    f"count({x})",
+                    f"sum(CASE WHEN x{j} IS NULL THEN {y} END)",
                 ]
         else:
             k, m, d = f"k{j}", f"m{j}", f"d{j}"
-            has = f"FILTER (WHERE {k})"
-            out += [f"count(*) {has}"] + [
-                f"sum({e}) {has}" for e in (m, f"{m} * {m}", d, f"{d} * {d}", f"{m} * {d}")
+            out += [f"count(*) FILTER (WHERE {k})"] + [
+                f"sum(CASE WHEN {k} THEN {e} END)"
+                for e in (m, f"{m} * {m}", d, f"{d} * {d}", f"{m} * {d}")
             ]
     base = (
         f"SELECT * FROM {_UNITS_TABLE} "  # noqa: S608 - constant name
@@ -353,19 +359,40 @@ def _calls_sql(parts: Sequence[dict[str, str]], use_cuped: bool) -> str:
     select = "SELECT variant, day, " + ", ".join(out)
     if not pre:
         return f"{select} FROM ({base}) GROUP BY variant, day"
-    facts = f"SELECT call_id, started_at AS ts, {', '.join(_calls_columns(parts))} FROM calls"  # noqa: S608
+    # The pre-period reads the registry's calls fragments with the caller on the same row.
+    values = [c for c in _calls_columns(parts) if c.rsplit(" AS ", 1)[1].startswith("y")]
+    facts = f"SELECT caller_id, started_at AS ts, {', '.join(values)} FROM calls"  # noqa: S608
     pre_sql = (
-        f"SELECT c.caller_id, {', '.join(pre)} FROM ({facts}) f "  # noqa: S608 - fixed fragments
-        "JOIN calls c ON c.call_id = f.call_id WHERE f.ts >= $pre_start AND f.ts < $pre_end "
-        "AND c.caller_id IS NOT NULL GROUP BY 1"
+        f"SELECT caller_id, {', '.join(pre)} FROM ({facts}) "  # noqa: S608 - fixed fragments
+        "WHERE ts >= $pre_start AND ts < $pre_end AND caller_id IS NOT NULL GROUP BY 1"
     )
     return (
-        f"WITH pre AS ({pre_sql}),\n"  # noqa: S608 - fixed fragments
-        "w AS (SELECT b.*, p.* EXCLUDE (caller_id) "
-        f"FROM ({base}) b LEFT JOIN pre p ON p.caller_id = b.caller_id),\n"
-        f"fill AS (SELECT {', '.join(fill)} FROM w)\n"
-        f"{select} FROM w, fill GROUP BY variant, day"
+        f"WITH pre AS ({pre_sql})\n"  # noqa: S608 - fixed fragments
+        f"{select} FROM ({base}) b LEFT JOIN pre p ON p.caller_id = b.caller_id "
+        "GROUP BY variant, day"
     )
+
+
+def _fill_covariate(rows: Sequence[Sequence], j: int) -> list[tuple]:
+    """Per (arm, day), the CUPED sums of metric j (columns n, Σy, Σy², Σx, Σx², Σxy, #x, Σy
+    without x) with each missing covariate replaced by the mean covariate of all units with a
+    value and a pre-period f: Σx + f·(n − #x), Σx² + f²·(n − #x), Σxy + f·Σy without x. The
+    same sums `_cuped_sql` computes row by row (its `fill`)."""
+    filled = sum(r[j + 6] or 0 for r in rows)
+    f = sum(r[j + 3] or 0.0 for r in rows) / filled if filled else 0.0
+    out = []
+    for r in rows:
+        n, s, ss, xs, xss, xy, nx, y_alone = (r[j + i] for i in range(8))
+        missing = (n or 0) - (nx or 0)
+        out.append(
+            (
+                n, s, ss,
+                (xs or 0.0) + f * missing,
+                (xss or 0.0) + f * f * missing,
+                (xy or 0.0) + f * (y_alone or 0.0),
+            )
+        )  # fmt: skip
+    return out
 
 
 def _calls_statistics(
@@ -387,27 +414,26 @@ def _calls_statistics(
     except duckdb.Error:
         return {}
     out: dict[int, DailyStats] = {i: {arm: {} for arm in exposures} for i in order}
-    ratios: dict[int, dict[tuple, Sequence]] = {i: {} for i in order}
-    for arm, day, *rest in rows:
-        at = 0
-        for i in order:
-            metric, stats = metrics[i], out[i]
-            if "value" not in parts[i]:
-                ratios[i][(arm, day)], at = rest[at : at + 6], at + 6
-                continue
-            width = 7 if use_cuped else 3
-            n, s, ss, *cov = rest[at : at + width]
-            at += width
+    at = 2  # after variant, day
+    for i in order:
+        metric, stats = metrics[i], out[i]
+        if "value" not in parts[i]:
+            ratios = {(r[0], r[1]): r[at : at + 6] for r in rows if r[at]}
+            _fill_ratios(stats, ratios, exposures)
+            at += 6
+            continue
+        if use_cuped:
+            sums, at = _fill_covariate(rows, at), at + 8
+        else:
+            sums, at = [r[at : at + 3] for r in rows], at + 3
+        for (arm, day, *_), (n, s, ss, *cov) in zip(rows, sums, strict=True):
             if not n:  # no unit of this (arm, day) has a value: no row, as alone
                 continue
             post = Proportion(n, s) if metric.type == "proportion" else SampleMean(n, s, ss)
             if use_cuped:
-                xs, xss, xy, _ = cov
+                xs, xss, xy = cov
                 post = RegressionAdjusted(post, SampleMean(n, xs, xss), xy)
             stats.setdefault(arm, {})[day] = post
-    for i in order:
-        if "value" not in parts[i]:
-            _fill_ratios(out[i], {k: v for k, v in ratios[i].items() if v[0]}, exposures)
     return out
 
 
@@ -454,31 +480,37 @@ def _quantile_statistics(
     found = [a for a in arms if counts.get(a)]
     if not found:
         return out
-    exprs, params = [], {**values, "nu": nu}
-    for i, arm in enumerate(found):
+    # One grouped pass: every arm's three fractions (bounds depend on its n) in one list,
+    # each arm then reads its own three; cheaper than a filtered aggregate per arm.
+    fractions, params = [], dict(values)
+    for arm in found:
         n = counts[arm]
         if quantile_interval_supported(n, nu):
             lo, _, hi = quantile_ranks(n, nu)
             # quantile_disc at (r − ½)/n is exactly the r-th smallest value.
-            low, high = (lo - 0.5) / n, (hi - 0.5) / n
+            fractions += [(lo - 0.5) / n, nu, (hi - 0.5) / n]
         else:
-            low = high = nu  # no interval: the estimate alone
-        params.update({f"a{i}": arms.index(arm), f"l{i}": low, f"h{i}": high})
-        exprs.append(
-            f"quantile_disc(value, [$l{i}, $nu, $h{i}]) FILTER (WHERE key % $n_arms = $a{i})"
-        )
-    bounds_sql = f"SELECT {', '.join(exprs)} FROM {_OBS_TABLE}"  # noqa: S608 - fixed fragments
-    bounds = _run(con, bounds_sql, params)[0]
+            fractions += [nu, nu, nu]  # no interval: the estimate alone
+    params["fractions"] = fractions
+    bounds_sql = (
+        "SELECT key % $n_arms, quantile_disc(value, $fractions) "  # noqa: S608 - constant name
+        f"FROM {_OBS_TABLE} GROUP BY 1"
+    )
+    by_arm = {int(a): qs for a, qs in _run(con, bounds_sql, params)}
+    bounds = []
+    for i, arm in enumerate(found):
+        bounds.append(tuple(by_arm[arms.index(arm)][3 * i : 3 * i + 3]))
+        params[f"a{i}"] = arms.index(arm)
     case = []
     for i, (_, q, _) in enumerate(bounds):
         params[f"q{i}"] = float(q)
         case.append(f"WHEN $a{i} THEN $q{i}")
     estimate_by_arm = "CASE key % $n_arms " + " ".join(case) + " END"  # $-parameters only
     # One unit: one key when unit ids are unique, else every (arm, unit id).
-    group = "key" if unique else "key % $n_arms, unit_id"
+    group = "key" if unique else "key % $n_arms, unit_id"  # the arm is a function of either
     sql = (
-        "WITH per_unit AS (SELECT min(key) % $n_arms AS arm, count(*)::DOUBLE AS c, "  # noqa: S608
-        "count(*) FILTER (WHERE value <= " + estimate_by_arm + ")::DOUBLE AS i "
+        "WITH per_unit AS (SELECT key % $n_arms AS arm, count(*) AS c, "  # noqa: S608
+        "count(*) FILTER (WHERE value <= " + estimate_by_arm + ") AS i "
         f"FROM {_OBS_TABLE} GROUP BY {group})\n"
         "SELECT arm, count(*) AS m, sum(i) AS si, sum(i * i) AS sii, "
         "sum(c) AS sc, sum(c * c) AS scc, sum(i * c) AS sic FROM per_unit GROUP BY arm"
@@ -607,15 +639,28 @@ def _resolve_arms(
     return (definition.control, *others)
 
 
-def _pre_window(
+def _first_exposure(
     con: duckdb.DuckDBPyConnection, definition: ExperimentDefinition
+) -> dt.datetime | None:
+    return con.execute(
+        "SELECT min(exposed_at) FROM experiment_exposures WHERE experiment_key = ? "
+        "AND (unit_type = ? OR unit_type IS NULL)",
+        [definition.key, definition.unit_type],
+    ).fetchone()[0]
+
+
+# Facts are read from this long before the first exposure: a call's turns, requests and
+# feedback belong to it even when its exposure was recorded after it started, and no voice
+# call lasts a day. Older facts are never read, so an experiment's cost follows its own
+# window, not the warehouse's whole history.
+FACTS_MARGIN = dt.timedelta(days=1)
+_NO_EXPOSURE = dt.datetime(1970, 1, 1)
+
+
+def _pre_window(
+    definition: ExperimentDefinition, first: dt.datetime | None
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    start = definition.start
-    if start is None:
-        start = con.execute(
-            "SELECT min(exposed_at) FROM experiment_exposures WHERE experiment_key = ?",
-            [definition.key],
-        ).fetchone()[0]
+    start = definition.start or first
     if start is None:
         return None, None
     return start - dt.timedelta(days=definition.pre_period_days), start
@@ -635,6 +680,8 @@ def evaluate_experiment(
     try:
         arms = _resolve_arms(con, definition)
         values = _base_values(definition, arms)
+        first = values["first_exposure"] = _first_exposure(con, definition)
+        values["facts_from"] = first - FACTS_MARGIN if first else _NO_EXPOSURE
         parts = {
             i: p for i, m in enumerate(metrics) if (p := _calls_fragments(m, definition.unit_type))
         }
@@ -670,7 +717,8 @@ def _evaluate(
         for arm, day, n in _run(con, _exposures_sql(), values):
             exposures[arm][day] = int(n)
         unplanned = {str(v): int(n) for v, n in _run(con, _UNPLANNED_SQL, values)}
-        pre_start, pre_end = _pre_window(con, definition) if definition.cuped else (None, None)
+        first = values["first_exposure"]
+        pre_start, pre_end = _pre_window(definition, first) if definition.cuped else (None, None)
     except duckdb.Error as exc:
         return ExperimentResult(definition.key, method, False, f"could not read exposures: {exc}")
     units = {arm: sum(days.values()) for arm, days in exposures.items()}

@@ -208,3 +208,28 @@ def test_traffic_to_a_variant_outside_the_definition_is_an_srm(warehouse):
     assert r.srm.flagged and "old-prompt" in r.srm.message
     assert set(r.units) == {"control", "treatment"}  # the stray units are not analysed
     con.execute("DELETE FROM experiment_exposures WHERE experiment_key = 'stray'")
+
+
+def test_exposure_recorded_after_the_call_started_still_counts_the_whole_call():
+    # Agents often assign a variant a little after the call starts; the facts window opens a
+    # day before the first exposure, so every turn, request and feedback row still counts.
+    con = duckdb.connect()
+    create_schema(con)
+    start = build_synthetic_warehouse(con, calls=6_000, days=10, pre_days=5)
+    names = ("resolved_rate", "csat", "interruptions_per_turn", "p95_e2e_latency")
+    d = ExperimentDefinition(KEY, "control", start=start)
+
+    def totals():
+        r = evaluate_experiment(con, d, [M[n] for n in names], include_daily=False)
+        return {
+            (x.metric, side): (s.n, s.mean, s.variance)
+            for x in r.results
+            for side, s in (("control", x.control), ("treatment", x.treatment))
+        }
+
+    before = totals()
+    con.execute("UPDATE experiment_exposures SET exposed_at = exposed_at + INTERVAL 3 HOUR")
+    after = totals()
+    assert after.keys() == before.keys()
+    for k in before:
+        assert after[k] == pytest.approx(before[k], rel=1e-9), k
