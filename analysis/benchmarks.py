@@ -8,6 +8,8 @@ period); any two periods can be compared too. Per slice we measure:
     requests and turns within one call are mildly correlated, so intervals are a bit narrow);
   * error rate (share of requests with status ≥ 500), MOS (voice_quality.mos_reported), CSAT
     (feedback.rating) and resolved rate (calls.outcome), with their normal intervals.
+By default both slices are compared at equal traffic load (`analysis.load_strata`): latency
+rises with load, so a release that ran at quiet hours must not look faster for that alone.
 The change is tested with the Welch/z test of `analysis.stats`. A regression is flagged only
 when the change is significant at α, in the worse direction, AND larger (relative) than the
 user's practical threshold: small but real changes are reported, not alarmed on.
@@ -17,6 +19,7 @@ every identifier comes from the whitelists below.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -26,7 +29,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from analysis.sketch import ALPHA, ZERO_BUCKET, bucket_value, gamma
+from analysis import load_strata as ls
+from analysis.sketch import ALPHA, ZERO_BUCKET, bucket_sql, bucket_value, gamma
 from analysis.stats import (
     Comparison,
     Proportion,
@@ -37,6 +41,7 @@ from analysis.stats import (
     welch_test,
 )
 from analysis.stats.frequentist import exact_two_proportions
+from analysis.stats.results import not_computable
 from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
 from analysis.vocabulary import STAGES
 
@@ -102,6 +107,9 @@ class BenchmarkSettings:
     # Percentiles from the hourly histogram rollups (requests_latency_hist, turn_latency_hist)
     # when the snapshot has them: "auto" | "rollup" | "raw".
     quantile_source: str = "auto"
+    # Compare both slices at the same mix of traffic load (analysis.load_strata).
+    adjust_for_load: bool = True
+    load_bins: int = ls.DEFAULT_BINS
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,7 @@ class BenchmarkComparison:
     baseline: Slice
     candidate: Slice
     rows: tuple[BenchmarkRow, ...]
+    adjustment: str = ""  # how the slices were made comparable; "" when compared as they are
 
     @property
     def regressions(self) -> tuple[BenchmarkRow, ...]:
@@ -330,6 +339,167 @@ def slice_statistics(
     return out
 
 
+# ----------------------------------------------------- per load stratum (equal-load)
+
+# (metric, group) -> {stratum: Proportion | SampleMean} for rates and means, or
+# {stratum: Histogram} for latency distributions (one histogram serves every percentile).
+LoadSlice = dict[tuple[str, str], dict[int, Any]]
+
+
+def _histograms_by_stratum(
+    rows: dict[str, np.ndarray], metric: str, out: LoadSlice, only: str | None = None
+) -> None:
+    groups = np.asarray(rows["g"], dtype=object)
+    strata = np.asarray(rows["st"], dtype=np.int64)
+    buckets = np.asarray(rows["bucket"], dtype=np.int64)
+    counts = np.asarray(rows["n"], dtype=np.float64)
+    if len(groups) == 0:
+        return
+    # Rows arrive ordered by (g, st, bucket): split where either key changes.
+    cut = np.flatnonzero(
+        np.r_[True, (groups[1:] != groups[:-1]) | (strata[1:] != strata[:-1]), True]
+    )
+    for a, b in zip(cut[:-1], cut[1:], strict=True):
+        group = only if only is not None else str(groups[a])
+        out.setdefault((metric, group), {})[int(strata[a])] = (buckets[a:b], counts[a:b])
+
+
+def slice_by_load(
+    con: duckdb.DuckDBPyConnection,
+    s: Slice,
+    strata: ls.LoadStrata,
+    quantile_source: str = "auto",
+) -> LoadSlice:
+    """Every benchmark measure of one slice, split by load stratum. Percentiles are read from
+    histograms (the hourly rollups, or raw rows bucketed the same way) so strata can be mixed
+    with any weights; they carry the sketches' 1 % relative accuracy."""
+    out: LoadSlice = {}
+    params = strata.params
+    join = "LEFT JOIN load_strata l ON l.strata_hour = date_trunc('hour', t.{col})"
+    use_hist = quantile_source == "rollup" or (
+        quantile_source == "auto" and _on_hours(s) and _has_histograms(con)
+    )
+    for table, metric in (("requests", "latency"), ("voice_turns", "stage")):
+        if use_hist:
+            hist, group = _HISTOGRAMS[table]
+            where, fp = _hist_filter(s)
+            rows = con.execute(
+                f"WITH {ls.STRATA_CTE} "  # noqa: S608 - whitelisted identifiers
+                f"SELECT {group} AS g, coalesce(l.stratum, 0) AS st, bucket, sum(n) AS n "
+                f"FROM {hist} t LEFT JOIN load_strata l ON l.strata_hour = t.hour "
+                f"WHERE {where} AND bucket IS NOT NULL GROUP BY ALL ORDER BY g, st, bucket",
+                {**params, **fp},
+            ).fetchnumpy()
+            part: LoadSlice = {}
+            _histograms_by_stratum(rows, metric, part)
+            out.update({k: v for k, v in part.items() if metric == "latency" or k[1] in STAGES})
+            continue
+        where, fp = _filter(table, s)
+        columns = [("duration_ms", "route")] if table == "requests" else [(c, None) for c in STAGES]
+        for column, group in columns:
+            rows = con.execute(
+                f"WITH {ls.STRATA_CTE} "  # noqa: S608 - whitelisted identifiers
+                f"SELECT {group or repr(column)} AS g, coalesce(l.stratum, 0) AS st, "
+                f"{bucket_sql(column)} AS bucket, count(*) AS n FROM {table} t "
+                f"{join.format(col=_TIME_COLUMN[table])} "
+                f"WHERE {where} AND {column} IS NOT NULL GROUP BY ALL ORDER BY g, st, bucket",
+                {**params, **fp},
+            ).fetchnumpy()
+            _histograms_by_stratum(rows, metric, out, only=None if group else column)
+    for name, (table, aggregates, kind, _lower, _unit) in _SIMPLE.items():
+        where, fp = _filter(table, s)
+        rows = con.execute(
+            f"WITH {ls.STRATA_CTE} "  # noqa: S608 - whitelisted identifiers
+            f"SELECT coalesce(l.stratum, 0) AS st, {aggregates} FROM {table} t "
+            f"{join.format(col=_TIME_COLUMN[table])} WHERE {where} GROUP BY st",
+            {**params, **fp},
+        ).fetchall()
+        by_stratum: dict[int, Any] = {}
+        for st, n, total, squares in rows:
+            n, total, squares = int(n or 0), float(total or 0), float(squares or 0)
+            if n:
+                by_stratum[int(st)] = (
+                    Proportion(n, total) if kind == "proportion" else SampleMean(n, total, squares)
+                )
+        if by_stratum:
+            out[(name, "")] = by_stratum
+    return out
+
+
+def _size(part: Any) -> float:
+    return float(part[1].sum()) if isinstance(part, tuple) else float(part.n)
+
+
+def at_equal_load(
+    baseline: LoadSlice, candidate: LoadSlice, quantiles: Sequence[float] = QUANTILES
+) -> tuple[SliceStats, SliceStats, dict[tuple[str, str, str], str], tuple[float, float]]:
+    """Both slices standardised to the same load-stratum weights (per measure, over the
+    strata both have); why a measure could not be (keyed like the statistics); and the share
+    of each slice's observations the shared strata hold for the measure with the most
+    observations (the note the page shows).
+    A rate at 0 % or 100 % in either slice is left as it is: standardising cannot give it a
+    variance, and the exact test that compares it needs the raw counts."""
+    base_out: SliceStats = {}
+    cand_out: SliceStats = {}
+    reasons: dict[tuple[str, str, str], str] = {}
+    kept, largest = (math.nan, math.nan), -1.0
+    keys = (set(baseline) & set(candidate)) | {(name, "") for name in _SIMPLE}
+    for key in sorted(keys):
+        b, c = baseline.get(key, {}), candidate.get(key, {})
+        metric, group = key
+        names = (
+            [("rate" if _SIMPLE[metric][2] == "proportion" else "mean")]
+            if metric in _SIMPLE
+            else [f"p{nu * 100:g}" for nu in quantiles]
+        )
+        if metric in _SIMPLE:
+            raw_b, raw_c = _total_of(metric, b), _total_of(metric, c)
+            rate_at_bound = isinstance(raw_b, Proportion) and any(
+                x.n >= 2 and x.sum in (0, x.n) for x in (raw_b, raw_c)
+            )
+            if rate_at_bound or not b or not c:  # the raw test says what it can
+                base_out[(metric, group, names[0])] = raw_b
+                cand_out[(metric, group, names[0])] = raw_c
+                continue
+        sizes_b = {h: _size(v) for h, v in b.items()}
+        sizes_c = {h: _size(v) for h, v in c.items()}
+        weights = ls.common_weights(sizes_b, sizes_c)
+        if not weights:
+            for name in names:
+                k = (metric, group, name)
+                base_out[k], cand_out[k] = _empty(metric, name), _empty(metric, name)
+                reasons[k] = "the two never ran at the same traffic load"
+            continue
+        if sum(sizes_b.values()) + sum(sizes_c.values()) > largest:
+            largest = sum(sizes_b.values()) + sum(sizes_c.values())
+            kept = (ls.coverage(sizes_b, weights), ls.coverage(sizes_c, weights))
+        if metric in _SIMPLE:
+            base_out[(metric, group, names[0])] = ls.standardised(b, weights)
+            cand_out[(metric, group, names[0])] = ls.standardised(c, weights)
+            continue
+        for nu, name in zip(quantiles, names, strict=True):
+            base_out[(metric, group, name)] = ls.woodruff_quantile(b, weights, nu)
+            cand_out[(metric, group, name)] = ls.woodruff_quantile(c, weights, nu)
+    return base_out, cand_out, reasons, kept
+
+
+def _empty(metric: str, statistic: str) -> Statistic:
+    if metric not in _SIMPLE:
+        return Quantile(0, float(statistic[1:]) / 100, math.nan, math.nan, math.nan)
+    return Proportion(0, 0) if statistic == "rate" else SampleMean(0, 0.0, 0.0)
+
+
+def _total_of(metric: str, by_stratum: Mapping[int, Any]) -> Statistic:
+    total = None
+    for part in by_stratum.values():
+        total = part if total is None else total + part
+    return (
+        total
+        if total is not None
+        else _empty(metric, "rate" if _SIMPLE[metric][2] == "proportion" else "mean")
+    )
+
+
 # ----------------------------------------------------------------- comparisons
 
 
@@ -391,9 +561,17 @@ def compare_slices(
     baseline_slice: Slice,
     candidate_slice: Slice,
     settings: BenchmarkSettings,
+    reasons: Mapping[tuple[str, str, str], str] | None = None,
 ) -> BenchmarkComparison:
+    """Every measure both slices have, tested; `reasons` names measures that cannot be."""
     keys = sorted(set(baseline) & set(candidate))
-    tests = [_test(baseline[k], candidate[k], settings.alpha) for k in keys]
+    reasons = reasons or {}
+    tests = [
+        not_computable(reasons[k], "fixed", False, settings.alpha)
+        if k in reasons
+        else _test(baseline[k], candidate[k], settings.alpha)
+        for k in keys
+    ]
     # Dozens of rows per comparison: correct for multiplicity so noise is not called a regression.
     tests = adjust_comparisons(tests, settings.correction)
     rows = tuple(
@@ -410,13 +588,51 @@ def compare_periods(
 ) -> BenchmarkComparison:
     """Benchmark any two slices (periods or releases)."""
     settings = settings or BenchmarkSettings()
-    return compare_slices(
-        slice_statistics(con, baseline, settings.quantiles, settings.quantile_source),
-        slice_statistics(con, candidate, settings.quantiles, settings.quantile_source),
-        baseline,
-        candidate,
-        settings,
-    )
+    return _Benchmarker(con, settings).compare(baseline, candidate)
+
+
+class _Benchmarker:
+    """Slice statistics computed once per slice, compared as they are or at equal load."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: BenchmarkSettings) -> None:
+        self.con, self.settings = con, settings
+        self.strata = ls.load_strata(con, settings.load_bins) if settings.adjust_for_load else None
+        self._plain: dict[Slice, SliceStats] = {}
+        self._by_load: dict[Slice, LoadSlice] = {}
+
+    def compare(self, baseline: Slice, candidate: Slice) -> BenchmarkComparison:
+        settings = self.settings
+        if self.strata is None:
+            return compare_slices(
+                self.plain(baseline), self.plain(candidate), baseline, candidate, settings
+            )
+        base, cand, reasons, (kept_b, kept_c) = at_equal_load(
+            self.by_load(baseline), self.by_load(candidate), settings.quantiles
+        )
+        comparison = compare_slices(base, cand, baseline, candidate, settings, reasons)
+        note = f"Compared at equal traffic load: {self.strata.describe()}, "
+        if math.isnan(kept_b):
+            note += "but the two never ran at the same load, so only raw rates are compared."
+        else:
+            note += (
+                "each weighted to their pooled mix; the strata both have hold "
+                f"{kept_b:.0%} of {baseline.label}'s and {kept_c:.0%} of "
+                f"{candidate.label}'s observations."
+            )
+        return dataclasses.replace(comparison, adjustment=note)
+
+    def plain(self, s: Slice) -> SliceStats:
+        if s not in self._plain:
+            q, src = self.settings.quantiles, self.settings.quantile_source
+            self._plain[s] = slice_statistics(self.con, s, q, src)
+        return self._plain[s]
+
+    def by_load(self, s: Slice) -> LoadSlice:
+        if s not in self._by_load:
+            assert self.strata is not None
+            src = self.settings.quantile_source
+            self._by_load[s] = slice_by_load(self.con, s, self.strata, src)
+        return self._by_load[s]
 
 
 def releases(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dt.datetime]]:
@@ -447,23 +663,16 @@ def release_benchmarks(
     if len(ordered) < 2 and settings.baseline is None:
         return ReleaseReport(tuple(ordered), (), False, "fewer than two releases to compare")
     targets = [r for r in ordered if only is None or r in only]
-    cache: dict[Slice, SliceStats] = {}
-
-    def stats(s: Slice) -> SliceStats:
-        if s not in cache:
-            cache[s] = slice_statistics(con, s, settings.quantiles, settings.quantile_source)
-        return cache[s]
-
+    bench = _Benchmarker(con, settings)
     comparisons = []
     for release in targets:
         cand = Slice(release, release=release)
         i = ordered.index(release)
         if i > 0:
             prev = Slice(ordered[i - 1], release=ordered[i - 1])
-            comparisons.append(compare_slices(stats(prev), stats(cand), prev, cand, settings))
+            comparisons.append(bench.compare(prev, cand))
         if settings.baseline is not None:
-            base = settings.baseline
-            comparisons.append(compare_slices(stats(base), stats(cand), base, cand, settings))
+            comparisons.append(bench.compare(settings.baseline, cand))
     return ReleaseReport(tuple(ordered), tuple(comparisons))
 
 

@@ -287,6 +287,7 @@ def benchmark_html(
         sections.append(
             f"<h2>{_e(slice_label(comp.candidate))} vs {_e(slice_label(comp.baseline))}</h2>"
             + summary
+            + (f'<p class="muted">{_e(comp.adjustment)}</p>' if comp.adjustment else "")
             + forest_svg(comp.rows, settings.practical_threshold)
             + _table(comp)
         )
@@ -296,7 +297,8 @@ def benchmark_html(
         f"{_e(settings.correction)} correction across the rows of a comparison, in the worse "
         f"direction, and larger than the practical threshold of "
         f"{settings.practical_threshold * 100:g} %. Percentiles carry order-statistic "
-        "intervals; rates and means carry normal (Welch) intervals."
+        "intervals (Woodruff's, when weighted to equal traffic load); rates and means carry "
+        "normal (Welch) intervals."
     )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

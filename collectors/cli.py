@@ -276,7 +276,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         what = f"release {missing[0]!r} is not in the data" if missing else "need two releases"
         print(f"Cannot write the report: {what}; known releases: {known}.", file=sys.stderr)
         return 2
-    settings = BenchmarkSettings(practical_threshold=args.threshold / 100, alpha=args.alpha)
+    settings = BenchmarkSettings(
+        practical_threshold=args.threshold / 100, alpha=args.alpha, adjust_for_load=not args.raw
+    )
     result = compare_periods(
         con, Slice(baseline, release=baseline), Slice(candidate, release=candidate), settings
     )
@@ -386,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="practical threshold, relative change in %% (default 5)",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="compare the releases as they ran, not at equal traffic load",
+    )
     p.set_defaults(func=cmd_report)
     return parser
 

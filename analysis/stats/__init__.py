@@ -17,6 +17,7 @@ from analysis.stats.power import (
 from analysis.stats.results import Comparison, EffectEstimate
 from analysis.stats.srm import SrmResult, srm_check
 from analysis.stats.statistics import (
+    PostStratified,
     Proportion,
     Quantile,
     Ratio,
@@ -32,6 +33,7 @@ __all__ = [
     "DailyResult",
     "EffectEstimate",
     "NormalPrior",
+    "PostStratified",
     "PowerPlan",
     "Proportion",
     "Quantile",

@@ -222,7 +222,40 @@ class Quantile:
         return self.variance_of_mean * self.units
 
 
-Statistic = SampleMean | Proportion | Ratio | RegressionAdjusted | Quantile
+@dataclass(frozen=True)
+class PostStratified:
+    """A mean or rate standardised to fixed stratum weights: Σ w_h·μ_h with variance
+    Σ w_h²·Var(μ̂_h), the post-stratified estimator (Cochran 1977, Sampling Techniques, 5.3
+    and 5A.9). Two slices standardised to the same weights are compared as if they had the
+    same mix of strata (e.g. the same traffic load), so the mix itself cannot look like an
+    effect. Weights sum to 1; every stratum needs n ≥ 2 for its variance."""
+
+    strata: tuple[SampleMean | Proportion, ...]
+    weights: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return sum(s.n for s in self.strata)
+
+    @property
+    def mean(self) -> float:
+        if not self.strata:
+            return NAN
+        return sum(w * s.mean for w, s in zip(self.weights, self.strata, strict=True))
+
+    @property
+    def variance_of_mean(self) -> float:
+        if not self.strata:
+            return NAN
+        pairs = zip(self.weights, self.strata, strict=True)
+        return sum(w * w * s.variance_of_mean for w, s in pairs)
+
+    @property
+    def variance(self) -> float:
+        return self.variance_of_mean * self.n
+
+
+Statistic = SampleMean | Proportion | Ratio | RegressionAdjusted | Quantile | PostStratified
 
 
 def quantile_ranks(n: int, nu: float, confidence: float = 0.95) -> tuple[int, int, int]:

@@ -100,12 +100,21 @@ if mode == "Two releases" and len(names) < 2:
     st.info("Only one release so far: compare two periods instead.")
     st.stop()
 baseline, candidate = release_slices(names) if mode == "Two releases" else period_slices(end)
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 threshold = c1.number_input(
     "Practical threshold (relative change, %)", 0.0, 100.0, 5.0, 1.0, key="bench_threshold"
 )
 alpha = c2.selectbox("Significance level", (0.05, 0.01, 0.1), key="bench_alpha")
-settings = bm.BenchmarkSettings(practical_threshold=threshold / 100, alpha=alpha)
+equal_load = c3.checkbox(
+    "Compare at equal traffic load",
+    value=True,
+    key="bench_equal_load",
+    help="Latency rises with load. Weight both to the same mix of busy and quiet hours, so "
+    "a release is not judged by when it happened to run.",
+)
+settings = bm.BenchmarkSettings(
+    practical_threshold=threshold / 100, alpha=alpha, adjust_for_load=equal_load
+)
 result = comparison(int(data.manifest().get("version", 0)), baseline, candidate, settings)
 
 records = pd.DataFrame(report.benchmark_records([result]))
@@ -130,14 +139,16 @@ else:
             f"{baseline.label} by more than {threshold:g} %."
         )
     )
+if result.adjustment:
+    st.caption(markdown_literal(result.adjustment))
 mix = bm.traffic_mix(con, baseline, candidate)
-if mix.confounded:
+if not equal_load and mix.confounded:
     st.warning(
         markdown_literal(
             f"{candidate.label} and {baseline.label} ran at different times of day (their calls' "
             f"hour-of-day mix differs by {mix.distance:.0%}). Latency rises with load, so latency "
-            "changes may come from when each ran rather than from the release. Compare two "
-            "periods covering the same hours, or wait until the release has run a full day."
+            "changes may come from when each ran rather than from the release: tick "
+            "'Compare at equal traffic load'."
         )
     )
 

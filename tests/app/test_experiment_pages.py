@@ -154,6 +154,22 @@ def test_benchmarks_page_flags_the_bad_release(with_demo15, demo15):
     assert any("llm_ttft_ms" in name for name in flagged["name"])
     assert any("regression" in e.value.lower() for e in at.error)
     assert len(at.get("download_button")) == 2
+    assert any("equal traffic load" in c.value for c in at.caption)
+
+
+def test_benchmarks_can_compare_releases_as_they_ran(with_demo15, demo15):
+    bad = demo_truth_of(demo15).bad_release
+    at = run(BENCHMARKS)
+    at.selectbox(key="bench_baseline").select(bad.previous_release)
+    at.selectbox(key="bench_candidate").select(bad.release).run()
+    adjusted = at.dataframe[0].value.set_index("name")["relative_change_pct"]
+    at.checkbox(key="bench_equal_load").uncheck().run()
+    assert not at.exception, [e.message for e in at.exception]
+    raw = at.dataframe[0].value.set_index("name")["relative_change_pct"]
+    assert not any("equal traffic load" in c.value for c in at.caption)
+    # Same measures, different numbers: the raw comparison does not reweight by load.
+    assert set(raw.index) == set(adjusted.index)
+    assert (raw - adjusted).abs().max() > 0.1
 
 
 def test_a_metric_defined_in_the_config_can_be_chosen(with_demo15):

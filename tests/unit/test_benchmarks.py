@@ -52,7 +52,7 @@ def test_threshold_keeps_small_significant_changes_unflagged(con):
 
 def test_quantile_interval_matches_numpy_order_statistics(con):
     s = Slice("v1.2", release="v1.2")
-    comp = compare_periods(con, s, s)
+    comp = compare_periods(con, s, s, BenchmarkSettings(adjust_for_load=False))
     row = next(r for r in comp.rows if r.name == "p95 stage e2e_ms")
     x = np.sort(
         con.execute("SELECT e2e_ms FROM voice_turns WHERE release = 'v1.2'").fetchnumpy()["e2e_ms"]
@@ -67,7 +67,10 @@ def test_quantile_interval_matches_numpy_order_statistics(con):
 def test_any_two_periods_with_rates_and_means(con):
     a = Slice("week 1", start=START, end=START + dt.timedelta(days=7))
     b = Slice("week 2", start=START + dt.timedelta(days=7), end=START + dt.timedelta(days=14))
-    comp = compare_periods(con, a, b)
+    assert {r.name for r in compare_periods(con, a, b).rows} == {
+        r.name for r in compare_periods(con, a, b, BenchmarkSettings(adjust_for_load=False)).rows
+    }
+    comp = compare_periods(con, a, b, BenchmarkSettings(adjust_for_load=False))
     names = {r.name for r in comp.rows}
     for expected in ("rate error rate", "mean mos", "rate csat", "rate resolved rate",
                      "p99 latency /v1/respond", "p50 stage eou_delay_ms"):  # fmt: skip

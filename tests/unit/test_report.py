@@ -95,6 +95,7 @@ def test_html_report_is_self_contained_and_names_the_regression(demo, bad_vs_pre
     text = " ".join(parsed.text)
     assert truth.bad_release.release in text and truth.bad_release.previous_release in text
     assert "regressions flagged" in text and "Regression" in text
+    assert "Compared at equal traffic load" in text  # the reader learns how it was compared
     assert any(tag == "svg" for tag, _ in parsed.tags)  # the chart is inline
     # nothing is fetched from the network when the file is opened offline
     assert not [a for _, attrs in parsed.tags for k, a in attrs.items()
@@ -149,6 +150,13 @@ def test_cli_report_defaults_and_explicit_releases(demo, tmp_path):
         timeout=300,
     )  # fmt: skip
     assert default.returncode == 0, default.stderr
+    raw = subprocess.run(
+        [*cmd, "--baseline", bad.previous_release, "--release", bad.release, "--raw",
+         "--out", str(tmp_path / "raw.html")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert raw.returncode == 0, raw.stderr
+    assert "Compared at equal traffic load" not in (tmp_path / "raw.html").read_text()
     wrong = subprocess.run(
         [*cmd, "--release", "v0.0.0-nope", "--out", str(tmp_path / "x.html")],
         capture_output=True, text=True, cwd=REPO, timeout=300,
