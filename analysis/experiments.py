@@ -10,8 +10,9 @@ becomes a statistic depends on whether one fact row is one randomisation unit:
     per-unit sums over all exposed units, analysed with the delta method, so clustered
     observations are not treated as independent;
   * quantile metrics -> per-arm order-statistic interval with a cluster design effect.
-Facts are read from a day before the first exposure (`FACTS_MARGIN`) up to the end, so the
-cost of an evaluation follows the experiment's window rather than the warehouse's history.
+Experiment-period facts are read from a day before the first exposure (`FACTS_MARGIN`) up to
+the end, so the cost of an evaluation follows the experiment's window rather than the
+warehouse's history.
 All SQL is parameterised; the only text composed into it is the registry's metric SQL and
 fixed fragments chosen from whitelists below.
 """
@@ -131,7 +132,8 @@ _OBS_TABLE = "experiment_obs_tmp"
 _UNITS_BUILD = f"""CREATE OR REPLACE TEMP TABLE {_UNITS_TABLE} AS
     SELECT e.unit_id, e.variant, e.exposed_at, CAST(e.exposed_at AS DATE) AS day,
            CASE WHEN $unit_type = 'caller' THEN e.unit_id ELSE c.caller_id END AS caller_id,
-           list_position($arms, e.variant) - 1 AS arm{{carried}}
+           list_position($arms, e.variant) - 1 AS arm,
+           c.call_id IS NOT NULL AS has_call{{carried}}
     FROM experiment_exposures e
     LEFT JOIN {{calls}} c ON $unit_type = 'call' AND c.call_id = e.unit_id
         AND c.started_at >= $facts_from
@@ -148,9 +150,7 @@ def _units_build_sql(columns: Sequence[str]) -> str:
         return _UNITS_BUILD.format(carried="", calls="calls")
     calls = f"(SELECT call_id, caller_id, started_at, started_at AS fact_ts, {', '.join(columns)} FROM calls)"  # noqa: S608
     names = [c.rsplit(" AS ", 1)[1] for c in columns]
-    carried = ", c.call_id IS NOT NULL AS has_fact, c.fact_ts, " + ", ".join(
-        f"c.{n}" for n in names
-    )
+    carried = ", c.fact_ts, " + ", ".join(f"c.{n}" for n in names)
     return _UNITS_BUILD.format(carried=carried, calls=calls)
 
 
@@ -158,6 +158,10 @@ def _units_build_sql(columns: Sequence[str]) -> str:
 # unique (checked once per evaluation); grouping on it is cheaper than on strings.
 _UNITS = f"units AS (SELECT *, rowid AS uid FROM {_UNITS_TABLE})"  # noqa: S608 - constant name
 _UNIQUE_SQL = f"SELECT count(*) = count(DISTINCT unit_id) FROM {_UNITS_TABLE}"  # noqa: S608
+# Call units whose call started before the facts window (an exposure recorded long after its
+# call started, e.g. imported later): the window then opens a margin before the earliest.
+_EARLY_CALLS_SQL = f"""SELECT min(c.started_at) FROM {_UNITS_TABLE} u
+    JOIN calls c ON c.call_id = u.unit_id WHERE NOT u.has_call"""  # noqa: S608 - constant name
 
 # How facts reach units: the call itself, or the caller's calls since exposure.
 _JOIN = {
@@ -206,7 +210,8 @@ def _cuped_sql(metric: Metric) -> str:
         ", per_unit AS (SELECT variant, day, unit_id, caller_id, avg(value) AS y FROM joined "
         "WHERE value IS NOT NULL GROUP BY ALL),\n"
         "pre AS (SELECT c.caller_id, avg(CAST(f.value AS DOUBLE)) AS x FROM facts f "
-        "JOIN calls c ON c.call_id = f.call_id WHERE f.ts >= $pre_start AND f.ts < $pre_end "
+        "JOIN (SELECT DISTINCT call_id, caller_id FROM calls) c ON c.call_id = f.call_id "
+        "WHERE f.ts >= $pre_start AND f.ts < $pre_end "
         "AND c.caller_id IS NOT NULL AND f.value IS NOT NULL GROUP BY 1),\n"
         "with_pre AS (SELECT p.variant, p.day, p.y, pre.x FROM per_unit p "
         "LEFT JOIN pre ON pre.caller_id = p.caller_id),\n"
@@ -354,7 +359,7 @@ def _calls_sql(parts: Sequence[dict[str, str]], use_cuped: bool) -> str:
             ]
     base = (
         f"SELECT * FROM {_UNITS_TABLE} "  # noqa: S608 - constant name
-        "WHERE has_fact AND ($end IS NULL OR fact_ts < $end)"
+        "WHERE has_call AND ($end IS NULL OR fact_ts < $end)"
     )
     select = "SELECT variant, day, " + ", ".join(out)
     if not pre:
@@ -378,8 +383,8 @@ def _fill_covariate(rows: Sequence[Sequence], j: int) -> list[tuple]:
     without x) with each missing covariate replaced by the mean covariate of all units with a
     value and a pre-period f: Σx + f·(n − #x), Σx² + f²·(n − #x), Σxy + f·Σy without x. The
     same sums `_cuped_sql` computes row by row (its `fill`)."""
-    filled = sum(r[j + 6] or 0 for r in rows)
-    f = sum(r[j + 3] or 0.0 for r in rows) / filled if filled else 0.0
+    with_x = sum(r[j + 6] or 0 for r in rows)
+    f = sum(r[j + 3] or 0.0 for r in rows) / with_x if with_x else 0.0
     out = []
     for r in rows:
         n, s, ss, xs, xss, xy, nx, y_alone = (r[j + i] for i in range(8))
@@ -649,10 +654,11 @@ def _first_exposure(
     ).fetchone()[0]
 
 
-# Facts are read from this long before the first exposure: a call's turns, requests and
-# feedback belong to it even when its exposure was recorded after it started, and no voice
-# call lasts a day. Older facts are never read, so an experiment's cost follows its own
-# window, not the warehouse's whole history.
+# Experiment facts are read from this long before the first exposure (or before the start of
+# the earliest exposed call, when an exposure was recorded long after its call started): a
+# call's turns, requests and feedback belong to it even when its exposure came later. Older
+# facts are never read, so an experiment's cost follows its own window, not the warehouse's
+# whole history. (The CUPED pre-period reads earlier facts on purpose, outside this window.)
 FACTS_MARGIN = dt.timedelta(days=1)
 _NO_EXPOSURE = dt.datetime(1970, 1, 1)
 
@@ -664,6 +670,28 @@ def _pre_window(
     if start is None:
         return None, None
     return start - dt.timedelta(days=definition.pre_period_days), start
+
+
+def _build_units(
+    con: duckdb.DuckDBPyConnection,
+    definition: ExperimentDefinition,
+    parts: dict[int, dict[str, str]],
+    values: dict[str, Any],
+) -> dict[int, dict[str, str]]:
+    """Build the units table; returns the metrics it carries (none if their SQL failed)."""
+    try:
+        _run(con, _units_build_sql(_calls_columns(list(parts.values()))), values)
+    except duckdb.Error:
+        if not parts:
+            raise
+        parts = {}  # the metrics' own statements will name the problem
+        _run(con, _units_build_sql([]), values)
+    if definition.unit_type == "call":
+        early = _run(con, _EARLY_CALLS_SQL, values)[0][0]
+        if early is not None:  # rare: widen the window so no exposed call loses its facts
+            values["facts_from"] = early - FACTS_MARGIN
+            return _build_units(con, definition, parts, values)
+    return parts
 
 
 def evaluate_experiment(
@@ -685,13 +713,7 @@ def evaluate_experiment(
         parts = {
             i: p for i, m in enumerate(metrics) if (p := _calls_fragments(m, definition.unit_type))
         }
-        try:
-            _run(con, _units_build_sql(_calls_columns(list(parts.values()))), values)
-        except duckdb.Error:
-            if not parts:
-                raise
-            parts = {}  # the metrics' own statements will name the problem
-            _run(con, _units_build_sql([]), values)
+        parts = _build_units(con, definition, parts, values)
         values["units_unique"] = bool(_run(con, _UNIQUE_SQL, values)[0][0])
     except duckdb.Error as exc:
         return ExperimentResult(definition.key, method, False, f"could not read exposures: {exc}")

@@ -80,3 +80,22 @@ def test_repeated_unit_ids_give_the_same_statistics_either_way():
     shared = evaluate_experiment(con, d, registry, "fixed")
     alone = evaluate_experiment(con, d, [_as_user_sql(m) for m in registry], "fixed")
     _assert_same(_numbers(shared), _numbers(alone))
+
+
+@pytest.mark.parametrize("cuped", [True, False])
+def test_missing_values_and_missing_history_give_the_same_statistics_either_way(cuped):
+    # Some calls lack an outcome or a duration (units with a pre-period but no value), some
+    # callers lack history (a value but no pre-period), and a repeated pre-period call row.
+    con = duckdb.connect()
+    create_schema(con)
+    start = build_synthetic_warehouse(con, calls=8_000, days=20, pre_days=10)
+    con.execute("UPDATE calls SET outcome = NULL WHERE hash(call_id) % 7 = 0")
+    con.execute("UPDATE calls SET duration_s = NULL WHERE hash(call_id) % 11 = 0")
+    con.execute("INSERT INTO calls SELECT * FROM calls WHERE started_at < ? LIMIT 3", [start])
+    ratio_first = sorted(NAMES, key=lambda n: n != "interruptions_per_turn")
+    registry = [builtin_metrics()[n] for n in ratio_first]
+    d = ExperimentDefinition(KEY, "control", start=start, cuped=cuped)
+    shared = evaluate_experiment(con, d, registry, "fixed")
+    alone = evaluate_experiment(con, d, [_as_user_sql(m) for m in registry], "fixed")
+    assert shared.computable and alone.computable
+    _assert_same(_numbers(shared), _numbers(alone))

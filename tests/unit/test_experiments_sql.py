@@ -210,9 +210,10 @@ def test_traffic_to_a_variant_outside_the_definition_is_an_srm(warehouse):
     con.execute("DELETE FROM experiment_exposures WHERE experiment_key = 'stray'")
 
 
-def test_exposure_recorded_after_the_call_started_still_counts_the_whole_call():
-    # Agents often assign a variant a little after the call starts; the facts window opens a
-    # day before the first exposure, so every turn, request and feedback row still counts.
+@pytest.mark.parametrize("late", [3, 30])
+def test_exposure_recorded_after_the_call_started_still_counts_the_whole_call(late):
+    # Agents often assign a variant a little after the call starts, and imported exposures
+    # can come much later: every turn, request and feedback row of the call still counts.
     con = duckdb.connect()
     create_schema(con)
     start = build_synthetic_warehouse(con, calls=6_000, days=10, pre_days=5)
@@ -228,8 +229,21 @@ def test_exposure_recorded_after_the_call_started_still_counts_the_whole_call():
         }
 
     before = totals()
-    con.execute("UPDATE experiment_exposures SET exposed_at = exposed_at + INTERVAL 3 HOUR")
+    con.execute("UPDATE experiment_exposures SET exposed_at = exposed_at + to_hours(?)", [late])
     after = totals()
     assert after.keys() == before.keys()
     for k in before:
         assert after[k] == pytest.approx(before[k], rel=1e-9), k
+
+
+def test_an_arm_without_exposures_does_not_shift_the_others_percentiles(warehouse):
+    con, start = warehouse
+    metric = [M["p95_e2e_latency"]]
+    plain = evaluate_experiment(con, ExperimentDefinition(KEY, "control", ("treatment",)), metric)
+    ghost = evaluate_experiment(
+        con, ExperimentDefinition(KEY, "control", ("ghost", "treatment")), metric
+    )
+    assert ghost.result("p95_e2e_latency", "treatment").treatment == (
+        plain.result("p95_e2e_latency", "treatment").treatment
+    )
+    assert not ghost.result("p95_e2e_latency", "ghost").absolute.computable
