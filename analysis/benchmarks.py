@@ -4,7 +4,8 @@ Each release is compared with the previous one (and, optionally, with a chosen b
 period); any two periods can be compared too. Per slice we measure:
   * p50/p95/p99 of requests.duration_ms per endpoint (route) and of each voice stage
     (voice_turns eou_delay_ms, stt_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms), each with the
-    order-statistic interval of `analysis.stats.Quantile` (observations treated as independent;
+    order-statistic interval of `analysis.stats.Quantile` (Woodruff's at equal load; either
+    way observations are treated as independent;
     requests and turns within one call are mildly correlated, so intervals are a bit narrow);
   * error rate (share of requests with status ≥ 500), MOS (voice_quality.mos_reported), CSAT
     (feedback.rating) and resolved rate (calls.outcome), with their normal intervals.
@@ -612,7 +613,10 @@ class _Benchmarker:
         comparison = compare_slices(base, cand, baseline, candidate, settings, reasons)
         note = f"Compared at equal traffic load: {self.strata.describe()}, "
         if math.isnan(kept_b):
-            note += "but the two never ran at the same load, so only raw rates are compared."
+            note += (
+                "but the two never ran at the same load, so they cannot be compared that "
+                "way; untick the option to compare them as they ran."
+            )
         else:
             note += (
                 "each weighted to their pooled mix; the strata both have hold "
