@@ -70,7 +70,10 @@ class ExperimentDefinition:
     cuped: bool = True
     pre_period_days: int = 30
     sequential_tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N
-    prior: NormalPrior | None = None  # Bayesian prior on the absolute effect; flat if None
+    # Bayesian prior on the relative lift, as gbstats sets it (NormalPrior's default variance
+    # 0.09 is an sd of 30 % on the lift); absolute effects always use a flat prior, since a
+    # variance on the lift means nothing on a metric's own scale. Flat everywhere if None.
+    prior: NormalPrior | None = None
 
 
 @dataclass(frozen=True)
@@ -823,7 +826,7 @@ def _compare(
         definition.alpha,
         metric.lower_is_better,
         tuning_n=definition.sequential_tuning_n,
-        prior=definition.prior if not relative else None,
+        prior=definition.prior if relative else None,
     )
 
 
@@ -882,7 +885,7 @@ def _daily_results(
             definition.alpha,
             metric.lower_is_better,
             definition.sequential_tuning_n,
-            definition.prior,
+            None,  # the daily series is absolute: flat prior (see ExperimentDefinition.prior)
         )
     )
 

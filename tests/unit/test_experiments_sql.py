@@ -247,3 +247,26 @@ def test_an_arm_without_exposures_does_not_shift_the_others_percentiles(warehous
         plain.result("p95_e2e_latency", "treatment").treatment
     )
     assert not ghost.result("p95_e2e_latency", "ghost").absolute.computable
+
+
+def test_a_proper_prior_shrinks_the_lift_and_leaves_the_absolute_effect_flat(warehouse):
+    from scipy.stats import norm
+
+    from analysis.stats import NormalPrior
+
+    con, start = warehouse
+    prior = NormalPrior(0.0, 0.05**2, proper=True)  # strong: sd 5 % on the lift
+    flat = evaluate_experiment(con, ExperimentDefinition(KEY, "control", start=start, cuped=False),
+                               [M["resolved_rate"]], "bayesian")  # fmt: skip
+    shrunk = evaluate_experiment(
+        con, ExperimentDefinition(KEY, "control", start=start, cuped=False, prior=prior),
+        [M["resolved_rate"]], "bayesian",
+    )  # fmt: skip
+    a, b = flat.result("resolved_rate"), shrunk.result("resolved_rate")
+    assert b.absolute.effect == a.absolute.effect  # flat on the metric's own scale
+    # Normal-normal update on the lift: the flat posterior N(m, s²) times the prior N(0, v)
+    # has mean m·(1/s²) / (1/s² + 1/v).
+    m = a.relative.effect
+    s = (a.relative.ci_high - a.relative.ci_low) / (2 * norm.ppf(0.975))
+    assert b.relative.effect == pytest.approx(m / s**2 / (1 / s**2 + 1 / prior.variance))
+    assert abs(b.relative.effect) < abs(a.relative.effect)
