@@ -100,14 +100,16 @@ def noise_sum(p: G107 = G107()) -> float:
     return 10 * _lg(10 ** (p.nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** (nfo / 10))
 
 
-def basic_terms(p: G107 = G107(), t_ms: float = 0.0) -> tuple[float, float]:
-    """(Ro, Is): basic signal-to-noise ratio and simultaneous impairments (G.107 7.2, 7.3)."""
+def basic_terms(p: G107 = G107(), t_ms=0.0) -> tuple[float, np.ndarray | float]:
+    """(Ro, Is): basic signal-to-noise ratio and simultaneous impairments (G.107 7.2, 7.3).
+    Is depends on the talker-echo delay T through STMRo; `t_ms` may be an array."""
     olr = p.slr + p.rlr
     no = noise_sum(p)
     ro = 15 - 1.5 * (p.slr + no)
     xolr = olr + 0.2 * (64 + no - p.rlr)
     iolr = 20 * ((1 + (xolr / 8) ** 8) ** (1 / 8) - xolr / 8)
-    stmro = -10 * _lg(10 ** (-p.stmr / 10) + np.exp(-t_ms / 4) * 10 ** (-p.telr / 10))
+    t = np.asarray(t_ms, dtype=float)
+    stmro = -10 * _lg(10 ** (-p.stmr / 10) + np.exp(-t / 4) * 10 ** (-p.telr / 10))
     ist = (
         12 * (1 + ((stmro - 13) / 6) ** 8) ** (1 / 8)
         - 28 * (1 + ((stmro + 1) / 19.4) ** 35) ** (1 / 35)
@@ -119,7 +121,8 @@ def basic_terms(p: G107 = G107(), t_ms: float = 0.0) -> tuple[float, float]:
     y = (ro - 100) / 15 + 46 / 8.4 - g / 9
     z = 46 / 30 - g / 40
     iq = 15 * _lg(1 + 10**y + 10**z)
-    return float(ro), float(iolr + ist + iq)
+    is_ = iolr + ist + iq
+    return float(ro), (float(is_) if np.ndim(is_) == 0 else is_)
 
 
 def delay_impairment(ta_ms, t_ms=0.0, tr_ms=0.0, p: G107 = G107()) -> np.ndarray:
@@ -175,7 +178,7 @@ def r_factor(
     )
     t = ta if echo_delay else 0.0
     tr = 2 * ta if echo_delay else 0.0
-    ro, is_ = basic_terms(params)
+    ro, is_ = basic_terms(params, t)
     loss = np.nan_to_num(np.asarray(loss_pct, dtype=float))
     return ro - is_ - delay_impairment(ta, t, tr, params) - ie_eff(loss, prof, burst_r) + params.a
 

@@ -38,6 +38,25 @@ def test_g107_defaults_give_published_r_93_2_and_mos_4_41():
     assert float(mos_from_r(r)) == pytest.approx(4.41, abs=0.005)
 
 
+def test_echo_delay_moves_sidetone_masking_with_the_talker_echo_delay():
+    # STMRo = −10·lg(10^(−STMR/10) + e^(−T/4)·10^(−TELR/10)) (G.107 eq. 7-16): with a poor
+    # echo loss (TELR 15 dB) the echo masks the sidetone at T = 0 and stops doing so as T grows.
+    from analysis.voice_quality import G107
+
+    p = G107(telr=15.0)
+    stmro0 = -10 * math.log10(10 ** (-p.stmr / 10) + 10 ** (-p.telr / 10))
+    assert stmro0 < p.stmr - 1  # a real difference at T = 0
+    _, is_by_t = basic_terms(p, np.array([0.0, 200.0]))
+    assert is_by_t[0] != is_by_t[1]  # tiny (Ist is flat near STMR 15 dB) but per the standard
+    assert basic_terms(p, 200.0)[1] == pytest.approx(is_by_t[1])
+    # r_factor with echo_delay uses Is at T = Ta for each sample
+    ta = np.array([50.0, 200.0])
+    ro, is_ = basic_terms(p, ta)
+    expected = ro - is_ - delay_impairment(ta, ta, 2 * ta, p) - ie_eff(0.0, CODECS["G.711"]) + p.a
+    got = r_factor(ta, 0.0, 0.0, "G.711", echo_delay=True, params=p)
+    assert got == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(
     "r, mos",
     # G.107 Annex B curve at round R values (the table most VoIP texts reprint)
