@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -235,6 +236,51 @@ def _one_sentence(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """The same batches, the next one fetched on a thread while the caller commits this one,
+    so a backfill's network reads and parsing overlap the warehouse writes. Only for sources
+    that declare `read_ahead = True`: their fetch has no side effect a commit must precede.
+    An error in the fetch is raised here, in order; when the caller stops early the fetching
+    thread stops at its next batch and closes the source's generator (its connection)."""
+    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for batch in batches:
+                if not hand_over(("batch", batch)):
+                    return
+            hand_over(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            hand_over(("error", exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=fetch, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = slot.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def run_source(
     con: duckdb.DuckDBPyConnection,
     source: Source,
@@ -257,15 +303,25 @@ def run_source(
     try:
         while True:
             try:
-                for batch in source.fetch(watermarks(con, source.name)):
-                    read, ins, upd, rej = commit_batch(con, summary.run_id, source.name, batch)
-                    failures = 0
-                    summary.rows_read += read
-                    summary.rows_inserted += ins
-                    summary.rows_updated += upd
-                    summary.rows_rejected += rej
-                    if on_progress is not None:
-                        on_progress(summary.run_id, summary.rows_read, batch.progress)
+                batches = source.fetch(watermarks(con, source.name))
+                if getattr(source, "read_ahead", False):
+                    batches = read_ahead(batches)
+                try:
+                    for batch in batches:
+                        read, ins, upd, rej = commit_batch(con, summary.run_id, source.name, batch)
+                        failures = 0
+                        summary.rows_read += read
+                        summary.rows_inserted += ins
+                        summary.rows_updated += upd
+                        summary.rows_rejected += rej
+                        if on_progress is not None:
+                            on_progress(summary.run_id, summary.rows_read, batch.progress)
+                finally:
+                    # Close the fetch now, not when garbage collected: its connection (and a
+                    # read-ahead thread) must not outlive a failed commit.
+                    close = getattr(batches, "close", None)
+                    if close is not None:
+                        close()
                 break
             except TRANSIENT as exc:
                 failures += 1

@@ -103,6 +103,9 @@ def masked(dsn: str) -> str:
 class SupabasePgSource:
     """Reads SDK tables and mapped user tables with COPY, yielding Arrow tables."""
 
+    # Reading only: the engine may fetch the next chunk while it commits this one.
+    read_ahead = True
+
     def __init__(
         self,
         dsn: str,

@@ -172,6 +172,9 @@ def _hook(response: httpx.Response) -> None:
 class SupabaseRestSource:
     """Reads SDK tables and mapped user tables through supabase-py."""
 
+    # Reading only: the engine may fetch the next page while it commits this one.
+    read_ahead = True
+
     def __init__(
         self,
         url: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -291,3 +292,64 @@ def test_a_backfill_that_keeps_committing_between_faults_is_not_cut_short(con):
     )
     assert summary.status == "ok" and summary.rows_inserted == 12
     assert summary.attempts == 7  # six faults, each after two committed batches
+
+
+class ReadAheadSource(ListSource):
+    """A reading-only source: the engine may fetch its next batch while committing one.
+    Records the order of fetches and commits it observes, and whether its fetch was closed."""
+
+    read_ahead = True
+
+    def __init__(self, batches, fail_at=None):
+        super().__init__(batches)
+        self.fail_at, self.closed = fail_at, 0
+
+    def fetch(self, marks):
+        try:
+            for batch in super().fetch(marks):
+                if self.fail_at is not None and batch.watermark == str(self.fail_at):
+                    self.fail_at = None  # fails once, then the retry gets through
+                    raise TransientSourceError("connection reset by source")
+                yield batch
+        finally:
+            self.closed += 1
+
+
+def test_read_ahead_commits_every_batch_in_order(con):
+    source = ReadAheadSource([[request(i), request(i + 100)] for i in range(6)])
+    summary = run_source(con, source)
+    assert summary.status == "ok" and summary.rows_inserted == 12 and count(con) == 12
+    assert watermarks(con, "list") == {"requests": "5"}
+    assert source.closed == 1
+
+
+def test_read_ahead_error_resumes_after_the_batches_before_it(con):
+    source = ReadAheadSource([[request(i)] for i in range(6)], fail_at=3)
+    summary = run_source(con, source, sleep=lambda s: None)
+    # batches 0-2 were committed before the error surfaced; the retry resumed at 3
+    assert summary.status == "ok" and summary.attempts == 2
+    assert summary.rows_read == 6 and count(con) == 6
+    assert source.closed == 2
+
+
+def test_read_ahead_stops_fetching_when_a_commit_fails(con, monkeypatch):
+    import collectors.engine as engine
+
+    source = ReadAheadSource([[request(i)] for i in range(50)])
+    real = engine.commit_batch
+    calls = []
+
+    def commit_then_crash(con, run_id, name, batch):
+        calls.append(batch.watermark)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(con, run_id, name, batch)
+
+    monkeypatch.setattr(engine, "commit_batch", commit_then_crash)
+    summary = run_source(con, source)
+    assert summary.status == "failed" and "disk full" in summary.error
+    assert count(con) == 1  # only the batch committed before the failure
+    deadline = time.monotonic() + 5
+    while source.closed == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert source.closed == 1  # the fetching thread closed the source's generator
