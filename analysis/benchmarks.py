@@ -47,6 +47,8 @@ from analysis.stats.statistics import quantile_interval_supported, quantile_rank
 from analysis.vocabulary import STAGES
 
 QUANTILES = (0.5, 0.95, 0.99)
+# At equal load, a comparison that kept less of either slice than this deserves a warning.
+LOW_COVERAGE = 0.8
 _TIME_COLUMN = {
     "requests": "started_at",
     "voice_turns": "started_at",
@@ -140,6 +142,8 @@ class BenchmarkComparison:
     candidate: Slice
     rows: tuple[BenchmarkRow, ...]
     adjustment: str = ""  # how the slices were made comparable; "" when compared as they are
+    # At equal load: the share of each slice's observations in the strata compared.
+    kept: tuple[float, float] = (math.nan, math.nan)
 
     @property
     def regressions(self) -> tuple[BenchmarkRow, ...]:
@@ -431,19 +435,27 @@ def _size(part: Any) -> float:
     return float(part[1].sum()) if isinstance(part, tuple) else float(part.n)
 
 
+@dataclass(frozen=True)
+class EqualLoad:
+    """Both slices standardised to the same load-stratum weights, per measure."""
+
+    baseline: SliceStats
+    candidate: SliceStats
+    reasons: dict[tuple[str, str, str], str]  # measures that could not be compared, and why
+    notes: dict[tuple[str, str, str], str]  # measures compared another way, and how
+    kept: tuple[float, float]  # share of each slice's observations in the compared strata
+
+
 def at_equal_load(
     baseline: LoadSlice, candidate: LoadSlice, quantiles: Sequence[float] = QUANTILES
-) -> tuple[SliceStats, SliceStats, dict[tuple[str, str, str], str], tuple[float, float]]:
-    """Both slices standardised to the same load-stratum weights (per measure, over the
-    strata both have); why a measure could not be (keyed like the statistics); and the share
-    of each slice's observations the shared strata hold for the measure with the most
-    observations (the note the page shows).
-    A rate at 0 % or 100 % in either slice is left as it is: standardising cannot give it a
-    variance, and the exact test that compares it needs the raw counts."""
-    base_out: SliceStats = {}
-    cand_out: SliceStats = {}
-    reasons: dict[tuple[str, str, str], str] = {}
-    kept, largest = (math.nan, math.nan), -1.0
+) -> EqualLoad:
+    """Per measure: the strata where both slices have enough observations, weighted by their
+    pooled share, and each slice standardised to those weights. `kept` is for the measure with
+    the most observations (the note the page shows).
+    A rate at 0 % or 100 % over the compared strata is compared unweighted over them:
+    weighting cannot give it a variance, and the exact test that handles it needs counts."""
+    out = EqualLoad({}, {}, {}, {}, (math.nan, math.nan))
+    largest = -1.0
     keys = (set(baseline) & set(candidate)) | {(name, "") for name in _SIMPLE}
     for key in sorted(keys):
         b, c = baseline.get(key, {}), candidate.get(key, {})
@@ -453,35 +465,44 @@ def at_equal_load(
             if metric in _SIMPLE
             else [f"p{nu * 100:g}" for nu in quantiles]
         )
-        if metric in _SIMPLE:
-            raw_b, raw_c = _total_of(metric, b), _total_of(metric, c)
-            rate_at_bound = isinstance(raw_b, Proportion) and any(
-                x.n >= 2 and x.sum in (0, x.n) for x in (raw_b, raw_c)
-            )
-            if rate_at_bound or not b or not c:  # the raw test says what it can
-                base_out[(metric, group, names[0])] = raw_b
-                cand_out[(metric, group, names[0])] = raw_c
-                continue
+        if not b or not c:  # a measure with no data in one slice: the test says "no data"
+            for name in names:
+                out.baseline[(metric, group, name)] = _total_of(metric, name, b)
+                out.candidate[(metric, group, name)] = _total_of(metric, name, c)
+            continue
         sizes_b = {h: _size(v) for h, v in b.items()}
         sizes_c = {h: _size(v) for h, v in c.items()}
         weights = ls.common_weights(sizes_b, sizes_c)
         if not weights:
             for name in names:
                 k = (metric, group, name)
-                base_out[k], cand_out[k] = _empty(metric, name), _empty(metric, name)
-                reasons[k] = "the two never ran at the same traffic load"
+                out.baseline[k], out.candidate[k] = _empty(metric, name), _empty(metric, name)
+                out.reasons[k] = "the two never ran at the same traffic load"
             continue
-        if sum(sizes_b.values()) + sum(sizes_c.values()) > largest:
-            largest = sum(sizes_b.values()) + sum(sizes_c.values())
-            kept = (ls.coverage(sizes_b, weights), ls.coverage(sizes_c, weights))
+        total = sum(sizes_b.values()) + sum(sizes_c.values())
+        if total > largest:
+            largest = total
+            out = dataclasses.replace(out, kept=(
+                sum(sizes_b[h] for h in weights) / sum(sizes_b.values()),
+                sum(sizes_c[h] for h in weights) / sum(sizes_c.values()),
+            ))  # fmt: skip
         if metric in _SIMPLE:
-            base_out[(metric, group, names[0])] = ls.standardised(b, weights)
-            cand_out[(metric, group, names[0])] = ls.standardised(c, weights)
+            k = (metric, group, names[0])
+            shared_b = _total_of(metric, names[0], {h: b[h] for h in weights})
+            shared_c = _total_of(metric, names[0], {h: c[h] for h in weights})
+            if isinstance(shared_b, Proportion) and any(
+                x.sum in (0, x.n) for x in (shared_b, shared_c)
+            ):
+                out.baseline[k], out.candidate[k] = shared_b, shared_c
+                out.notes[k] = "unweighted over the shared load strata (a rate at 0 % or 100 %)"
+            else:
+                out.baseline[k] = ls.standardised(b, weights)
+                out.candidate[k] = ls.standardised(c, weights)
             continue
         for nu, name in zip(quantiles, names, strict=True):
-            base_out[(metric, group, name)] = ls.woodruff_quantile(b, weights, nu)
-            cand_out[(metric, group, name)] = ls.woodruff_quantile(c, weights, nu)
-    return base_out, cand_out, reasons, kept
+            out.baseline[(metric, group, name)] = ls.woodruff_quantile(b, weights, nu)
+            out.candidate[(metric, group, name)] = ls.woodruff_quantile(c, weights, nu)
+    return out
 
 
 def _empty(metric: str, statistic: str) -> Statistic:
@@ -490,15 +511,14 @@ def _empty(metric: str, statistic: str) -> Statistic:
     return Proportion(0, 0) if statistic == "rate" else SampleMean(0, 0.0, 0.0)
 
 
-def _total_of(metric: str, by_stratum: Mapping[int, Any]) -> Statistic:
+def _total_of(metric: str, statistic: str, by_stratum: Mapping[int, Any]) -> Statistic:
+    """The strata added up (a rate or mean as they ran); empty when there are none."""
+    if metric not in _SIMPLE or not by_stratum:
+        return _empty(metric, statistic)
     total = None
     for part in by_stratum.values():
         total = part if total is None else total + part
-    return (
-        total
-        if total is not None
-        else _empty(metric, "rate" if _SIMPLE[metric][2] == "proportion" else "mean")
-    )
+    return total
 
 
 # ----------------------------------------------------------------- comparisons
@@ -516,6 +536,7 @@ def _row(
     cand: Statistic,
     c: Comparison,
     settings: BenchmarkSettings,
+    note: str = "",
 ) -> BenchmarkRow:
     metric, group, statistic = key
     lower, unit = _direction(metric)
@@ -542,6 +563,8 @@ def _row(
         verdict = f"{name}: {change}, significant but below the practical threshold."
     else:
         verdict = f"{name}: no significant change ({change})."
+    if note:
+        verdict = f"{verdict[:-1]} ({note})."
     return BenchmarkRow(
         metric, group, statistic, unit, lower, base, cand, c, rel, regression, improvement, verdict
     )
@@ -563,10 +586,12 @@ def compare_slices(
     candidate_slice: Slice,
     settings: BenchmarkSettings,
     reasons: Mapping[tuple[str, str, str], str] | None = None,
+    notes: Mapping[tuple[str, str, str], str] | None = None,
 ) -> BenchmarkComparison:
-    """Every measure both slices have, tested; `reasons` names measures that cannot be."""
+    """Every measure both slices have, tested; `reasons` names measures that cannot be, and
+    `notes` how a measure was compared when not as the rest were."""
     keys = sorted(set(baseline) & set(candidate))
-    reasons = reasons or {}
+    reasons, notes = reasons or {}, notes or {}
     tests = [
         not_computable(reasons[k], "fixed", False, settings.alpha)
         if k in reasons
@@ -576,7 +601,8 @@ def compare_slices(
     # Dozens of rows per comparison: correct for multiplicity so noise is not called a regression.
     tests = adjust_comparisons(tests, settings.correction)
     rows = tuple(
-        _row(k, baseline[k], candidate[k], c, settings) for k, c in zip(keys, tests, strict=True)
+        _row(k, baseline[k], candidate[k], c, settings, notes.get(k, ""))
+        for k, c in zip(keys, tests, strict=True)
     )
     return BenchmarkComparison(baseline_slice, candidate_slice, rows)
 
@@ -607,12 +633,16 @@ class _Benchmarker:
             return compare_slices(
                 self.plain(baseline), self.plain(candidate), baseline, candidate, settings
             )
-        base, cand, reasons, (kept_b, kept_c) = at_equal_load(
-            self.by_load(baseline), self.by_load(candidate), settings.quantiles
-        )
-        comparison = compare_slices(base, cand, baseline, candidate, settings, reasons)
+        equal = at_equal_load(self.by_load(baseline), self.by_load(candidate), settings.quantiles)
+        comparison = compare_slices(
+            equal.baseline, equal.candidate, baseline, candidate, settings,
+            equal.reasons, equal.notes,
+        )  # fmt: skip
+        kept_b, kept_c = equal.kept
         note = f"Compared at equal traffic load: {self.strata.describe()}, "
-        if math.isnan(kept_b):
+        if math.isnan(kept_b) and not equal.reasons:
+            note += "but there is no data to compare."
+        elif math.isnan(kept_b):
             note += (
                 "but the two never ran at the same load, so they cannot be compared that "
                 "way; untick the option to compare them as they ran."
@@ -623,7 +653,7 @@ class _Benchmarker:
                 f"{kept_b:.0%} of {baseline.label}'s and {kept_c:.0%} of "
                 f"{candidate.label}'s observations."
             )
-        return dataclasses.replace(comparison, adjustment=note)
+        return dataclasses.replace(comparison, adjustment=note, kept=equal.kept)
 
     def plain(self, s: Slice) -> SliceStats:
         if s not in self._plain:

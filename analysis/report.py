@@ -231,8 +231,10 @@ def forest_svg(rows: Sequence[BenchmarkRow], threshold: float, width: int = 760)
 
 
 def _table(comp: BenchmarkComparison) -> str:
+    # At equal load the values are each slice weighted to the shared load mix, not as it ran.
+    at = " (at equal load)" if comp.adjustment else ""
     head = (
-        "<tr><th>Metric</th><th>Baseline</th><th>Candidate</th><th>Change</th>"
+        f"<tr><th>Metric</th><th>Baseline{at}</th><th>Candidate{at}</th><th>Change</th>"
         f"<th>Relative ({_e(interval_label([comp]))})</th><th>p</th><th>Flag</th>"
         "<th>Verdict</th></tr>"
     )

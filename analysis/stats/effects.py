@@ -15,6 +15,7 @@ import math
 
 from analysis.stats.results import EffectEstimate
 from analysis.stats.statistics import (
+    PostStratified,
     Proportion,
     Quantile,
     Ratio,
@@ -64,6 +65,14 @@ def _units(stat: Statistic) -> int:
     return stat.units if isinstance(stat, Quantile) else stat.n
 
 
+def _dof_units(stat: Statistic) -> float:
+    """The n that `welch_dof` turns into an arm's degrees of freedom (n − 1): a
+    post-stratified arm brings its own Satterthwaite dof over strata."""
+    if isinstance(stat, PostStratified) and math.isfinite(stat.dof):
+        return stat.dof + 1
+    return _units(stat)
+
+
 def estimate_effect(
     control: Statistic, treatment: Statistic, relative: bool = False
 ) -> EffectEstimate:
@@ -87,7 +96,7 @@ def estimate_effect(
 
     mu_a, mu_b = control.mean, treatment.mean
     s_a, s_b = control.variance_of_mean, treatment.variance_of_mean
-    dof = welch_dof(s_a, _units(control), s_b, _units(treatment))
+    dof = welch_dof(s_a, _dof_units(control), s_b, _dof_units(treatment))
     if not relative:
         return EffectEstimate(True, "", False, mu_a, mu_b, mu_b - mu_a, math.sqrt(s_a + s_b), dof)
     if mu_a <= 0:

@@ -228,7 +228,12 @@ class PostStratified:
     Σ w_h²·Var(μ̂_h), the post-stratified estimator (Cochran 1977, Sampling Techniques, 5.3
     and 5A.9). Two slices standardised to the same weights are compared as if they had the
     same mix of strata (e.g. the same traffic load), so the mix itself cannot look like an
-    effect. Weights sum to 1; every stratum needs n ≥ 2 for its variance."""
+    effect. Weights sum to 1; every stratum needs n ≥ 2 for its variance.
+
+    Small strata would make the test too eager, so: a rate's stratum variance uses
+    p̃ = (x + ½)/(n + 1), never 0 at 0 or n conversions (a continuity correction), and `dof`
+    is the Satterthwaite degrees of freedom over the strata (Cochran 5A.6), which the Welch
+    test uses instead of n − 1."""
 
     strata: tuple[SampleMean | Proportion, ...]
     weights: tuple[float, ...]
@@ -243,16 +248,32 @@ class PostStratified:
             return NAN
         return sum(w * s.mean for w, s in zip(self.weights, self.strata, strict=True))
 
+    def _terms(self) -> list[float]:
+        # w_h² · Var(μ̂_h) per stratum
+        terms = []
+        for w, s in zip(self.weights, self.strata, strict=True):
+            if isinstance(s, Proportion) and s.n > 0:
+                p = (s.sum + 0.5) / (s.n + 1)
+                terms.append(w * w * p * (1 - p) / s.n)
+            else:
+                terms.append(w * w * s.variance_of_mean)
+        return terms
+
     @property
     def variance_of_mean(self) -> float:
-        if not self.strata:
-            return NAN
-        pairs = zip(self.weights, self.strata, strict=True)
-        return sum(w * w * s.variance_of_mean for w, s in pairs)
+        return sum(self._terms()) if self.strata else NAN
 
     @property
     def variance(self) -> float:
         return self.variance_of_mean * self.n
+
+    @property
+    def dof(self) -> float:
+        terms = self._terms()
+        denominator = sum(
+            t * t / (s.n - 1) for t, s in zip(terms, self.strata, strict=True) if s.n > 1
+        )
+        return sum(terms) ** 2 / denominator if denominator > 0 else NAN
 
 
 Statistic = SampleMean | Proportion | Ratio | RegressionAdjusted | Quantile | PostStratified

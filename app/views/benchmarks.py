@@ -141,6 +141,11 @@ else:
     )
 if result.adjustment:
     st.caption(markdown_literal(result.adjustment))
+if equal_load and min(result.kept) < bm.LOW_COVERAGE:
+    st.warning(
+        f"Much of one slice ran at loads the other never saw: only {min(result.kept):.0%} of "
+        "it could be compared at equal load. Compare longer periods for a fuller picture."
+    )
 mix = bm.traffic_mix(con, baseline, candidate)
 if not equal_load and mix.confounded:
     st.warning(

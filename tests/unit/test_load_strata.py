@@ -77,12 +77,23 @@ def test_too_few_observations_for_a_p99_give_no_interval():
     assert math.isfinite(q.estimate) and math.isnan(q.lower) and math.isnan(q.upper)
 
 
-def test_weights_pool_the_strata_both_slices_have():
-    weights = ls.common_weights({0: 10, 1: 30, 2: 5}, {1: 70, 2: 1, 3: 40})
-    assert weights == {1: 1.0}  # stratum 2 has one observation in the candidate: left out
-    weights = ls.common_weights({0: 10, 1: 30}, {0: 30, 1: 30})
+def test_weights_pool_the_strata_both_slices_have_enough_of():
+    weights = ls.common_weights({0: 10, 1: 30, 2: 50}, {1: 70, 2: 9, 3: 40}, min_n=10)
+    assert weights == {1: 1.0}  # 0 and 3 only one slice has; 2 has 9 in the candidate
+    weights = ls.common_weights({0: 10, 1: 30}, {0: 30, 1: 30}, min_n=10)
     assert weights == pytest.approx({0: 40 / 100, 1: 60 / 100})
-    assert ls.coverage({0: 10, 1: 30, 2: 60}, {0: 0.5, 1: 0.5}) == pytest.approx(0.4)
+    assert ls.common_weights({0: 5}, {0: 7}, min_n=10) == {}
+
+
+def test_a_thin_rate_stratum_never_claims_zero_variance_and_the_dof_follows_the_strata():
+    stat = PostStratified((Proportion(40, 0), Proportion(400, 100)), (0.5, 0.5))
+    p0 = 0.5 / 41  # (x + ½)/(n + 1): a continuity correction for the empty stratum
+    expected = 0.25 * p0 * (1 - p0) / 40 + 0.25 * (100.5 / 401) * (300.5 / 401) / 400
+    assert stat.variance_of_mean == pytest.approx(expected)
+    # Satterthwaite (Cochran 5A.6): (Σ a_h)² / Σ a_h²/(n_h − 1), a_h = w_h² Var(μ̂_h)
+    a = [0.25 * p0 * (1 - p0) / 40, 0.25 * (100.5 / 401) * (300.5 / 401) / 400]
+    assert stat.dof == pytest.approx(sum(a) ** 2 / (a[0] ** 2 / 39 + a[1] ** 2 / 399))
+    assert stat.dof < stat.n - 1
 
 
 def test_hours_are_cut_into_load_strata_by_their_calls():
@@ -161,6 +172,10 @@ def test_busier_hours_alone_are_not_a_regression_at_equal_load():
     row = _llm_p50(adjusted)
     assert not row.regression and abs(row.relative_change) < 0.05
     assert "equal traffic load" in adjusted.adjustment
+    # The launch's busiest hours have no counterpart in v1: they are left out, and said so.
+    kept_v1, kept_v2 = adjusted.kept
+    assert kept_v1 > 0.5 and 0.2 < kept_v2 < 1.0
+    assert f"{kept_v2:.0%} of v2's observations" in adjusted.adjustment
 
 
 def test_a_real_slowdown_is_measured_at_its_size_at_equal_load():
@@ -184,3 +199,18 @@ def test_a_rate_at_zero_keeps_the_exact_test():
     rate = next(r for r in bm.compare_periods(con, v1, v2).rows if r.metric == "resolved_rate")
     assert isinstance(rate.baseline, Proportion) and rate.baseline.sum == 0
     assert rate.comparison.computable
+
+
+def test_a_rate_leaving_zero_in_the_shared_strata_is_still_flagged():
+    # The baseline's only 5xx fell at a load the candidate never saw; where both ran, the
+    # baseline had none and the candidate 5 %: the exact test on the shared strata flags it.
+    base = {
+        ("error_rate", ""): {0: Proportion(2000, 0), 1: Proportion(2000, 0), 9: Proportion(500, 3)}
+    }
+    cand = {("error_rate", ""): {0: Proportion(2000, 100), 1: Proportion(2000, 100)}}
+    equal = bm.at_equal_load(base, cand)
+    comp = bm.compare_slices(equal.baseline, equal.candidate, bm.Slice("v1"), bm.Slice("v2"),
+                             bm.BenchmarkSettings(), equal.reasons, equal.notes)  # fmt: skip
+    row = next(r for r in comp.rows if r.metric == "error_rate")
+    assert row.baseline == Proportion(4000, 0) and row.regression
+    assert "unweighted over the shared load strata" in row.verdict
