@@ -455,7 +455,7 @@ def at_equal_load(
     A rate at 0 % or 100 % over the compared strata is compared unweighted over them:
     weighting cannot give it a variance, and the exact test that handles it needs counts."""
     out = EqualLoad({}, {}, {}, {}, (math.nan, math.nan))
-    largest = -1.0
+    kept, largest = out.kept, -1.0
     keys = (set(baseline) & set(candidate)) | {(name, "") for name in _SIMPLE}
     for key in sorted(keys):
         b, c = baseline.get(key, {}), candidate.get(key, {})
@@ -482,10 +482,10 @@ def at_equal_load(
         total = sum(sizes_b.values()) + sum(sizes_c.values())
         if total > largest:
             largest = total
-            out = dataclasses.replace(out, kept=(
+            kept = (
                 sum(sizes_b[h] for h in weights) / sum(sizes_b.values()),
                 sum(sizes_c[h] for h in weights) / sum(sizes_c.values()),
-            ))  # fmt: skip
+            )
         if metric in _SIMPLE:
             k = (metric, group, names[0])
             shared_b = _total_of(metric, names[0], {h: b[h] for h in weights})
@@ -502,7 +502,7 @@ def at_equal_load(
         for nu, name in zip(quantiles, names, strict=True):
             out.baseline[(metric, group, name)] = ls.woodruff_quantile(b, weights, nu)
             out.candidate[(metric, group, name)] = ls.woodruff_quantile(c, weights, nu)
-    return out
+    return dataclasses.replace(out, kept=kept)
 
 
 def _empty(metric: str, statistic: str) -> Statistic:
