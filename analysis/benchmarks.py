@@ -649,7 +649,7 @@ class _Benchmarker:
             )
         else:
             note += (
-                "each weighted to their pooled mix; the strata both have hold "
+                "each weighted to their pooled mix; the loads both ran at cover "
                 f"{kept_b:.0%} of {baseline.label}'s and {kept_c:.0%} of "
                 f"{candidate.label}'s observations."
             )
