@@ -26,5 +26,7 @@ def test_overview_shows_kpis_from_the_demo_within_two_minutes(workbench, page):
     uptime = float(values[0].split()[0])
     assert 90 < uptime <= 100
     assert re.fullmatch(r"[\d,]+ ms", values[1])
+    # The KPIs come first; the charts follow in the same run (a moment later on a cold cache),
+    # so wait for one rather than count them at the instant the KPIs appeared.
+    page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=60_000)
     assert page.get_by_test_id("stException").count() == 0
-    assert page.locator("[data-testid='stPlotlyChart']").count() >= 1
