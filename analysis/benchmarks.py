@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 
 from analysis import load_strata as ls
-from analysis.sketch import ALPHA, ZERO_BUCKET, bucket_sql, bucket_value, gamma
+from analysis.sketch import ALPHA, bucket_edges, bucket_sql, bucket_value
 from analysis.stats import (
     Comparison,
     Proportion,
@@ -285,11 +285,7 @@ def _quantiles_from_histograms(
         n = int(round(cum[-1]))
         b_ = buckets[a:b]
         values = bucket_value(b_, ALPHA)
-        # A bucket holds (γ^(i−1), γ^i]: interval ends use the outer edges, so the interval
-        # carries the sketch's resolution and never collapses to zero width in one bucket.
-        g = gamma(ALPHA)
-        upper_edge = np.where(b_ == ZERO_BUCKET, 0.0, np.power(g, b_.astype(float)))
-        lower_edge = np.where(b_ == ZERO_BUCKET, 0.0, upper_edge / g)
+        lower_edge, upper_edge = bucket_edges(b_, ALPHA)  # interval ends: outer edges
 
         def nth(rank: int, cum=cum, v=values) -> float:
             return float(v[min(int(np.searchsorted(cum, rank - 0.5)), len(v) - 1)])

@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 from scipy.stats import norm
 
-from analysis.sketch import ALPHA, ZERO_BUCKET, bucket_value, gamma
+from analysis.sketch import ALPHA, bucket_edges, bucket_value
 from analysis.stats import PostStratified, Proportion, Quantile, SampleMean
 
 DEFAULT_BINS = 10
@@ -102,14 +102,6 @@ def standardised(
     return PostStratified(tuple(by_stratum[h] for h in weights), tuple(weights[h] for h in weights))
 
 
-def _edges(buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # A bucket holds (γ^(i−1), γ^i]; interval ends use the outer edges, as elsewhere.
-    g = gamma(ALPHA)
-    upper = np.where(buckets == ZERO_BUCKET, 0.0, np.power(g, buckets.astype(float)))
-    lower = np.where(buckets == ZERO_BUCKET, 0.0, upper / g)
-    return lower, upper
-
-
 def woodruff_quantile(
     hists: Mapping[int, Histogram],
     weights: Mapping[int, float],
@@ -157,7 +149,7 @@ def woodruff_quantile(
     if low_level <= 0 or high_level >= 1:
         # The interval would reach past the smallest or largest observation.
         return Quantile(n, nu, estimate, math.nan, math.nan, confidence)
-    lower_edges, upper_edges = _edges(grid)
+    lower_edges, upper_edges = bucket_edges(grid, ALPHA)
     lower = float(lower_edges[first_at(low_level)])
     upper = float(upper_edges[first_at(high_level)])
     return Quantile(n, nu, estimate, lower, upper, confidence)

@@ -71,6 +71,16 @@ def bucket_value(index, alpha: float = ALPHA) -> np.ndarray:
     return np.where(i == ZERO_BUCKET, 0.0, val)
 
 
+def bucket_edges(index, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) edge of each bucket: bucket i holds (γ^(i−1), γ^i]; both 0 for
+    ZERO_BUCKET. Intervals read from buckets use the outer edges, so they carry the sketch's
+    resolution and never collapse to zero width inside one bucket."""
+    i = np.asarray(index, dtype=np.int64)
+    g = gamma(alpha)
+    upper = np.where(i == ZERO_BUCKET, 0.0, np.power(g, i.astype(float)))
+    return np.where(i == ZERO_BUCKET, 0.0, upper / g), upper
+
+
 def bucket_sql(column: str, alpha: float = ALPHA) -> str:
     """A DuckDB expression mapping `column` to its bucket index (NULL stays NULL).
 
