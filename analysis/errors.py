@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from analysis.stats.frequentist import wilson_interval
+
 GROUPING_VERSION = "workbench-2025-01"
 SEVERITY_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4, "fatal": 4}
 
@@ -310,10 +312,8 @@ def error_rate_by_release(
 ) -> ErrorRates:
     """Per release: requests, 5xx share, captured and sample-corrected errors per request.
 
-    The 5xx share carries a Wilson 95 % interval (statsmodels proportion_confint).
+    The 5xx share carries a Wilson 95 % interval.
     """
-    from statsmodels.stats.proportion import proportion_confint
-
     rate = default_sample_rate if 0 < default_sample_rate <= 1 else 1.0
     df = con.execute(_RATE_SQL, [start, end, rate, start, end]).df()
     if df.empty:
@@ -323,7 +323,7 @@ def error_rate_by_release(
     with np.errstate(divide="ignore", invalid="ignore"):
         df["http_5xx_rate"] = np.where(n > 0, k / n, np.nan)
         df["errors_per_request"] = np.where(n > 0, df["estimated_errors"] / n, np.nan)
-    lo, hi = proportion_confint(k, np.maximum(n, 1), alpha=0.05, method="wilson")
+    lo, hi = wilson_interval(k, np.maximum(n, 1), alpha=0.05)
     df["http_5xx_ci_low"] = np.where(n > 0, lo, np.nan)
     df["http_5xx_ci_high"] = np.where(n > 0, hi, np.nan)
     order = {r: i for i, r in enumerate(release_order(con))}

@@ -1,9 +1,9 @@
 """User experience: sessions, CSAT, feature usage and the drivers of negative feedback.
 
 CSAT = share of ratings 4-5 (the usual top-two-box definition), with a Wilson 95 % interval
-(statsmodels `proportion_confint(method="wilson")`).
+(`analysis.stats.frequentist.wilson_interval`).
 
-Feedback drivers: a logistic regression (statsmodels Logit, maximum likelihood) of
+Feedback drivers: a logistic regression (`analysis.stats.logistic`, maximum likelihood) of
 negative feedback on call-level predictors, one row per call that left a rating:
   logit P(min rating <= 2) = b0 + b1 * mean e2e latency (s) + b2 * interruptions + b3 * MOS
 Odds ratios are exp(b) per second, per interruption and per MOS point, with Wald 95 %
@@ -13,12 +13,14 @@ named); too few rows or events, or perfect separation, give a reason instead of 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
+
+from analysis.stats.frequentist import wilson_interval
+from analysis.stats.logistic import logistic_regression
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,13 @@ _CSAT = {None: _CSAT_SQL.replace("{group}", "'all'")} | {
 
 def csat(con, start: datetime, end: datetime, by: str | None = "category") -> Table:
     """CSAT (share of 4-5) with a Wilson interval and the 1-5 distribution per group."""
-    from statsmodels.stats.proportion import proportion_confint
-
     if by not in _CSAT:
         return Table(pd.DataFrame(), f"cannot group feedback by {by!r}")
     df = con.execute(_CSAT[by], [start, end]).df()
     if df.empty or df["ratings"].sum() == 0:
         return Table(df, "no ratings in this window")
     df["csat"] = df["satisfied"] / df["ratings"]
-    lo, hi = proportion_confint(df["satisfied"], df["ratings"], alpha=0.05, method="wilson")
+    lo, hi = wilson_interval(df["satisfied"], df["ratings"], alpha=0.05)
     df["csat_ci_low"], df["csat_ci_high"] = np.asarray(lo), np.asarray(hi)
     return Table(df.rename(columns={"grp": by or "group"}))
 
@@ -158,9 +158,6 @@ def feedback_drivers(
     min_events: int = 10,
 ) -> FeedbackDrivers:
     """Odds ratios of negative feedback (rating <= 2) per predictor, with 95 % CIs."""
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import PerfectSeparationError
-
     cols = ["term", "description", "coef", "odds_ratio", "ci_low", "ci_high", "p_value"]
     empty = pd.DataFrame(columns=cols)
     bad = [p for p in predictors if p not in PREDICTORS]
@@ -189,39 +186,27 @@ def feedback_drivers(
             dropped,
             f"need at least {min_events} negative and {min_events} other ratings",
         )
-    x = sm.add_constant(d[use].astype(float), has_constant="add")
+    x = np.column_stack([np.ones(n), d[use].to_numpy(float)])
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fit = sm.Logit(d["negative"].astype(float), x).fit(disp=0, maxiter=200)
-    except (PerfectSeparationError, np.linalg.LinAlgError, ValueError) as exc:
+        fit = logistic_regression(d["negative"].to_numpy(float), x, alpha=0.05, max_iter=200)
+    except np.linalg.LinAlgError as exc:
         return FeedbackDrivers(empty, n, events, dropped, f"model not computable: {exc}")
-    names = {type(w.message).__name__ for w in caught}
-    converged = bool(fit.mle_retvals.get("converged", True))
-    with np.errstate(over="ignore"):
-        p_hat = np.asarray(fit.predict(x))
-    separated = (
-        "PerfectSeparationWarning" in names
-        or np.all(np.abs(p_hat - d["negative"].to_numpy()) < 1e-3)
-        or not np.all(np.isfinite(fit.bse))
-    )
-    if separated:
+    if fit.separated:
         return FeedbackDrivers(
             empty, n, events, dropped, "perfect separation: the predictors alone split the ratings"
         )
-    if not converged:
+    if not fit.converged:
         return FeedbackDrivers(empty, n, events, dropped, "the model did not converge")
-    ci = fit.conf_int(alpha=0.05)
     rows = [
         [
             t,
             PREDICTORS[t],
-            fit.params[t],
-            np.exp(fit.params[t]),
-            np.exp(ci.loc[t, 0]),
-            np.exp(ci.loc[t, 1]),
-            fit.pvalues[t],
+            fit.coef[i],
+            np.exp(fit.coef[i]),
+            np.exp(fit.ci_low[i]),
+            np.exp(fit.ci_high[i]),
+            fit.p_value[i],
         ]
-        for t in use
+        for i, t in enumerate(use, start=1)
     ]
     return FeedbackDrivers(pd.DataFrame(rows, columns=cols), n, events, dropped)

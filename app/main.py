@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import streamlit as st  # noqa: E402
 
 from app.auth import require_login  # noqa: E402
+from app.failures import PAGE_KEY, reported_failures  # noqa: E402
 
 st.set_page_config(
     page_title="Voice Agent Workbench", page_icon=":material/graphic_eq:", layout="wide"
@@ -48,4 +49,6 @@ navigation = st.navigation(
         "Operations": [page("collector_status.py", "Collectors", "sync")],
     }
 )
-navigation.run()
+st.session_state[PAGE_KEY] = navigation.title
+with reported_failures(f"The {navigation.title} page"):
+    navigation.run()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from scipy.stats import fisher_exact, norm
 from scipy.stats import t as student_t
 
@@ -172,11 +173,14 @@ def _units(stat: Statistic) -> int:
     return stat.n
 
 
-def _wilson(successes: float, n: float, z: float) -> tuple[float, float]:
-    """Wilson score interval for one proportion (Wilson 1927)."""
-    p = successes / n
+def wilson_interval(successes, n, alpha: float = 0.05):
+    """Wilson score interval for a proportion (Wilson 1927), elementwise over arrays:
+    centre (p + z²/2n)/(1 + z²/n), half-width z·sqrt(p(1−p)/n + z²/4n²)/(1 + z²/n)."""
+    z = float(norm.ppf(1 - alpha / 2))
+    n = np.asarray(n, dtype=float)
+    p = np.asarray(successes, dtype=float) / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return centre - half, centre + half
 
 
@@ -201,8 +205,8 @@ def exact_two_proportions(control: Proportion, treatment: Proportion, alpha: flo
     p_value = float(fisher_exact(table, alternative="two-sided").pvalue)
     z = float(norm.ppf(1 - alpha / 2))
     p_a, p_b = control.mean, treatment.mean
-    l_a, u_a = _wilson(control.sum, control.n, z)
-    l_b, u_b = _wilson(treatment.sum, treatment.n, z)
+    l_a, u_a = (float(v) for v in wilson_interval(control.sum, control.n, alpha))
+    l_b, u_b = (float(v) for v in wilson_interval(treatment.sum, treatment.n, alpha))
     d = p_b - p_a
     low = d - math.sqrt((p_b - l_b) ** 2 + (u_a - p_a) ** 2)
     high = d + math.sqrt((u_b - p_b) ** 2 + (p_a - l_a) ** 2)

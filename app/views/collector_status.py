@@ -6,6 +6,7 @@ import streamlit as st
 
 from analysis import collector_health
 from app import data
+from app.failures import fragment
 from app.safe_text import markdown_literal
 from app.widgets import data_table
 from collectors.control import ScheduleError
@@ -80,7 +81,7 @@ for job, schedule in schedules.items():
             st.session_state[f"request-{job}"] = request_id
 
 
-@st.fragment(run_every="1s")
+@fragment(run_every="1s")
 def progress():
     requests = {job: st.session_state.get(f"request-{job}") for job in schedules}
     live = control.progress()

@@ -6,6 +6,7 @@ import streamlit as st
 from analysis import overview, page_queries, ux
 from app import data
 from app.charts import time_chart
+from app.failures import fragment
 from app.safe_text import plotly_literal
 from app.widgets import data_table, freshness_banner, period_picker
 
@@ -73,7 +74,7 @@ st.caption("Each stage beside end to end; the stages overlap, so they do not add
 data_table(page_queries.stage_percentiles(con, start, end), hide_index=True, width="stretch")
 
 
-@st.fragment
+@fragment
 def call_drilldown():
     st.subheader("Calls")
     outcome = st.selectbox("Outcome", ["all", *page_queries.OUTCOMES], key="outcome")

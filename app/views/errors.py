@@ -5,6 +5,7 @@ import streamlit as st
 from analysis import errors, overview, page_queries
 from app import data
 from app.charts import time_chart
+from app.failures import fragment
 from app.safe_text import markdown_literal
 from app.widgets import data_table, freshness_banner, period_picker
 
@@ -102,7 +103,7 @@ data_table(
 )
 
 
-@st.fragment
+@fragment
 def group_detail():
     st.subheader("Group detail")
     titles = dict(zip(groups.frame["fingerprint"], groups.frame["error_type"], strict=True))

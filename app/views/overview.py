@@ -5,12 +5,13 @@ import streamlit as st
 from analysis import overview
 from app import data
 from app.charts import time_chart
+from app.failures import fragment
 from app.widgets import freshness_banner, period_picker
 
 st.title("Overview")
 
 
-@st.fragment(run_every="30s")
+@fragment(run_every="30s")
 def body():
     freshness_banner()
     con = data.cursor()

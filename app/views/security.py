@@ -7,6 +7,7 @@ import streamlit as st
 from analysis import overview, page_queries, security
 from app import data
 from app.charts import time_chart
+from app.failures import fragment
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Security")
@@ -88,7 +89,7 @@ else:
         column_config={"detail": st.column_config.TextColumn("detail", width="large")},
     )
 
-    @st.fragment
+    @fragment
     def evidence():
         index = st.selectbox(
             "Evidence for",

@@ -23,6 +23,7 @@ def run_page(path: Path) -> AppTest:
 def test_every_page_renders_without_an_exception(with_demo, path):
     at = run_page(path)
     assert not at.exception, [e.message for e in at.exception]
+    assert not [e.value for e in at.error if "failed to load" in e.value]  # a guarded fragment
     assert at.title, "every page has a title"
 
 
@@ -102,3 +103,33 @@ def test_password_gate_blocks_until_the_right_password(with_demo, monkeypatch):
     at.text_input[0].input("s3cret-pass")
     at.button[0].click().run()
     assert at.title[0].value == "Overview"
+
+
+@pytest.mark.parametrize(
+    ("module", "function", "url", "title"),
+    [
+        ("ux", "csat", "feedback", "Feedback"),  # fails in the page's own body
+        ("overview", "kpis", "", "Overview"),  # fails inside a fragment
+    ],
+)
+def test_a_failing_page_names_itself_and_points_to_the_log_without_internals(
+    with_demo, monkeypatch, caplog, module, function, url, title
+):
+    import importlib
+
+    def broken(*_a, **_k):
+        raise RuntimeError("connection to postgres://admin:hunter2@db failed")
+
+    monkeypatch.setattr(importlib.import_module(f"analysis.{module}"), function, broken)
+    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60)
+    if url:
+        at.switch_page(f"views/{url}.py")
+    with caplog.at_level("ERROR", logger="workbench.app"):
+        at.run()
+    assert not at.exception  # no redacted exception box
+    message = " ".join(e.value for e in at.error)
+    assert f"{title} page failed" in message and "log" in message
+    assert "hunter2" not in message and "RuntimeError" not in message
+    reference = message.split("reference ")[1].rstrip(".")
+    logged = [r for r in caplog.records if reference in r.getMessage()]
+    assert logged and "hunter2" in str(logged[0].exc_info[1])  # the traceback is in the log

@@ -1,4 +1,7 @@
-"""Every monitoring page opens by its URL in Chromium, shows its title and no exception."""
+"""Every page of the navigation opens by its URL in Chromium, shows its title, and shows neither
+an exception box nor the workbench's own "failed to load" message. The app runs from the
+environment `make run` installs (see conftest), so a page that needs a test-only package fails
+here."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from tests.e2e.conftest import wait_for_app
 
 pytestmark = pytest.mark.e2e
 
+# Every page in app/main.py's navigation, by URL path, with its title.
 PAGES = {
+    "": "Overview",
     "health": "Health & uptime",
     "performance": "Performance",
     "errors": "Errors",
@@ -21,6 +26,9 @@ PAGES = {
     "feature_usage": "Feature usage",
     "security": "Security",
     "anomalies": "Anomalies",
+    "experiments": "Experiments",
+    "benchmarks": "Benchmarks",
+    "collector_status": "Collectors",
 }
 
 
@@ -33,7 +41,15 @@ def wait_for_first_publish(workbench, timeout_s: float = 150) -> None:
         time.sleep(2)
 
 
-def test_every_monitoring_page_opens_by_url_without_an_exception(workbench, page):
+def test_the_navigation_lists_exactly_the_pages_checked_here(workbench, page):
+    page.goto(workbench["url"])
+    wait_for_app(page)
+    links = page.get_by_test_id("stSidebarNavLink")
+    paths = {links.nth(i).get_attribute("href").rsplit("/", 1)[-1] for i in range(links.count())}
+    assert paths == set(PAGES)
+
+
+def test_every_page_opens_by_url_without_an_exception(workbench, page):
     wait_for_first_publish(workbench)
     for path, title in PAGES.items():
         page.goto(f"{workbench['url']}/{path}")
@@ -41,3 +57,5 @@ def test_every_monitoring_page_opens_by_url_without_an_exception(workbench, page
         heading = page.locator("h1").first
         assert heading.inner_text().strip() == title, path
         assert page.get_by_test_id("stException").count() == 0, path
+        failures = page.get_by_test_id("stAlert").filter(has_text="failed to load")
+        assert failures.count() == 0, f"{path}: {failures.first.inner_text()}"
