@@ -112,7 +112,7 @@ class SupabaseConfig:
     schedule: Schedule = field(default_factory=lambda: Schedule("interval", 60))
     page_size: int = 1000
     chunk_rows: int = 250_000
-    overlap_s: float = 0.0
+    overlap_s: float = 120.0  # late commits: see supabase_rest.DEFAULT_OVERLAP_S
     tables: list[str] | None = None
     mappings: list[MappingConfig] = field(default_factory=list)
     performance: bool = True
@@ -453,7 +453,7 @@ def _parse(cfg: WorkbenchConfig, data: dict[str, Any], v: _Validator) -> bool:
                 sb, "supabase", "page_size", 1000, low=1, high=1_000_000, integer=True
             ),
             chunk_rows=v.number(sb, "supabase", "chunk_rows", 250_000, low=1, integer=True),
-            overlap_s=v.number(sb, "supabase", "overlap_s", 0.0, low=0),
+            overlap_s=v.number(sb, "supabase", "overlap_s", 120.0, low=0),
             tables=tables,
             performance=v.boolean(sb, "supabase", "performance", True),
             performance_schedule=Schedule(

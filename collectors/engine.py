@@ -121,7 +121,13 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
     non_keys = [c for c in cols if c not in keys]
     # Identifiers come from collectors.schema (a fixed whitelist), never from input.
     key_join = " AND ".join(f"s.{k} = t.{k}" for k in keys)
-    changed = " OR ".join(f"s.{c} IS DISTINCT FROM t.{c}" for c in non_keys) or "FALSE"
+    if spec.arrives_in_parts:  # a missing value in a later part is "not known yet"
+        changed = " OR ".join(
+            f"(s.{c} IS NOT NULL AND s.{c} IS DISTINCT FROM t.{c})" for c in non_keys
+        )
+    else:
+        changed = " OR ".join(f"s.{c} IS DISTINCT FROM t.{c}" for c in non_keys)
+    changed = changed or "FALSE"
     con.register("_batch", data)
     source = "_batch"
     try:
@@ -136,10 +142,21 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
             con.unregister("_batch")
             ordinal = pa.array(np.arange(data.num_rows, dtype=np.int64))
             con.register("_batch", data.append_column("_ord", ordinal))
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _stage AS SELECT * EXCLUDE (_ord) FROM _batch "
-                f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY _ord DESC) = 1"
-            )
+            if spec.arrives_in_parts:
+                # Parts of one row in one batch: each column takes its latest known value.
+                merged = ", ".join(
+                    f"arg_max({c}, _ord) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in non_keys
+                )
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _stage AS "
+                    f"SELECT {', '.join(keys)}, {merged} FROM _batch GROUP BY ALL"
+                )
+            else:
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _stage AS SELECT * EXCLUDE (_ord) FROM _batch "
+                    f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} "
+                    "ORDER BY _ord DESC) = 1"
+                )
             source = "_stage"
         _mark_changes(con, spec, source, key_join, changed)
     finally:
@@ -154,7 +171,10 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
             f"INSERT INTO {spec.name} ({col_list}) SELECT {col_list} FROM _changes WHERE _is_new"
         )
     if updated:
-        sets = ", ".join(f"{c} = c.{c}" for c in non_keys)
+        if spec.arrives_in_parts:
+            sets = ", ".join(f"{c} = coalesce(c.{c}, {spec.name}.{c})" for c in non_keys)
+        else:
+            sets = ", ".join(f"{c} = c.{c}" for c in non_keys)
         match = " AND ".join(f"{spec.name}.{k} = c.{k}" for k in keys)
         con.execute(
             f"UPDATE {spec.name} SET {sets} FROM _changes c WHERE NOT c._is_new AND {match}"

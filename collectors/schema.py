@@ -26,6 +26,9 @@ class Table:
     key: tuple[str, ...]
     time_column: str
     description: str = ""
+    # Written more than once as it becomes known (a call's start, then its end): a later part
+    # fills in values and never blanks a known one, whatever order the parts arrive in.
+    arrives_in_parts: bool = False
     column_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -154,6 +157,7 @@ TABLES: dict[str, Table] = {
             key=("call_id",),
             time_column="started_at",
             description="Voice sessions",
+            arrives_in_parts=True,
         ),
         Table(
             "voice_quality",

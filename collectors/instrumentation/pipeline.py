@@ -9,6 +9,7 @@ so memory stays bounded whatever the sink does.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -195,7 +196,11 @@ class Pipeline:
             self.process_pending()
             self.ship_pending()
         try:
-            self.sink.flush()
+            flush = self.sink.flush
+            if "timeout" in inspect.signature(flush).parameters:  # a user's sink may not take it
+                flush(timeout=max(0.0, deadline - time.monotonic()))
+            else:
+                flush()
         except Exception:  # noqa: BLE001
             log.exception("monitoring: sink flush failed")
 

@@ -7,13 +7,22 @@ queues keep memory bounded meanwhile.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
 
-from collectors.instrumentation.spool import SpoolWriter, read_committed
+from collectors.instrumentation.spool import (
+    SpoolWriter,
+    delete_consumed,
+    parse_watermark,
+    read_committed,
+    spool_files,
+)
 from collectors.schema import TABLES
 
 log = logging.getLogger("collectors.instrumentation")
@@ -22,7 +31,7 @@ log = logging.getLogger("collectors.instrumentation")
 class Sink(Protocol):
     def write(self, table: str, rows: list[dict[str, Any]]) -> None: ...
     def tick(self) -> None: ...
-    def flush(self) -> None: ...
+    def flush(self, timeout: float | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -33,7 +42,7 @@ class NullSink:
     def tick(self) -> None:
         pass
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         pass
 
     def close(self) -> None:
@@ -83,12 +92,35 @@ class SupabaseWriteError(RuntimeError):
         self.transient = transient
 
 
-class SupabaseSink(NullSink):
-    """Upserts rows into Supabase tables; spools to disk while Supabase fails, then replays.
+def merged_parts(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows of a table that arrives in parts, one per key: each part's known values over the
+    earlier ones'. (One upsert may not touch a row twice, and a part must not blank a value.)"""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        k = tuple(row.get(c) for c in key)
+        if k in merged:
+            merged[k].update((c, v) for c, v in row.items() if v is not None)
+        else:
+            merged[k] = dict(row)
+    return list(merged.values())
 
-    Inserts use `Prefer: resolution=ignore-duplicates` on each table's natural key, so a batch
-    replayed after a crash is harmless. 401/403 (wrong key), 5xx, 429 and timeouts keep the rows
-    in the outbox spool; 413 splits the batch; other 4xx isolate and drop the offending rows.
+
+class SupabaseSink(NullSink):
+    """Upserts rows into Supabase from a sender thread; the disk outbox takes over whenever
+    Supabase is slow, failing or hanging, and is replayed once it answers again.
+
+    `write` never waits on the network: it hands the batch to the sender while the sender keeps
+    up (at most `queue_batches` waiting) and Supabase is not failing, and otherwise appends it
+    to the outbox on disk (fsynced). A hanging Supabase therefore only holds the sender, never
+    the pipeline, and nothing is dropped until the outbox reaches `max_bytes`.
+
+    Upserts are on each table's natural key, so a batch sent twice (a timeout after Supabase
+    committed it, a replay after a crash) is harmless: `resolution=ignore-duplicates`, except
+    for tables whose rows arrive in parts (a call's start, then its end), which merge
+    (`resolution=merge-duplicates`; the migration's trigger keeps every known value).
+    401/403 (wrong key), 5xx, 429 and timeouts keep the rows on disk; 413 splits the batch;
+    other 4xx isolate and drop the offending rows. Several processes may share one outbox
+    folder: each writes its own files, and one at a time (holding a lock file) replays them.
     """
 
     def __init__(
@@ -101,10 +133,12 @@ class SupabaseSink(NullSink):
         client: Any = None,
         max_bytes: int = 512 << 20,
         file_bytes: int = 8 << 20,
-        rotate_seconds: float = 60.0,
+        rotate_seconds: float = 10.0,
+        queue_batches: int = 4,
     ) -> None:
         self.url = url
         self.timeout = timeout
+        self.queue_batches = queue_batches
         self.outbox_dir = Path(outbox_dir)
         self.outbox = SpoolWriter(
             self.outbox_dir,
@@ -112,19 +146,35 @@ class SupabaseSink(NullSink):
             file_bytes=file_bytes,
             rotate_seconds=rotate_seconds,
         )
+        # Another process's file untouched this long is orphaned (its writer seals it within
+        # its rotation interval while it lives).
+        self.stale_after_s = max(60.0, 6 * rotate_seconds)
         self.rows_sent = 0
         self.rows_spooled = 0
         self.rows_rejected = 0
         self.last_error: str | None = None
+        self.failing_since: float | None = None  # wall time of the first failure in a row
         self._status = threading.local()
         self._down_until = 0.0
         self._backoff = 1.0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the queue and the up/down state; never held on I/O
+        self._send_lock = threading.Lock()  # one sender at a time: the thread, flush or close
+        self._queue: deque[tuple[str, list[dict[str, Any]]]] = deque()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._thread_pid = 0
+        self._replayer: Any = None  # the open lock file while this process replays the outbox
+        self._next_scan = 0.0  # when to look for rows other processes left on disk
         self._client = client if client is not None else self._make_client(url, api_key)
 
     @property
     def dropped(self) -> int:
         return self.outbox.dropped
+
+    @property
+    def up(self) -> bool:
+        return self.failing_since is None
 
     def _make_client(self, url: str, api_key: str) -> Any:
         import httpx  # lazy: only when this sink is used
@@ -150,14 +200,17 @@ class SupabaseSink(NullSink):
         from postgrest import APIError
         from postgrest.types import ReturnMethod
 
+        spec = TABLES[table]
+        if spec.arrives_in_parts:
+            rows = merged_parts(rows, spec.key)
         self._status.code = None
         try:
             (
                 self._client.table(table)
                 .upsert(
                     rows,
-                    on_conflict=",".join(TABLES[table].key),
-                    ignore_duplicates=True,
+                    on_conflict=",".join(spec.key),
+                    ignore_duplicates=not spec.arrives_in_parts,
                     returning=ReturnMethod.minimal,
                     default_to_null=True,
                 )
@@ -194,74 +247,218 @@ class SupabaseSink(NullSink):
                 self._send(table, rows[mid:])
                 return
             self.rows_rejected += 1
-            self.last_error = str(exc)
-            log.warning("monitoring: dropped one %s row Supabase will not accept: %s", table, exc)
-
-    def _mark_down(self, exc: Exception) -> None:
-        if self.last_error != str(exc):
+            self.last_error = str(exc)[:500]
             log.warning(
-                "monitoring: %s; spooling events to %s until it recovers", exc, self.outbox_dir
+                "monitoring: dropped one %s row Supabase will not accept: %s", table, exc.status
             )
-        self.last_error = str(exc)
-        self._down_until = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, 300.0)
+
+    # -- up and down ------------------------------------------------------------------------
+    def _mark_down(self, exc: Exception) -> None:
+        """Supabase failed: wait (with exponential backoff) before trying again, and move the
+        batches waiting for the sender to disk."""
+        with self._lock:
+            if self.failing_since is None:
+                log.warning(
+                    "monitoring: %s; writing events to %s until it recovers", exc, self.outbox_dir
+                )
+                self.failing_since = time.time()
+            self.last_error = str(exc)[:500]
+            self._down_until = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, 300.0)
+            waiting = list(self._queue)
+            self._queue.clear()
+        for table, rows in waiting:
+            self._spill(table, rows)
+
+    def _mark_up(self) -> None:
+        with self._lock:
+            if self.failing_since is not None:
+                log.info("monitoring: Supabase answers again")
+            self.failing_since = None
+            self._backoff = 1.0
+
+    def _spill(self, table: str, rows: list[dict[str, Any]]) -> None:
+        written = self.outbox.write(table, rows)
+        with self._lock:
+            self.rows_spooled += written
 
     # -- sink protocol ----------------------------------------------------------------------
     def write(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
         with self._lock:
-            if time.monotonic() >= self._down_until and not self._has_backlog(table):
+            hand_over = (
+                not self._closed
+                and time.monotonic() >= self._down_until
+                and len(self._queue) < self.queue_batches
+            )
+            if hand_over:
+                self._queue.append((table, rows))
+        if hand_over:
+            self._ensure_sender()
+            self._wake.set()
+        else:
+            self._spill(table, rows)
+
+    def _ensure_sender(self) -> None:
+        alive = self._thread is not None and self._thread.is_alive()
+        if alive and self._thread_pid == os.getpid():
+            return
+        with self._lock:  # started once per process (a forked worker starts its own)
+            if self._thread is not None and self._thread.is_alive():
+                if self._thread_pid == os.getpid():
+                    return
+            self._thread_pid = os.getpid()
+            self._thread = threading.Thread(
+                target=self._sender_loop, name="monitoring-supabase", daemon=True
+            )
+            self._thread.start()
+
+    def _sender_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self.deliver()
+            except Exception:  # noqa: BLE001 - the sender must outlive any one failure
+                log.exception("monitoring: sending to Supabase failed")
+
+    def deliver(self, timeout: float | None = None) -> int:
+        """Send the waiting batches, then (while Supabase answers) the outbox on disk.
+        Returns the rows sent; 0 when another caller is sending and `timeout` passes."""
+        if not self._send_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return 0
+        try:
+            sent = 0
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        break
+                    table, rows = self._queue.popleft()
                 try:
                     self._send(table, rows)
-                    self._backoff = 1.0
-                    return
                 except SupabaseWriteError as exc:
+                    self._spill(table, rows)
                     self._mark_down(exc)
-            self.rows_spooled += self.outbox.write(table, rows)
-
-    def _has_backlog(self, table: str) -> bool:
-        d = self.outbox_dir / table
-        return d.exists() and any(d.iterdir())
+                    return sent
+                sent += len(rows)
+                self._mark_up()
+            if time.monotonic() >= self._down_until and time.monotonic() >= self._next_scan:
+                sent += self._replay()
+            return sent
+        finally:
+            self._send_lock.release()
 
     def tick(self) -> None:
         self.outbox.tick()
-        if time.monotonic() >= self._down_until:
-            self.replay()
+        self._ensure_sender()
+        self._wake.set()
 
     def replay(self, max_rows: int = 50_000) -> int:
-        """Send spooled rows in order; stops at the first transient failure."""
+        """Send the rows waiting on disk now, in order; stops at the first failure."""
+        with self._send_lock:
+            return self._replay(max_rows)
+
+    def _holds_replay_lock(self) -> bool:
+        if self._replayer is not None:
+            return True
+        fh = open(self.outbox_dir / ".replay.lock", "a")  # noqa: SIM115 - held while we live
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        self._replayer = fh
+        return True
+
+    def _replay(self, max_rows: int = 50_000) -> int:
+        self._next_scan = time.monotonic() + 5.0  # rows other processes spilled: look again
+        if not self._holds_replay_lock():
+            return 0  # another process replays this outbox
+        self.outbox.close()  # seal this process's open files so they can be read to the end
         sent = 0
-        with self._lock:
-            self.outbox.close()  # seal open files so they can be read to the end
-            for table_dir in sorted(p for p in self.outbox_dir.iterdir() if p.is_dir()):
-                table = table_dir.name
-                if table not in TABLES:
-                    continue
-                state = table_dir / ".position"
-                position = state.read_text().strip() if state.exists() else None
-                for chunk in read_committed(table_dir, position, max_bytes=1 << 20, now=1e12):
-                    try:
-                        for i in range(0, len(chunk.rows), 500):
-                            self._send(table, chunk.rows[i : i + 500])
-                    except SupabaseWriteError as exc:
-                        self._mark_down(exc)
-                        return sent
-                    sent += len(chunk.rows)
-                    tmp = state.with_suffix(".tmp")
-                    tmp.write_text(chunk.watermark)
-                    tmp.replace(state)
-                    position = chunk.watermark
-                    if sent >= max_rows:
-                        return sent
-                # Every file was sealed under the lock and read to its end: all sent.
-                for p in table_dir.iterdir():
-                    p.unlink(missing_ok=True)
-            self._backoff = 1.0
+        for table_dir in sorted(p for p in self.outbox_dir.iterdir() if p.is_dir()):
+            table = table_dir.name
+            if table not in TABLES:
+                continue
+            state = table_dir / ".position"
+            position = state.read_text().strip() if state.exists() else None
+            for chunk in read_committed(
+                table_dir, position, max_bytes=1 << 20, stale_after_s=self.stale_after_s
+            ):
+                try:
+                    for i in range(0, len(chunk.rows), 500):
+                        self._send(table, chunk.rows[i : i + 500])
+                except SupabaseWriteError as exc:
+                    self._mark_down(exc)
+                    return sent
+                self._mark_up()
+                sent += len(chunk.rows)
+                tmp = state.with_suffix(".tmp")
+                tmp.write_text(chunk.watermark)
+                tmp.replace(state)
+                position = chunk.watermark
+                if sent >= max_rows:
+                    self._next_scan = 0.0  # more to do: carry on at the next wake-up
+                    return sent
+            _delete_sent(table_dir, position)
         if sent:
-            log.info("monitoring: replayed %d spooled rows to Supabase", sent)
+            log.info("monitoring: replayed %d rows from the outbox to Supabase", sent)
         return sent
 
-    def flush(self) -> None:
+    def pending_on_disk(self) -> bool:
+        """Rows in the outbox not yet sent (by this process or another)."""
+        for table_dir in (p for p in self.outbox_dir.iterdir() if p.is_dir()):
+            state = table_dir / ".position"
+            stem, offset = parse_watermark(state.read_text().strip() if state.exists() else None)
+            for f in spool_files(table_dir):
+                if f.stem > stem:
+                    return True
+                try:
+                    if f.stem == stem and f.path.stat().st_size > offset:
+                        return True
+                except FileNotFoundError:  # sealed (renamed) meanwhile: looked at next time
+                    return True
+        return False
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything waiting, in memory and on disk, unless Supabase is failing; at most
+        `timeout` seconds (three request timeouts by default)."""
+        deadline = time.monotonic() + (3 * self.timeout if timeout is None else timeout)
         self.outbox.tick()
+        while time.monotonic() < deadline:
+            self._next_scan = 0.0
+            self.deliver(timeout=max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                done = not self._queue
+            if time.monotonic() < self._down_until or (done and not self.pending_on_disk()):
+                return
+            time.sleep(0.05)  # files younger than the spool's grace second are read next time
 
     def close(self) -> None:
+        """Stop the sender; batches still waiting in memory go to disk for the next start."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.timeout + 1)
+        with self._lock:
+            waiting = list(self._queue)
+            self._queue.clear()
+        for table, rows in waiting:
+            self._spill(table, rows)
         self.outbox.close()
+        if self._replayer is not None:
+            self._replayer.close()  # releases the lock for the next process
+            self._replayer = None
+
+
+def _delete_sent(table_dir: Path, position: str | None) -> None:
+    """Delete outbox files wholly sent: sealed files before the position, and the position's
+    own file once sealed and read to its end."""
+    delete_consumed(table_dir, position)
+    stem, offset = parse_watermark(position)
+    for f in spool_files(table_dir):
+        if f.stem == stem and f.sealed and f.path.stat().st_size <= offset:
+            f.path.unlink(missing_ok=True)

@@ -27,7 +27,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from collectors.schema import TABLES
 from collectors.sources.base import Batch, SourceConfigError, TransientSourceError
-from collectors.sources.supabase_rest import Keyset, TableMapping, later, parse_keyset, sdk_mappings
+from collectors.sources.supabase_rest import (
+    DEFAULT_OVERLAP_S,
+    Keyset,
+    TableMapping,
+    later,
+    missing_cursor_error,
+    parse_keyset,
+    sdk_mappings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +121,7 @@ class SupabasePgSource:
         *,
         name: str = "supabase",
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        overlap_s: float = 0.0,
+        overlap_s: float = DEFAULT_OVERLAP_S,
         count_rows: bool = True,
         setting: str = "SUPABASE_DB_URL",
     ):
@@ -212,10 +220,7 @@ class SupabasePgSource:
             return
         for needed in (mapping.cursor_column, mapping.id_column):
             if needed not in types:
-                raise SourceConfigError(
-                    f"table {mapping.source_table} has no column {needed} to page on: set "
-                    "cursor_column/id_column for it in the config."
-                )
+                raise missing_cursor_error(mapping, needed, "The database's")
         lower, inclusive = committed, False
         if committed is not None and self.overlap:
             lower, inclusive = Keyset(committed.ts - self.overlap, committed.id), True

@@ -43,7 +43,15 @@ SDK_TABLES: tuple[str, ...] = (
 )
 
 DEFAULT_PAGE_SIZE = 1000  # Supabase's default "max rows"; larger pages would come back short
-DEFAULT_OVERLAP_S = 0.0
+# A row's created_at/updated_at is its transaction's start, not its commit: a row committed
+# after a collect passed its time would never be read. Each read starts this far before the
+# watermark. Two minutes covers PostgREST's requests (one short transaction each) with a wide
+# margin; rows read twice change nothing, since the warehouse upserts by natural key.
+DEFAULT_OVERLAP_S = 120.0
+# SDK tables are read by when a row last changed (the migration's trigger sets it), so a call
+# that ends after it was first read is read again.
+SDK_CURSOR = "updated_at"
+CHANGES_MIGRATION = "supabase/migrations/20261202000000_rows_that_change.sql"
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,20 @@ class TableMapping:
 
 
 def sdk_mappings(tables: tuple[str, ...] | list[str] = SDK_TABLES) -> list[TableMapping]:
-    return [TableMapping(t, t) for t in tables]
+    return [TableMapping(t, t, cursor_column=SDK_CURSOR) for t in tables]
+
+
+def missing_cursor_error(mapping: TableMapping, column: str, where: str) -> SourceConfigError:
+    """One sentence for a table without the column it is paged on."""
+    if not mapping.explicit and column == SDK_CURSOR:
+        return SourceConfigError(
+            f"{where} table {mapping.source_table} has no {SDK_CURSOR} column: apply "
+            f"{CHANGES_MIGRATION} to the Supabase project (supabase db push)."
+        )
+    return SourceConfigError(
+        f"{where} table {mapping.source_table} has no column {column} to page on: set "
+        "cursor_column/id_column in its [[supabase.mappings]] entry."
+    )
 
 
 # ---- watermarks: the last committed (cursor, id), as JSON ----------------------------------
@@ -247,10 +268,7 @@ class SupabaseRestSource:
             return None
         for needed in (mapping.cursor_column, mapping.id_column):
             if needed not in rows[0]:
-                raise SourceConfigError(
-                    f"Supabase table {mapping.source_table} has no column {needed} to page on: "
-                    "set cursor_column/id_column in its [[supabase.mappings]] entry."
-                )
+                raise missing_cursor_error(mapping, needed, "Supabase")
         return ",".join(c for c in mapping.source_columns() if c in rows[0])
 
     def _query(
@@ -290,6 +308,8 @@ class SupabaseRestSource:
             if code in ("PGRST205", "42P01", "PGRST106"):
                 raise _MissingTable(mapping.source_table) from None
             if code in ("42703", "PGRST204", "PGRST100"):
+                if not mapping.explicit and SDK_CURSOR in str(exc.message):
+                    raise missing_cursor_error(mapping, SDK_CURSOR, "Supabase") from None
                 raise SourceConfigError(
                     f"Supabase table {mapping.source_table} lacks a column the mapping names "
                     f"({exc.message}): fix the column names under its [[supabase.mappings]] entry."

@@ -149,14 +149,15 @@ def fresh_database(with_sdk_tables: bool = True) -> str:
 
 
 def insert_requests(dsn: str, n: int, *, start: str = "2026-01-01", step: str = "1 second") -> None:
-    """n generated rows in `requests` (generate_series), created_at in id order."""
+    """n generated rows in `requests` (generate_series), created_at = updated_at in id order,
+    as if written over time."""
     with psycopg.connect(dsn, autocommit=True) as con:
         con.execute(
             """
-            INSERT INTO requests (id, created_at, request_id, started_at, route, method, status_code,
+            INSERT INTO requests (id, created_at, updated_at, request_id, started_at, route, method, status_code,
                                   duration_ms, release, service, user_id, ip, call_id)
             OVERRIDING SYSTEM VALUE
-            SELECT g, ts, 'r' || g, ts - interval '5 ms',
+            SELECT g, ts, ts, 'r' || g, ts - interval '5 ms',
                    (ARRAY['/v1/agent/turn','/v1/stt/stream','/v1/tts/synthesize','/healthz'])[1 + g %% 4],
                    CASE WHEN g %% 7 = 0 THEN 'POST' ELSE 'GET' END,
                    CASE WHEN g %% 100 = 0 THEN 500 WHEN g %% 29 = 0 THEN 404 ELSE 200 END,

@@ -10,6 +10,14 @@ look exactly like Supabase's. `GET /auth/v1/health` answers like GoTrue.
 Faults for tests: `stub.inject("status", code=503, headers={...})`, `inject("close")` (drop the
 connection without answering), `inject("cut")` (send headers and half the body, then close),
 `inject("delay", seconds=2)`. Each injected fault applies to one request, in order.
+
+Writes: `POST /rest/v1/<table>` with a JSON array (or object) body, `on_conflict` and `columns`
+parameters and `Prefer: resolution=ignore-duplicates|merge-duplicates, return=minimal`, as
+supabase-py's `upsert` sends them. Like PostgREST, the rows are read with
+json_populate_recordset into the table's row type (a missing key is NULL) and inserted in one
+statement, `ON CONFLICT (...) DO NOTHING` or `DO UPDATE SET col = EXCLUDED.col` for the given
+columns; the statement runs as `service_role`, so the table's triggers and policies apply.
+`hold()` makes every write wait until `release()`: a Supabase that accepts and never answers.
 """
 
 from __future__ import annotations
@@ -122,6 +130,9 @@ class PostgrestStub:
         self.requests: list[str] = []
         self._local = threading.local()
         self._columns: dict[tuple[str, str], set[str]] = {}
+        self.writes = 0
+        self._released = threading.Event()
+        self._released.set()
         stub = self
 
         class Handler(_Handler):
@@ -142,6 +153,51 @@ class PostgrestStub:
 
     def inject(self, kind: str, **kw: Any) -> None:
         self.faults.append({"kind": kind, **kw})
+
+    def hold(self) -> None:
+        """Every write from now on waits, unanswered, until release()."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def write(self, schema: str, table: str, params: dict[str, str], prefer: str, body: Any):
+        rows = body if isinstance(body, list) else [body]
+        columns = self.columns(schema, table)
+        wanted = params.get("columns")
+        names = (
+            [c.strip('"') for c in wanted.split(",")]
+            if wanted
+            else sorted({k for r in rows for k in r})
+        )
+        for name in names:
+            if name not in columns:
+                raise QueryError(
+                    400, "PGRST204", f"Could not find the '{name}' column of '{table}'"
+                )
+        target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        cols = sql.SQL(", ").join(map(sql.Identifier, names))
+        conflict = sql.SQL("")
+        keys = [k for k in params.get("on_conflict", "").split(",") if k]
+        if keys:
+            key_sql = sql.SQL(", ").join(map(sql.Identifier, keys))
+            if "resolution=merge-duplicates" in prefer:
+                sets = sql.SQL(", ").join(
+                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                    for c in names
+                    if c not in keys
+                )
+                conflict = sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(key_sql, sets)
+            elif "resolution=ignore-duplicates" in prefer:
+                conflict = sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(key_sql)
+        query = sql.SQL(
+            "INSERT INTO {} ({}) SELECT {} FROM json_populate_recordset(NULL::{}, %s::json){}"
+        ).format(target, cols, cols, target, conflict)
+        con = self.connection()
+        with con.transaction():
+            con.execute("SET LOCAL ROLE service_role")
+            con.execute(query, [json.dumps(rows)])
+        self.writes += 1
 
     def connection(self) -> psycopg.Connection:
         con = getattr(self._local, "con", None)
@@ -282,6 +338,40 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:
         self.do_GET()
+
+    def do_POST(self) -> None:
+        owner = self.owner
+        parts = urlsplit(self.path)
+        owner.requests.append(f"POST {self.path}")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self._fault():
+            return
+        owner._released.wait()
+        if self.headers.get("apikey") != owner.api_key:
+            self._send(401, json.dumps({"message": "Invalid API key"}))
+            return
+        m = re.match(r"^/rest/v1/([A-Za-z0-9_]+)$", parts.path)
+        if not m:
+            self._send(404, json.dumps({"message": "no route"}))
+            return
+        schema = self.headers.get("Content-Profile") or owner.schema
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        try:
+            owner.write(
+                schema, m.group(1), params, self.headers.get("Prefer", ""), json.loads(body)
+            )
+        except QueryError as exc:
+            self._send(exc.status, json.dumps({"code": exc.code, "message": exc.message,
+                                               "details": None, "hint": None}))  # fmt: skip
+            return
+        except psycopg.Error as exc:
+            code = getattr(exc, "sqlstate", None) or "XX000"
+            # PostgREST: 23505 -> 409, other integrity and data errors -> 400, the rest -> 500
+            status = 409 if code == "23505" else 400 if code.startswith(("22", "23", "42")) else 500
+            self._send(status, json.dumps({"code": code, "message": str(exc).splitlines()[0],
+                                           "details": None, "hint": None}))  # fmt: skip
+            return
+        self._send(201, b"")
 
     def do_GET(self) -> None:
         owner = self.owner

@@ -35,6 +35,7 @@ class InsertStub:
     def __init__(self, max_rows_per_request: int | None = None) -> None:
         self.rows: dict[str, dict[tuple, dict]] = {}
         self.requests: list[dict] = []
+        self.bodies: list = []
         self.faults: deque[tuple[str, float]] = deque()
         self.max_rows = max_rows_per_request
         self.experiments: list[dict] = []
@@ -91,6 +92,7 @@ class InsertStub:
                     if kind == "delay":
                         time.sleep(value)
                 rows = json.loads(body)
+                stub.bodies.append(rows)
                 if stub.max_rows is not None and len(rows) > stub.max_rows:
                     return self._send(
                         413, b"<html>413 Request Entity Too Large</html>", "text/html"
@@ -157,15 +159,41 @@ def sink_for(stub, tmp_path, **kw) -> SupabaseSink:
     return SupabaseSink(stub.url, "service-key", tmp_path / "outbox", **kw)
 
 
+def delivered(sink: SupabaseSink, stub, table: str, n: int, timeout: float = 10) -> bool:
+    """Wait until `n` rows of `table` reached the server (files on disk are replayed once
+    they are a second old: the spool's guard against writers that stamped a name earlier)."""
+    deadline = time.monotonic() + timeout
+    while stub.count(table) < n and time.monotonic() < deadline:
+        sink._down_until = 0  # as after the backoff
+        sink.flush(timeout=1)
+    return stub.count(table) == n
+
+
 def test_rows_are_upserted_with_the_postgrest_insert_format(stub, tmp_path):
     sink = sink_for(stub, tmp_path)
     sink.write("requests", rows(3))
     sink.write("requests", rows(3))  # a replayed batch changes nothing
-    assert stub.count("requests") == 3
+    sink.flush()
+    assert stub.count("requests") == 3 and sink.rows_sent == 6 and sink.up
     req = stub.requests[0]
     assert req["apikey"] == "service-key"
     assert "resolution=ignore-duplicates" in req["prefer"] and "return=minimal" in req["prefer"]
     assert req["params"]["on_conflict"] == "request_id"
+    sink.close()
+
+
+def test_calls_merge_their_parts_and_send_one_row_per_call(stub, tmp_path):
+    """A call's start and end in one batch: PostgreSQL refuses an upsert that touches one row
+    twice, so the sink merges them; calls upsert with merge-duplicates."""
+    sink = sink_for(stub, tmp_path)
+    start = {"call_id": "c1", "started_at": "2026-01-01T00:00:00+00:00", "outcome": None}
+    end = {**start, "ended_at": "2026-01-01T00:01:00+00:00", "outcome": "resolved"}
+    sink.write("calls", [start, end, {**start, "call_id": "c2"}])
+    sink.flush()
+    req = next(r for r in stub.requests if r["table"] == "calls")
+    assert "resolution=merge-duplicates" in req["prefer"]
+    assert stub.bodies[-1] == [end, {**start, "call_id": "c2"}]
+    sink.close()
 
 
 @pytest.mark.parametrize(
@@ -175,13 +203,30 @@ def test_failures_spool_the_rows_and_replay_them_later(stub, tmp_path, fault):
     sink = sink_for(stub, tmp_path, timeout=0.5)
     stub.faults.append(fault)
     sink.write("requests", rows(5))
+    sink.flush()
     assert stub.count("requests") == 0 or fault[0] == "delay"  # a slow server may still commit
-    assert sink.rows_spooled == 5 and sink.last_error
-    sink.write("requests", rows(8, 5))  # while the backlog exists new rows queue behind it
+    assert sink.rows_spooled == 5 and sink.last_error and not sink.up
+    sink.write("requests", rows(8, 5))  # while Supabase is failing, new rows go to disk too
     assert sink.rows_spooled == 8
-    assert sink.replay() == 8
-    assert stub.count("requests") == 8
-    assert not any((tmp_path / "outbox" / "requests").iterdir())  # the outbox is emptied
+    assert delivered(sink, stub, "requests", 8)
+    assert sink.up
+    assert not sink.pending_on_disk()
+    assert not list((tmp_path / "outbox" / "requests").glob("*.jsonl"))  # the outbox is emptied
+    sink.close()
+
+
+def test_a_hanging_supabase_holds_only_the_sender_and_loses_nothing(stub, tmp_path):
+    """Supabase accepts the connection and does not answer: writes return at once (the
+    batches go to disk), and everything arrives once it answers again."""
+    sink = sink_for(stub, tmp_path, timeout=2.0)
+    stub.faults.append(("delay", 3.0))
+    started = time.monotonic()
+    for i in range(0, 2000, 100):
+        sink.write("requests", rows(i + 100, i))
+    assert time.monotonic() - started < 1.0  # never waited for the network
+    assert delivered(sink, stub, "requests", 2000, timeout=20)
+    assert sink.dropped == 0 and sink.rows_rejected == 0
+    sink.close()
 
 
 def test_413_splits_the_batch_until_it_fits(tmp_path):
@@ -189,8 +234,10 @@ def test_413_splits_the_batch_until_it_fits(tmp_path):
     try:
         sink = sink_for(stub, tmp_path)
         sink.write("requests", rows(300))
+        sink.flush()
         assert stub.count("requests") == 300
         assert sink.rows_spooled == 0 and sink.rows_rejected == 0
+        sink.close()
     finally:
         stub.close()
 
@@ -200,8 +247,10 @@ def test_a_row_supabase_refuses_is_isolated_and_dropped_alone(stub, tmp_path):
     batch = rows(10)
     batch[6]["route"] = "/poison"
     sink.write("requests", batch)
+    sink.flush()
     assert stub.count("requests") == 9
     assert sink.rows_rejected == 1
+    sink.close()
 
 
 def test_unreachable_supabase_loses_nothing_up_to_the_spool_limit(tmp_path):
@@ -212,8 +261,8 @@ def test_unreachable_supabase_loses_nothing_up_to_the_spool_limit(tmp_path):
         f"http://127.0.0.1:{port}", "k", tmp_path / "outbox", timeout=0.5, max_bytes=20_000
     )
     for i in range(0, 400, 50):
-        sink._down_until = 0  # try the network every time, as after each backoff
         sink.write("requests", rows(i + 50, i))
+        sink.flush(timeout=1)
     assert sink.rows_spooled + sink.dropped == 400
     assert 0 < sink.rows_spooled < 400  # the 20 kB spool limit bounds the disk
     kept = sink.rows_spooled
@@ -224,11 +273,25 @@ def test_unreachable_supabase_loses_nothing_up_to_the_spool_limit(tmp_path):
     stub.server = ThreadingHTTPServer(("127.0.0.1", port), stub.server.RequestHandlerClass)
     threading.Thread(target=stub.server.serve_forever, daemon=True).start()
     try:
-        assert sink.replay() == kept
-        assert stub.count("requests") == kept
+        assert delivered(sink, stub, "requests", kept)
         assert sorted(stub.rows["requests"])[0] == ("r0",)
     finally:
+        sink.close()
         stub.close()
+
+
+def test_rows_left_on_disk_by_a_stopped_agent_are_sent_by_the_next_one(stub, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    first = SupabaseSink(f"http://127.0.0.1:{port}", "k", tmp_path / "outbox", timeout=0.5)
+    first.write("requests", rows(30))
+    first.flush(timeout=1)
+    first.close()
+    assert first.rows_spooled == 30
+    second = sink_for(stub, tmp_path)  # the restarted agent, same outbox folder
+    assert delivered(second, stub, "requests", 30)
+    second.close()
 
 
 def test_a_fastapi_app_ships_to_supabase_through_configure_monitoring(stub, tmp_path, monkeypatch):
@@ -261,8 +324,7 @@ def test_a_fastapi_app_ships_to_supabase_through_configure_monitoring(stub, tmp_
     assert sink["sink"] == "SupabaseSink"
     from collectors.instrumentation.runtime import state
 
-    state.pipeline.sink.replay()
-    assert stub.count("requests") == 15
+    assert delivered(state.pipeline.sink, stub, "requests", 15)
     assert {r["route"] for r in stub.rows["requests"].values()} == {"/turns/{turn_id}"}
 
 
@@ -330,7 +392,7 @@ def test_migration_creates_the_tables_with_service_role_only():
                     [name],
                 )
             }
-            assert set(TABLES[name].column_names) | {"id", "created_at"} == cols
+            assert set(TABLES[name].column_names) | {"id", "created_at", "updated_at"} == cols
         con.execute("SET ROLE service_role")
         con.execute(
             "INSERT INTO requests (request_id, started_at, route, method, status_code, "
