@@ -108,9 +108,46 @@ def _finish_run(con: duckdb.DuckDBPyConnection, s: RunSummary) -> None:
 
 
 def _reject_json(row: Mapping[str, Any]) -> str:
-    text = json.dumps(row, default=str, ensure_ascii=False)
-    if len(text) > MAX_REJECT_ROW_CHARS:
-        text = text[:MAX_REJECT_ROW_CHARS] + "…(truncated)"
+    """The rejected row as valid JSON of about MAX_REJECT_ROW_CHARS at most: long values are
+    shortened inside the row (cutting the JSON text would leave it unparseable), and NaN or
+    infinity, which JSON cannot spell, are stored as the strings 'nan', 'inf'."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and (value != value or abs(value) == float("inf")):
+            return repr(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+            return f"<an integer of {value.bit_length()} bits>"  # str() of a huge int raises
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        try:  # nested objects (a spool line's dicts) kept as they were, when they are JSON
+            json.dumps(value, allow_nan=False)
+            return value
+        except (TypeError, ValueError):
+            return str(value)
+
+    def cut(value: Any, limit: int) -> Any:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if len(text) <= limit:
+            return value
+        return f"{text[:limit]}…(+{len(text) - limit} chars)"
+
+    def dumps(values: Mapping[str, Any]) -> str:
+        return json.dumps(values, ensure_ascii=False, allow_nan=False)
+
+    values = {cut(str(k), 100): plain(v) for k, v in row.items()}
+    text, limit = dumps(values), MAX_REJECT_ROW_CHARS
+    while len(text) > MAX_REJECT_ROW_CHARS and limit > 16:  # halve the longest values' share
+        limit //= 2
+        text = dumps({k: cut(v, limit) for k, v in values.items()})
+    if len(text) > MAX_REJECT_ROW_CHARS:  # too many fields: keep the first ones that fit
+        kept: dict[str, Any] = {}
+        for k, v in values.items():
+            kept[k] = cut(v, limit)
+            if len(dumps(kept)) > MAX_REJECT_ROW_CHARS - 40:
+                del kept[k]
+                break
+        kept["…"] = f"{len(values) - len(kept)} more fields"
+        text = dumps(kept)
     return text
 
 

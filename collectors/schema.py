@@ -3,7 +3,9 @@
 Every timestamp is stored as a naive TIMESTAMP holding UTC (measured: DuckDB groups naive
 timestamps about 2.5 times faster than TIMESTAMPTZ; see reference/perf_anchors.md). The run
 engine only accepts time zone-aware input and converts it to UTC before storing it.
-Units are part of column names (`_ms`, `_pct`, `_s`).
+Units are part of column names (`_ms`, `_pct`, `_s`), and a unit bounds its values: `_ms`
+and `_s` are never negative, `_pct` lies within 0..100. A value outside its column's allowed set
+or range is a broken value: the engine rejects its row with a reason, it never clamps.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ class Column:
     type: str  # a DuckDB type: VARCHAR, BIGINT, INTEGER, DOUBLE, BOOLEAN, TIMESTAMP
     required: bool = False
     max_length: int | None = None  # for VARCHAR; longer values are rejected, never truncated
+    # Checked by both validation paths (collectors/validate.py); rows outside are rejected.
+    allowed: tuple[str, ...] | None = None  # for VARCHAR: the only values (case-sensitive)
+    low: float | None = None  # for numbers: inclusive bounds
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,39 @@ class Table:
         raise KeyError(name)
 
 
-def _c(name: str, type_: str = "VARCHAR", required: bool = False, max_length: int | None = None):
+NUMBER_TYPES = ("INTEGER", "BIGINT", "DOUBLE")
+
+# Closed vocabularies. OUTCOMES is analysis.vocabulary.OUTCOMES (a test keeps them equal; the
+# SDK's install does not bring `analysis`). Probe states are Uptime Kuma's four plus the SDK's
+# own checks' `degraded` (up but over a threshold; collectors/instrumentation/checks.py).
+OUTCOMES = ("resolved", "escalated", "abandoned", "failed")
+ERROR_SEVERITIES = ("debug", "info", "warning", "error", "critical")
+PROBE_STATUSES = ("up", "pending", "down", "maintenance", "degraded")
+
+
+def _unit_bounds(name: str) -> tuple[float | None, float | None]:
+    if name.endswith("_pct"):
+        return 0.0, 100.0
+    if name.endswith(("_ms", "_s")):
+        return 0.0, None  # a duration or latency
+    return None, None
+
+
+def _c(
+    name: str,
+    type_: str = "VARCHAR",
+    required: bool = False,
+    max_length: int | None = None,
+    *,
+    allowed: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+):
     if type_ == "VARCHAR" and max_length is None:
         max_length = 512
-    return Column(name, type_, required, max_length)
+    if type_ in NUMBER_TYPES and low is None and high is None:
+        low, high = _unit_bounds(name)
+    return Column(name, type_, required, max_length, allowed, low, high)
 
 
 def _text(name: str, max_length: int = 8192, required: bool = False) -> Column:
@@ -63,7 +98,7 @@ TABLES: dict[str, Table] = {
                 _c("started_at", TS, required=True),
                 _c("route", required=True),  # the route template, never the raw URL
                 _c("method", required=True),
-                _c("status_code", "INTEGER", required=True),
+                _c("status_code", "INTEGER", required=True, low=100, high=599),
                 _c("duration_ms", "DOUBLE", required=True),
                 _c("release"),
                 _c("service"),
@@ -84,7 +119,7 @@ TABLES: dict[str, Table] = {
                 _text("message", 4096),
                 _text("stack_trace", 65536),
                 _c("fingerprint"),
-                _c("severity"),  # debug|info|warning|error|critical
+                _c("severity", allowed=ERROR_SEVERITIES),
                 _c("route"),
                 _c("method"),
                 _c("release"),
@@ -145,7 +180,7 @@ TABLES: dict[str, Table] = {
                 _c("started_at", TS, required=True),
                 _c("ended_at", TS),
                 _c("duration_s", "DOUBLE"),
-                _c("outcome"),  # resolved|escalated|abandoned|failed
+                _c("outcome", allowed=OUTCOMES),
                 _c("turns", "INTEGER"),
                 _c("interruptions", "INTEGER"),
                 _c("release"),
@@ -170,7 +205,7 @@ TABLES: dict[str, Table] = {
                 _c("packet_loss_pct", "DOUBLE"),
                 _c("audio_level", "DOUBLE"),
                 _c("noise_level", "DOUBLE"),
-                _c("mos_reported", "DOUBLE"),
+                _c("mos_reported", "DOUBLE", low=1, high=5),  # MOS is on a 1..5 scale
                 _c("codec"),
                 _c("region"),
                 _c("network"),
@@ -185,7 +220,7 @@ TABLES: dict[str, Table] = {
             (
                 _c("feedback_id", required=True),
                 _c("submitted_at", TS, required=True),
-                _c("rating", "INTEGER"),  # 1..5
+                _c("rating", "INTEGER", low=1, high=5),
                 _c("category"),
                 _text("comment", 4096),
                 _c("user_id"),
@@ -268,7 +303,7 @@ TABLES: dict[str, Table] = {
                 _c("target", required=True),
                 _c("checked_at", TS, required=True),
                 _c("kind"),  # http|supabase|livekit|railway|host|custom
-                _c("status", required=True),  # up|pending|down|maintenance
+                _c("status", required=True, allowed=PROBE_STATUSES),
                 _c("latency_ms", "DOUBLE"),
                 _c("status_code", "INTEGER"),
                 _text("error", 2048),
@@ -286,7 +321,7 @@ TABLES: dict[str, Table] = {
                 _c("service"),
                 _c("environment"),
                 _c("release"),
-                _c("status"),  # as reported; unknown statuses are kept
+                _c("status"),  # as reported, no allowed set: a status new to us is kept
                 _c("is_rollback", "BOOLEAN"),
                 _c("commit_sha"),
                 _text("message", 2048),

@@ -3,8 +3,11 @@
 Two paths with the same rules. Lists of dicts (REST pages, spool lines) are checked row by row;
 Arrow tables (the demo, Postgres COPY) are checked column-wise with pyarrow.compute, which keeps a
 30-day backfill inside its time budget. Rules: required and key columns present; values of the
-column's type; timestamps carry a time zone and are not in the future; strings within their
-length limit. Anything else is kept.
+column's type; numbers finite (NaN is a broken value: a source that did not measure sends null);
+numbers within the column's bounds and text within its allowed set (collectors/schema.py);
+timestamps carry a time zone and lie between EARLIEST and a little past now; strings within their
+length limit. Each broken value rejects only its row, with a reason naming the column and the
+value. Anything else is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from collectors.schema import Column, Table
 
 # A source's clock may run a little ahead of ours; beyond this a timestamp is "in the future".
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# Earlier timestamps are placeholders or broken clocks (the Unix epoch, 0001-01-01, a device
+# that lost its time), not events of a service monitored today.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+# A reason shows at most this much of the offending value (the row itself is in rejects).
+SHOWN_VALUE_CHARS = 60
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -34,6 +42,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "BOOLEAN": pa.bool_(),
     "TIMESTAMP": pa.timestamp("us"),
 }
+UTC_US = pa.timestamp("us", tz="UTC")
 
 
 @dataclass
@@ -56,6 +65,35 @@ def _must(spec: Table, column: Column) -> bool:
     return column.required or column.name in spec.key
 
 
+def shown(value: Any) -> str:
+    """A value as a reason shows it: repr-like (quoted text, nan, inf), at most 60 characters."""
+    if isinstance(value, datetime):
+        text = repr(value.isoformat())
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        text = f"<an integer of {value.bit_length()} bits>"  # repr would be huge (or raise)
+    else:
+        text = repr(value)
+    if len(text) > SHOWN_VALUE_CHARS:
+        text = text[: SHOWN_VALUE_CHARS - 1] + "…"
+    return text
+
+
+def _reason(name: str, problem: str, value: Any) -> str:
+    return f"{name} {problem}" if value is None else f"{name} {problem}: {shown(value)}"
+
+
+def _bounds_text(column: Column) -> str:
+    if column.low is not None and column.high is not None:
+        return f"is outside {column.low:g}..{column.high:g}"
+    if column.low is not None:
+        return f"is below {column.low:g}"
+    return f"is above {column.high:g}"
+
+
+def _allowed_text(column: Column) -> str:
+    return f"is not one of {'|'.join(column.allowed or ())}"
+
+
 # ---- row by row -------------------------------------------------------------------------------
 
 
@@ -69,10 +107,22 @@ def _timestamp(value: Any, now: datetime) -> datetime:
         raise ValueError(f"is a {type(value).__name__}, not a timestamp")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("is a naive timestamp (no time zone)")
-    utc = value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01 with a positive offset
+        raise ValueError(f"is before {EARLIEST.date()}") from None
     if utc > now + FUTURE_TOLERANCE:
-        raise ValueError(f"is in the future ({utc.isoformat()})")
+        raise ValueError("is in the future")
+    if utc < EARLIEST:
+        raise ValueError(f"is before {EARLIEST.date()}")
     return utc.replace(tzinfo=None)
+
+
+def _in_bounds(column: Column, value: float) -> None:
+    if (column.low is not None and value < column.low) or (
+        column.high is not None and value > column.high
+    ):
+        raise ValueError(_bounds_text(column))
 
 
 def _coerce(column: Column, value: Any, now: datetime) -> Any:
@@ -88,6 +138,8 @@ def _coerce(column: Column, value: Any, now: datetime) -> Any:
             raise ValueError(f"is a {type(value).__name__}, not text")
         if column.max_length is not None and len(value) > column.max_length:
             raise ValueError(f"is longer than {column.max_length} characters ({len(value)})")
+        if column.allowed is not None and value not in column.allowed:
+            raise ValueError(_allowed_text(column))
         return value
     if kind in ("INTEGER", "BIGINT"):
         if isinstance(value, float) and value.is_integer():
@@ -97,6 +149,7 @@ def _coerce(column: Column, value: Any, now: datetime) -> Any:
         low, high = INT32 if kind == "INTEGER" else INT64
         if not low <= value <= high:
             raise ValueError(f"is out of range for a {32 if kind == 'INTEGER' else 64}-bit integer")
+        _in_bounds(column, value)
         return value
     if kind == "DOUBLE":
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -105,8 +158,9 @@ def _coerce(column: Column, value: Any, now: datetime) -> Any:
             value = float(value)  # an int beyond a double's range raises OverflowError
         except OverflowError:
             raise ValueError("is too large for a number column") from None
-        if math.isinf(value):
+        if not math.isfinite(value):
             raise ValueError("is not a finite number")
+        _in_bounds(column, value)
         return value
     if kind == "BOOLEAN":
         if not isinstance(value, bool):
@@ -128,7 +182,7 @@ def _validate_rows(spec: Table, rows: Sequence[Mapping[str, Any]], now: datetime
         clean: dict[str, Any] = {}
         for column in spec.columns:
             value = row.get(column.name)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+            if value is None:  # NaN is not "missing": it is a broken number, rejected below
                 if _must(spec, column):
                     problems.append(f"{column.name} is missing")
                 clean[column.name] = None
@@ -136,7 +190,7 @@ def _validate_rows(spec: Table, rows: Sequence[Mapping[str, Any]], now: datetime
             try:
                 clean[column.name] = _coerce(column, value, now)
             except ValueError as exc:
-                problems.append(f"{column.name} {exc}")
+                problems.append(_reason(column.name, str(exc), value))
         if problems:
             rejected.append(Rejected(row, "; ".join(problems)))
             continue
@@ -148,39 +202,64 @@ def _validate_rows(spec: Table, rows: Sequence[Mapping[str, Any]], now: datetime
 
 # ---- column-wise ------------------------------------------------------------------------------
 
+# (rows flagged, column name, problem); the reason adds each flagged row's own value.
+Problem = tuple[pa.Array, str, str]
+
+
+def _flag(mask: pa.Array) -> pa.Array:
+    return pc.fill_null(mask, False)
+
 
 def _arrow_column(spec: Table, column: Column, data: pa.Table, now: datetime, problems: list):
-    """Return the column cast to its warehouse type, appending (mask, reason) problems."""
+    """Return the column cast to its warehouse type, appending (mask, column, problem)s."""
+    name = column.name
     target = ARROW_TYPES[column.type]
-    if column.name not in data.column_names:
+    if name not in data.column_names:
         if _must(spec, column):
-            problems.append((pa.array([True] * data.num_rows), f"{column.name} is missing"))
+            problems.append((pa.array([True] * data.num_rows), name, "is missing"))
         return pa.nulls(data.num_rows, target)
-    values = data.column(column.name)
+    values = data.column(name)
     if _must(spec, column):
-        problems.append((pc.is_null(values), f"{column.name} is missing"))
+        problems.append((pc.is_null(values), name, "is missing"))
     if column.type == "TIMESTAMP":
+        # Anything but aware timestamps (naive ones, or text such as Postgres' 'infinity')
+        # is judged row by row, where each value gets its own reason.
         if not pa.types.is_timestamp(values.type) or values.type.tz is None:
-            raise TypeError(f"{column.name} is not a time zone-aware timestamp column")
-        values = pc.cast(values, pa.timestamp("us", tz="UTC"))
-        limit = pa.scalar(now + FUTURE_TOLERANCE, pa.timestamp("us", tz="UTC"))
-        future = pc.fill_null(pc.greater(values, limit), False)
-        problems.append((future, f"{column.name} is in the future"))
-        return pc.cast(values, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+            raise TypeError(f"{name} is not a time zone-aware timestamp column")
+        values = pc.cast(values, UTC_US)
+        late = pa.scalar(now + FUTURE_TOLERANCE, UTC_US)
+        problems.append((_flag(pc.greater(values, late)), name, "is in the future"))
+        early = pa.scalar(EARLIEST, UTC_US)
+        problems.append((_flag(pc.less(values, early)), name, f"is before {EARLIEST.date()}"))
+        return values.cast(pa.timestamp("us"))
     values = pc.cast(values, target)  # raises on a lossy cast: the caller falls back to rows
-    if column.type == "VARCHAR" and column.max_length is not None:
-        too_long = pc.fill_null(pc.greater(pc.utf8_length(values), column.max_length), False)
-        problems.append((too_long, f"{column.name} is longer than {column.max_length} characters"))
+    if column.type == "VARCHAR":
+        if column.max_length is not None:
+            too_long = _flag(pc.greater(pc.utf8_length(values), column.max_length))
+            problems.append((too_long, name, f"is longer than {column.max_length} characters"))
+        if column.allowed is not None:
+            known = pc.is_in(values, value_set=pa.array(column.allowed, pa.string()))
+            problems.append((_flag(pc.and_(pc.is_valid(values), pc.invert(known))), name,
+                             _allowed_text(column)))  # fmt: skip
+    finite = None
     if column.type == "DOUBLE":
-        # NaN means "not measured" (as in pandas): store NULL. Infinity is a broken value.
-        values = pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values)
-        bad = pc.fill_null(pc.is_inf(values), False)
-        problems.append((bad, f"{column.name} is not a finite number"))
+        finite = _flag(pc.is_finite(values))
+        problems.append((_flag(pc.and_(pc.is_valid(values), pc.invert(finite))), name,
+                         "is not a finite number"))  # fmt: skip
+    if column.low is not None or column.high is not None:
+        out = pa.array([False] * len(values))
+        if column.low is not None:
+            out = pc.or_(out, _flag(pc.less(values, column.low)))
+        if column.high is not None:
+            out = pc.or_(out, _flag(pc.greater(values, column.high)))
+        if finite is not None:  # a non-finite number already has its reason
+            out = pc.and_(out, finite)
+        problems.append((out, name, _bounds_text(column)))
     return values
 
 
 def _validate_arrow(spec: Table, data: pa.Table, now: datetime) -> Validated:
-    problems: list[tuple[pa.Array, str]] = []
+    problems: list[Problem] = []
     try:
         arrays = [_arrow_column(spec, c, data, now, problems) for c in spec.columns]
     except (TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -190,15 +269,16 @@ def _validate_arrow(spec: Table, data: pa.Table, now: datetime) -> Validated:
     if not problems:
         return Validated(table, [])
     bad = problems[0][0]
-    for mask, _ in problems[1:]:
+    for mask, _, _ in problems[1:]:
         bad = pc.or_(bad, mask)
     if not pc.any(bad).as_py():
         return Validated(table, [])
     rejected_rows = data.filter(bad).to_pylist()
-    masks = [(m.filter(bad).to_pylist(), reason) for m, reason in problems]
+    flagged = [(m.filter(bad).to_pylist(), name, problem) for m, name, problem in problems]
     rejected = []
     for i, row in enumerate(rejected_rows):
-        reasons = [reason for flags, reason in masks if flags[i]]
+        reasons = [_reason(name, problem, row.get(name)) for flags, name, problem in flagged
+                   if flags[i]]  # fmt: skip
         rejected.append(Rejected(row, "; ".join(reasons)))
     return Validated(table.filter(pc.invert(bad)), rejected)
 
@@ -211,5 +291,6 @@ def validate(spec: Table, records: Any, now: datetime | None = None) -> Validate
     if isinstance(records, pa.Table):
         return _validate_arrow(spec, records, now)
     if hasattr(records, "to_dict") and hasattr(records, "columns"):  # a pandas DataFrame
-        records = records.to_dict("records")
+        # pandas cannot hold a null in a float column: there NaN (and NaT) mean "missing".
+        records = records.astype(object).where(records.notna(), None).to_dict("records")
     return _validate_rows(spec, list(records), now)
