@@ -47,6 +47,9 @@ class Session:
         return user_experience_monitor.end_session(self.session_id, outcome=outcome) or self
 
     def row(self) -> dict[str, Any]:
+        # An open session's turns and interruptions are not known yet: NULL, so that its start
+        # row, arriving after its end row (another batch, a retry), never blanks the counts.
+        ended = self.ended_at is not None
         return {
             "call_id": self.session_id,
             "caller_id": self.user_id,
@@ -54,8 +57,8 @@ class Session:
             "ended_at": self.ended_at,
             "duration_s": self.duration_s,
             "outcome": self.outcome,
-            "turns": self.turns,
-            "interruptions": self.interruptions,
+            "turns": self.turns if ended else None,
+            "interruptions": self.interruptions if ended else None,
             "release": state.release,
             "experiment_key": self.experiment_key,
             "variant": self.variant,
