@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -43,6 +44,9 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "TIMESTAMP": pa.timestamp("us"),
 }
 UTC_US = pa.timestamp("us", tz="UTC")
+# The usual form of a timestamp given as text, which Arrow parses column-wise; other text goes
+# through Python's parser one value at a time (the row path's rules and reasons).
+AWARE_ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}:\d{2}|Z)$"
 
 
 @dataclass
@@ -97,7 +101,8 @@ def _allowed_text(column: Column) -> str:
 # ---- row by row -------------------------------------------------------------------------------
 
 
-def _timestamp(value: Any, now: datetime) -> datetime:
+def _parse_timestamp(value: Any) -> datetime:
+    """An aware UTC datetime from a datetime or ISO 8601 text, or ValueError with the problem."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
@@ -108,9 +113,13 @@ def _timestamp(value: Any, now: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("is a naive timestamp (no time zone)")
     try:
-        utc = value.astimezone(UTC)
+        return value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01 with a positive offset
         raise ValueError(f"is before {EARLIEST.date()}") from None
+
+
+def _timestamp(value: Any, now: datetime) -> datetime:
+    utc = _parse_timestamp(value)
     if utc > now + FUTURE_TOLERANCE:
         raise ValueError("is in the future")
     if utc < EARLIEST:
@@ -210,6 +219,33 @@ def _flag(mask: pa.Array) -> pa.Array:
     return pc.fill_null(mask, False)
 
 
+def _text_timestamps(values: pa.ChunkedArray, name: str, problems: list) -> pa.Array:
+    """Timestamps given as text (e.g. Postgres values Arrow's CSV reader could not read, such as
+    'infinity'), as aware UTC: the usual form parsed column-wise, the rest one by one."""
+    values = values.combine_chunks()
+    usual = _flag(pc.match_substring_regex(values, AWARE_ISO))
+    parsed = pc.cast(pc.if_else(usual, values, pa.scalar(None, pa.string())), UTC_US)
+    others = pc.indices_nonzero(pc.and_(pc.is_valid(values), pc.invert(usual))).to_numpy()
+    fixed: dict[int, datetime] = {}
+    failed: dict[str, list[int]] = {}
+    for i, text in zip(others, pc.take(values, others).to_pylist(), strict=True):
+        try:
+            fixed[int(i)] = _parse_timestamp(text)
+        except ValueError as exc:
+            failed.setdefault(str(exc), []).append(int(i))
+    if fixed:
+        mask = np.zeros(len(values), dtype=bool)
+        mask[list(fixed)] = True  # replace_with_mask fills masked slots in index order
+        parsed = pc.replace_with_mask(
+            parsed, pa.array(mask), pa.array(list(fixed.values()), UTC_US)
+        )
+    for problem, rows in failed.items():
+        mask = np.zeros(len(values), dtype=bool)
+        mask[rows] = True
+        problems.append((pa.array(mask), name, problem))
+    return parsed
+
+
 def _arrow_column(spec: Table, column: Column, data: pa.Table, now: datetime, problems: list):
     """Return the column cast to its warehouse type, appending (mask, column, problem)s."""
     name = column.name
@@ -222,16 +258,18 @@ def _arrow_column(spec: Table, column: Column, data: pa.Table, now: datetime, pr
     if _must(spec, column):
         problems.append((pc.is_null(values), name, "is missing"))
     if column.type == "TIMESTAMP":
-        # Anything but aware timestamps (naive ones, or text such as Postgres' 'infinity')
-        # is judged row by row, where each value gets its own reason.
-        if not pa.types.is_timestamp(values.type) or values.type.tz is None:
-            raise TypeError(f"{name} is not a time zone-aware timestamp column")
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            values = _text_timestamps(values, name, problems)
+        elif not pa.types.is_timestamp(values.type) or values.type.tz is None:
+            raise TypeError(f"{name} is not a time zone-aware timestamp column")  # -> rows
         values = pc.cast(values, UTC_US)
         late = pa.scalar(now + FUTURE_TOLERANCE, UTC_US)
         problems.append((_flag(pc.greater(values, late)), name, "is in the future"))
         early = pa.scalar(EARLIEST, UTC_US)
         problems.append((_flag(pc.less(values, early)), name, f"is before {EARLIEST.date()}"))
         return values.cast(pa.timestamp("us"))
+    if column.type != "VARCHAR" and pa.types.is_string(values.type):
+        raise TypeError(f"{name} is text, not {column.type}")  # as on rows: text is no number
     values = pc.cast(values, target)  # raises on a lossy cast: the caller falls back to rows
     if column.type == "VARCHAR":
         if column.max_length is not None:

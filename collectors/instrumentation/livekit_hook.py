@@ -21,6 +21,7 @@ Python fields are seconds; Node's newer fields end in `Ms` (milliseconds). Both 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -48,14 +49,15 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 def ms(obj: Any, name: str) -> float | None:
     """`name` in milliseconds: a `...Ms` field as is, a seconds field times 1000; negative
-    values (LiveKit's -1 for "no token") and missing ones give None."""
+    values (LiveKit's -1 for "no token"), NaN and missing ones give None (not measured), so
+    one unmeasured part never costs the turn its other parts."""
     camel = _CAMEL.get(name)
     v = _get(obj, camel) if camel else None
     factor = 1.0
     if v is None:
         v = _get(obj, name)
         factor = 1000.0
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
         return None
     return float(v) * factor
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -53,6 +54,9 @@ CASTS: dict[str, tuple[str, pa.DataType]] = {
     "TIMESTAMP": ("timestamp", pa.timestamp("us")),
 }
 TS_COL, ID_COL = "__cursor_ts", "__cursor_id"
+UTC_US = pa.timestamp("us", tz="UTC")
+# A naive UTC timestamp as Postgres writes it (DateStyle ISO) when it is in Arrow's range.
+PG_TIMESTAMP = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
 
 
 def check_conninfo(dsn: str, setting: str = "SUPABASE_DB_URL") -> dict[str, Any]:
@@ -287,8 +291,37 @@ def arrow_schema(mapping: TableMapping, types: dict[str, str]) -> dict[str, pa.D
 
 
 def parse_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
-    """Postgres CSV -> Arrow: unquoted empty is NULL, quoted empty is '', booleans t/f."""
-    table = pacsv.read_csv(
+    """Postgres CSV -> Arrow: unquoted empty is NULL, quoted empty is '', booleans t/f.
+
+    Timestamps come back aware (UTC). A chunk holding a timestamp Arrow cannot read
+    ('infinity', '-infinity', a BC date, a year past 9999) is read again with its timestamps
+    as text, so that each such value reaches the validator and is rejected with its row, not
+    the chunk (the engine parses ISO text column-wise). 'NaN' and 'Infinity' in a double
+    column are read as such and rejected there too. The cursor column must parse: a row
+    cannot be paged past without it."""
+    try:
+        table = _read_csv(data, types)
+    except pa.ArrowInvalid:
+        as_text = {
+            name: pa.string() if pa.types.is_timestamp(kind) and name != TS_COL else kind
+            for name, kind in types.items()
+        }
+        table = _read_csv(data, as_text)
+    for i, field in enumerate(table.schema):
+        if field.name == TS_COL:
+            continue
+        if pa.types.is_timestamp(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(UTC_US))
+        elif pa.types.is_timestamp(types[field.name]):  # read as text: say it is UTC
+            text = table.column(i)
+            usual = pc.match_substring_regex(text, PG_TIMESTAMP)
+            aware = pc.if_else(usual, pc.binary_join_element_wise(text, "+00:00", ""), text)
+            table = table.set_column(i, field.name, aware)
+    return table
+
+
+def _read_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    return pacsv.read_csv(
         io.BytesIO(data),
         read_options=pacsv.ReadOptions(column_names=list(types), block_size=1 << 24),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
@@ -301,9 +334,3 @@ def parse_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
             false_values=["f"],
         ),
     )
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type) and field.name != TS_COL:
-            table = table.set_column(
-                i, field.name, table.column(i).cast(pa.timestamp("us", tz="UTC"))
-            )
-    return table
