@@ -284,12 +284,13 @@ def _arrow_column(spec: Table, column: Column, data: pa.Table, now: datetime, pr
         finite = _flag(pc.is_finite(values))
         problems.append((_flag(pc.and_(pc.is_valid(values), pc.invert(finite))), name,
                          "is not a finite number"))  # fmt: skip
-    if column.low is not None or column.high is not None:
-        out = pa.array([False] * len(values))
-        if column.low is not None:
-            out = pc.or_(out, _flag(pc.less(values, column.low)))
-        if column.high is not None:
-            out = pc.or_(out, _flag(pc.greater(values, column.high)))
+    outside = []
+    if column.low is not None:
+        outside.append(_flag(pc.less(values, column.low)))
+    if column.high is not None:
+        outside.append(_flag(pc.greater(values, column.high)))
+    if outside:
+        out = outside[0] if len(outside) == 1 else pc.or_(*outside)
         if finite is not None:  # a non-finite number already has its reason
             out = pc.and_(out, finite)
         problems.append((out, name, _bounds_text(column)))
