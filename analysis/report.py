@@ -2,10 +2,11 @@
 
 The HTML needs no network: styles are inline and the chart is a static SVG drawn here (a
 forest plot of each row's relative change with its interval, the practical threshold marked).
-Every piece of text that comes from data (release names, routes, verdicts) goes through
-`html.escape`. The CSV neutralises spreadsheet formulas as the OWASP "CSV Injection" guidance
-says: a text cell starting with =, +, -, @, tab or carriage return is prefixed with a single
-quote; numbers are written as numbers.
+Both downloads follow analysis.untrusted: every text cell, and in the HTML every text, goes
+through `neutralise_cell` (visible characters only, no spreadsheet formula: a spreadsheet opens
+an HTML table too), and in the HTML then through `html.escape`. The report's own numbers never
+start a cell with a formula character: a negative sign is U+2212 and a positive one is left out.
+Numbers are written to the CSV as numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from analysis.benchmarks import BenchmarkComparison, BenchmarkRow, BenchmarkSettings, Slice
+from analysis.untrusted import neutralise_cell
 
 CSV_COLUMNS = (
     "baseline",
@@ -42,14 +44,6 @@ CSV_COLUMNS = (
 )
 REGRESSION = "Regression"
 IMPROVEMENT = "Improvement"
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet will not run as a formula (text only; numbers pass)."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 def slice_label(s: Slice) -> str:
@@ -150,20 +144,25 @@ tr.regression{background:#ffebe9}tr.improvement{background:#dafbe1}
 
 
 def _e(text: Any) -> str:
-    return html.escape("" if text is None else str(text), quote=True)
+    return html.escape(neutralise_cell("" if text is None else str(text)), quote=True)
+
+
+def _minus(number: str) -> str:
+    # U+2212 MINUS SIGN: typographically right, and not a formula character to a spreadsheet
+    return number.replace("-", "\u2212")
 
 
 def _num(x: float | None, digits: int = 3) -> str:
     if x is None:
         return "n/a"
-    return f"{x:,.{digits}g}" if abs(x) < 1e5 else f"{x:,.0f}"
+    return _minus(f"{x:,.{digits}g}" if abs(x) < 1e5 else f"{x:,.0f}")
 
 
 def _value(row: BenchmarkRow, x: float) -> str:
     if not math.isfinite(x):
         return "n/a"
     if row.unit == "%":
-        return f"{x * 100:.2f} %"
+        return _minus(f"{x * 100:.2f} %")
     return f"{_num(x)} {row.unit}".strip()
 
 
@@ -243,9 +242,9 @@ def _table(comp: BenchmarkComparison) -> str:
         c = row.comparison
         lo, hi = _relative_interval(row)
         rel = _finite(row.relative_change)
-        relative = "n/a" if rel is None else f"{rel * 100:+.1f} %"
+        relative = "n/a" if rel is None else _minus(f"{rel * 100:.1f} %")
         if lo is not None and hi is not None:
-            relative += f" ({lo * 100:+.1f} to {hi * 100:+.1f})"
+            relative += _minus(f" ({lo * 100:.1f} to {hi * 100:.1f})")
         marker = flag(row)
         klass = marker.lower()
         body.append(

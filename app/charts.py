@@ -1,11 +1,39 @@
-"""Plotly charts shared by pages. Every time chart carries deploy markers."""
+"""Plotly charts shared by pages. Every time chart carries deploy markers; every chart is shown
+through `show`, which escapes every text in it (app/safe_text.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import streamlit as st
 
 from app.safe_text import plotly_literal
+
+
+def _escaped(node: Any, key: str = "") -> Any:
+    # Hover and text templates are the page's own format strings ("%{x}<br>%{y}", written by
+    # plotly.express from column names); everything else may hold data.
+    if key.endswith("template"):
+        return node
+    if isinstance(node, str):
+        return plotly_literal(node)
+    if isinstance(node, dict):
+        return {k: _escaped(v, k) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_escaped(v, key) for v in node]
+    if isinstance(node, np.ndarray) and node.dtype == object:
+        return np.array([_escaped(v, key) for v in node], dtype=object)
+    return node
+
+
+def show(fig: go.Figure) -> None:
+    """st.plotly_chart with every string of the figure escaped for Plotly: its titles, axis,
+    tick and legend labels, hovers and annotations render <a href>, <b> and <br> from text, so
+    a probe target or release named with a link would become one."""
+    st.plotly_chart(_escaped(fig.to_plotly_json()), width="stretch")
 
 
 def add_deploy_markers(fig: go.Figure, deployments: pd.DataFrame) -> go.Figure:
@@ -17,7 +45,7 @@ def add_deploy_markers(fig: go.Figure, deployments: pd.DataFrame) -> go.Figure:
             x=row.created_at,
             y=1,
             yref="paper",
-            text=plotly_literal(row.release),
+            text=row.release,
             showarrow=False,
             textangle=-90,
             xanchor="left",

@@ -1,27 +1,47 @@
-"""Showing untrusted text (error messages, feedback comments, user agents) literally.
+"""Showing untrusted text (error messages, feedback comments, probe targets, release names, user
+agents) as the characters it holds: the one escaping rule for every place data meets the page.
 
-st.markdown and st.write parse Markdown, and Streamlit's Markdown adds its own syntax (colour
-directives such as :red[...], $math$). Text a caller or an attacker controls must reach the
-screen as the characters they typed, never as formatting, links, images or HTML.
+1. Characters: analysis.untrusted.visible replaces bidirectional and other control characters
+   with U+FFFD (a right-to-left override would reorder what a reader sees) and cuts long text.
+2. Then the escaping of where it is shown:
+   - Markdown (st.markdown, captions, alerts, and every label, value, delta and help of a metric
+     or widget, which Streamlit renders as Markdown): `markdown_literal`. CommonMark (spec 0.31,
+     section 2.4 "Backslash escapes") makes any backslash-escaped ASCII punctuation literal, so
+     escaping all of it disarms emphasis, links, images, raw HTML, entities, headings, lists,
+     tables, code spans and Streamlit's own syntax (:red[...] directives, :material/...: icons,
+     $math$, which its renderer only finds unescaped). Leading whitespace is dropped per line so
+     four spaces cannot open an indented code block (where escapes would show). One thing
+     escapes cannot stop: remark-gfm turns bare URLs and e-mail addresses into links after
+     escapes are resolved (www.x.y, http://..., a@b.c, when preceded by a space or punctuation).
+     A WORD JOINER (U+2060, invisible, not whitespace or punctuation) before "http"/"www" and
+     after "@" breaks those matches.
+   - Plotly (titles, axis and tick labels, legends, hovers, annotations render a subset of HTML:
+     <a href>, <b>, <br>, <span style>): `plotly_literal`, used on every string of a figure by
+     app.charts.show.
+   - Literal places (st.dataframe cells, st.code, st.text, select box options): `plain`.
+   Tables also neutralise spreadsheet formulas, since their toolbar downloads them as CSV
+   (analysis.untrusted.neutralise_cell, the one rule for every download).
 
-CommonMark (spec 0.31, section 2.4 "Backslash escapes"): any ASCII punctuation character may be
-backslash-escaped and is then a literal character. So every ASCII punctuation character is
-escaped, which disarms emphasis, links, images, raw HTML, entities (&...;), headings, lists,
-block quotes, tables, code spans, directives and math in one rule. Leading whitespace is dropped
-per line so four spaces cannot open an indented code block (where escapes would show).
-
-st.dataframe, st.code and st.text show text literally and need none of this; never pass
-untrusted text to anything with unsafe_allow_html=True.
+Never pass untrusted text to anything with unsafe_allow_html=True.
 """
 
 from __future__ import annotations
 
-import html
+import re
 import string
 
 import pandas as pd
 
+from analysis.untrusted import neutralise_cell, visible
+
 _ESCAPES = str.maketrans({c: "\\" + c for c in string.punctuation})
+_JOINER = "\u2060"  # WORD JOINER: invisible, and neither whitespace nor punctuation
+_AUTOLINK_START = re.compile(r"(?=https?|www)", re.IGNORECASE)
+
+
+def plain(text: object, max_length: int | None = 200) -> str:
+    """Text for places that show it literally (select box options, st.text, st.code)."""
+    return visible(text, max_length)
 
 
 def markdown_literal(text: object, max_length: int | None = 2000) -> str:
@@ -30,13 +50,12 @@ def markdown_literal(text: object, max_length: int | None = 2000) -> str:
     None becomes an empty string; longer text is cut at `max_length` characters with an
     ellipsis (cut before escaping, so an escape is never split).
     """
-    if text is None:
-        return ""
-    s = str(text)
-    if max_length is not None and len(s) > max_length:
-        s = s[:max_length] + "…"
+    s = visible(text, max_length)
     s = s.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [line.lstrip().translate(_ESCAPES) for line in s.split("\n")]
+    lines = [
+        _AUTOLINK_START.sub(_JOINER, line.lstrip().translate(_ESCAPES)).replace("@", "@" + _JOINER)
+        for line in s.split("\n")
+    ]
     # a hard line break (two trailing spaces are not used: they would be stripped by editors)
     return "  \n".join(lines)
 
@@ -47,30 +66,31 @@ def quote_block(text: object, max_length: int | None = 2000) -> str:
     return "\n".join("> " + line for line in body.split("\n"))
 
 
-def plotly_literal(text: object, max_length: int = 200) -> str:
-    """Text for Plotly labels and hovers, which render a subset of HTML (<b>, <a>, <br>)."""
-    if text is None:
-        return ""
-    s = str(text)
-    if len(s) > max_length:
-        s = s[:max_length] + "…"
-    return html.escape(s, quote=True)
+def plotly_literal(text: object, max_length: int | None = 200) -> str:
+    """Text for Plotly, which renders a subset of HTML (<a href>, <b>, <br>, <span style>) and
+    the entities &lt; &gt; &amp; and &#...; in every label, tick, legend, hover and annotation.
+    Only &, < and > are escaped: outside a tag quotes are plain text, and Plotly shows &quot;
+    literally."""
+    s = visible(text, max_length)
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _text(values: pd.Series | pd.Index) -> bool:
+    return values.dtype == object or pd.api.types.is_string_dtype(values)
 
 
 def spreadsheet_safe(frame) -> pd.DataFrame:
-    """A copy whose text cells cannot run as spreadsheet formulas (OWASP CSV injection):
-    st.dataframe offers a CSV download of what it shows, so every table goes through this."""
-    from analysis.report import neutralise_cell
-
+    """A copy for st.dataframe whose text (cells, list cells, column names and the index) shows
+    only visible characters and cannot run as a spreadsheet formula: st.dataframe's toolbar
+    downloads what it shows as CSV, header and index included."""
     if isinstance(frame, list | dict):
         frame = pd.DataFrame(frame)
     if not isinstance(frame, pd.DataFrame):
         return frame
-    text = [
-        c
-        for c in frame.columns
-        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])
-    ]
-    if not text:
-        return frame
-    return frame.assign(**{c: frame[c].map(neutralise_cell) for c in text})
+    frame = frame.rename(columns=lambda c: neutralise_cell(c) if isinstance(c, str) else c)
+    if _text(frame.index):
+        frame = frame.set_axis(frame.index.map(neutralise_cell), axis="index")
+    for column in frame.columns:
+        if _text(frame[column]):
+            frame[column] = frame[column].map(neutralise_cell)
+    return frame

@@ -10,7 +10,7 @@ import streamlit as st
 from analysis import overview, page_queries
 from analysis.anomalies import DetectorConfig, detect_anomalies, label_with_deployments
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Anomalies")
@@ -67,7 +67,7 @@ if anomalies:
             name="anomaly",
         )
     )
-st.plotly_chart(figure, width="stretch")
+show(figure)
 
 if scan.reason:
     st.caption(f"Not scanned: {scan.reason}.")

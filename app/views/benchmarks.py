@@ -11,8 +11,8 @@ import streamlit as st
 from analysis import benchmarks as bm
 from analysis import overview, report
 from app import data
-from app.charts import time_chart
-from app.safe_text import markdown_literal, plotly_literal
+from app.charts import show, time_chart
+from app.safe_text import markdown_literal, plain
 from app.widgets import data_table, freshness_banner
 
 st.title("Benchmarks")
@@ -27,9 +27,11 @@ def comparison(
 
 def release_slices(names: list[str]) -> tuple[bm.Slice, bm.Slice]:
     c1, c2 = st.columns(2)
-    baseline = c1.selectbox("Baseline release", names, index=len(names) - 2, key="bench_baseline")
+    baseline = c1.selectbox(
+        "Baseline release", names, index=len(names) - 2, format_func=plain, key="bench_baseline"
+    )
     candidate = c2.selectbox(
-        "Candidate release", names, index=len(names) - 1, key="bench_candidate"
+        "Candidate release", names, index=len(names) - 1, format_func=plain, key="bench_candidate"
     )
     return bm.Slice(baseline, release=baseline), bm.Slice(candidate, release=candidate)
 
@@ -62,7 +64,7 @@ def forest(rows: pd.DataFrame, threshold_pct: float, interval: str) -> go.Figure
     fig = go.Figure(
         go.Scatter(
             x=rows["relative_change_pct"],
-            y=rows["name"].map(plotly_literal),
+            y=rows["name"],
             mode="markers",
             marker={"color": color, "size": 8},
             error_x={
@@ -71,7 +73,7 @@ def forest(rows: pd.DataFrame, threshold_pct: float, interval: str) -> go.Figure
                 "array": rows["relative_ci_high_pct"] - rows["relative_change_pct"],
                 "arrayminus": rows["relative_change_pct"] - rows["relative_ci_low_pct"],
             },
-            hovertext=rows["verdict"].map(plotly_literal),
+            hovertext=rows["verdict"],
             hoverinfo="text",
         )
     )
@@ -157,7 +159,7 @@ if not equal_load and mix.confounded:
         )
     )
 
-st.plotly_chart(forest(records, threshold, report.interval_label([result])), width="stretch")
+show(forest(records, threshold, report.interval_label([result])))
 order = records.assign(_o=records["flag"].map({"Regression": 0, "Improvement": 1}).fillna(2))
 data_table(
     order.sort_values(["_o", "name"]).drop(columns=["_o", "baseline", "candidate"]),
@@ -179,7 +181,7 @@ c2.download_button(
 
 span_start = end - dt.timedelta(days=30)
 trend = overview.hourly_trend(con, span_start, end)
-st.plotly_chart(
+show(
     time_chart(
         trend,
         "hour",
@@ -187,6 +189,5 @@ st.plotly_chart(
         overview.deployments(con, span_start, end),
         title="Turn latency per hour, with releases",
         secondary={"error_rate_pct": "5xx error rate (%)"},
-    ),
-    width="stretch",
+    )
 )

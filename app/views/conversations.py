@@ -5,9 +5,9 @@ import streamlit as st
 
 from analysis import overview, page_queries, ux
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
 from app.failures import fragment
-from app.safe_text import plotly_literal
+from app.safe_text import plain
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Conversations")
@@ -33,18 +33,17 @@ d.metric("Mean duration", f"{overall['mean_duration_s']:.0f} s")
 e.metric("Interruptions per call", f"{overall['mean_interruptions']:.2f}")
 
 outcomes = page_queries.outcomes_hourly(con, start, end)
-st.plotly_chart(
+show(
     time_chart(
         outcomes,
         "hour",
         {o: o for o in page_queries.OUTCOMES},
         deploys,
         title="Call outcomes per hour",
-    ),
-    width="stretch",
+    )
 )
 turns = page_queries.turns_hourly(con, start, end)
-st.plotly_chart(
+show(
     time_chart(
         turns,
         "hour",
@@ -52,8 +51,7 @@ st.plotly_chart(
         deploys,
         title="Interruptions (caller barge-in) per hour",
         secondary={"turns": "Turns per hour (right axis)"},
-    ),
-    width="stretch",
+    )
 )
 
 st.subheader("Outcomes by release")
@@ -86,7 +84,7 @@ def call_drilldown():
         return
     st.caption(f"The latest {len(calls)} calls (at most 200).")
     data_table(calls, hide_index=True, width="stretch")
-    call_id = st.selectbox("Open a call", list(calls["call_id"]), key="call_id")
+    call_id = st.selectbox("Open a call", list(calls["call_id"]), format_func=plain, key="call_id")
     call_turns = page_queries.call_turns(con, call_id)
     if call_turns.empty:
         st.caption("This call has no recorded turns.")
@@ -100,11 +98,11 @@ def call_drilldown():
     figure.update_layout(
         barmode="group",
         height=340,
-        title=f"Latency per turn of {plotly_literal(call_id)} (ms; stages overlap, not stacked)",
+        title=f"Latency per turn of {call_id} (ms; stages overlap, not stacked)",
         xaxis_title="turn",
         legend={"orientation": "h", "y": -0.2},
     )
-    st.plotly_chart(figure, width="stretch")
+    show(figure)
     data_table(call_turns, hide_index=True, width="stretch")
 
 

@@ -4,9 +4,9 @@ import streamlit as st
 
 from analysis import errors, overview, page_queries
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
 from app.failures import fragment
-from app.safe_text import markdown_literal
+from app.safe_text import markdown_literal, plain
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Errors")
@@ -20,7 +20,7 @@ start, end = period_picker(end)
 deploys = overview.deployments(con, start, end)
 
 hourly = page_queries.errors_hourly(con, start, end)
-st.plotly_chart(
+show(
     time_chart(
         hourly,
         "hour",
@@ -28,8 +28,7 @@ st.plotly_chart(
         deploys,
         title="Errors per hour",
         secondary={"events": "Captured events"},
-    ),
-    width="stretch",
+    )
 )
 
 st.subheader("Error rate per release")
@@ -110,7 +109,7 @@ def group_detail():
     chosen = st.selectbox(
         "Error group",
         list(groups.frame["fingerprint"]),
-        format_func=lambda fp: f"{titles[fp]} ({fp})",
+        format_func=lambda fp: plain(f"{titles[fp]} ({fp})"),
         key="error_group",
     )
     group = groups.frame.set_index("fingerprint").loc[chosen]
@@ -121,7 +120,7 @@ def group_detail():
     st.markdown(f"**Latest message:** {markdown_literal(group['example_message'])}")
     found = page_queries.error_occurrences(con, start, end, chosen, group["error_type"])
     if found.stack_trace:
-        st.code(found.stack_trace, language="python")
+        st.code(plain(found.stack_trace, None), language="python")
     if found.reason:
         st.caption(f"Occurrences: {found.reason}.")
     else:

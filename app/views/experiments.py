@@ -12,8 +12,8 @@ from analysis import experiments as ex
 from analysis import overview
 from analysis.metrics import metric_registry
 from app import data
-from app.charts import add_deploy_markers
-from app.safe_text import markdown_literal
+from app.charts import add_deploy_markers, show
+from app.safe_text import markdown_literal, plain
 from app.widgets import data_table, freshness_banner
 from collectors.control import (
     EXPERIMENT_METHODS,
@@ -277,10 +277,10 @@ def show_result(e: SavedExperiment) -> None:
         (st.error if result.srm.flagged else st.caption)(markdown_literal(result.srm.message))
     cols = st.columns(len(result.units))
     for col, (arm, n) in zip(cols, result.units.items(), strict=True):
-        col.metric(f"Units in {arm}", f"{n:,}")
+        col.metric(markdown_literal(f"Units in {arm}", 80), f"{n:,}")
     data_table(results_table(result, e), hide_index=True, width="stretch")
     for note in result.notes:
-        st.caption(note)
+        st.caption(markdown_literal(note))
     charted = [r.metric for r in result.results if r.daily]
     if charted:
         metric = st.selectbox(
@@ -291,7 +291,7 @@ def show_result(e: SavedExperiment) -> None:
         )
         fig = over_time_chart(result, metric)
         if fig is not None:
-            st.plotly_chart(fig, width="stretch")
+            show(fig)
         if method == "fixed":
             st.caption(
                 "Fixed-horizon intervals drawn every day are for context only: checking daily "
@@ -324,15 +324,17 @@ def show_plan(e: SavedExperiment) -> None:
         traffic_share=share / 100,
     )
     if not plan.computable:
-        st.info(f"Cannot plan on {registry[metric].title}: {plan.reason}.")
+        st.info(markdown_literal(f"Cannot plan on {registry[metric].title}: {plan.reason}."))
         return
     c1, c2, c3 = st.columns(3)
     c1.metric("Units per arm", f"{plan.n_per_arm:,}")
     c2.metric("Total units", f"{plan.total_units:,}")
     c3.metric("Days at current traffic", f"{plan.days:,}" if plan.days else "never")
     st.caption(
-        f"Baseline {registry[metric].title}: {baseline.mean:.4g} over {baseline.units:,} "
-        f"recent units; current traffic {daily:,.0f} {e.unit_type}s a day (last 7 days)."
+        markdown_literal(
+            f"Baseline {registry[metric].title}: {baseline.mean:.4g} over {baseline.units:,} "
+            f"recent units; current traffic {daily:,.0f} {e.unit_type}s a day (last 7 days)."
+        )
     )
 
 
@@ -353,10 +355,10 @@ if st.session_state.get("experiment_choice") not in choices:
 
 def label(key: str) -> str:
     if key in saved:
-        return f"{saved[key].name} ({saved[key].status})"
+        return plain(f"{saved[key].name} ({saved[key].status})")
     if key in found:
-        return f"{key} (found in exposures, not saved yet)"
-    return key
+        return plain(f"{key} (found in exposures, not saved yet)")
+    return plain(key)
 
 
 choice = st.selectbox("Experiment", choices, format_func=label, key="experiment_choice")
@@ -377,7 +379,7 @@ else:
     else:
         if e.hypothesis:
             st.markdown("**Hypothesis:**")
-            st.text(e.hypothesis)
+            st.text(plain(e.hypothesis, None))
         status_controls(e)
     tab_result, tab_plan, tab_define = st.tabs(["Result", "Plan", "Definition"])
     with tab_result:

@@ -4,8 +4,7 @@ import streamlit as st
 
 from analysis import overview, page_queries, ux
 from app import data
-from app.charts import time_chart
-from app.safe_text import plotly_literal
+from app.charts import show, time_chart
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Feature usage")
@@ -35,9 +34,4 @@ data_table(
 )
 daily = page_queries.feature_usage_daily(con, start, end)
 features = [c for c in daily.columns if c != "day"]
-st.plotly_chart(
-    time_chart(
-        daily, "day", {f: plotly_literal(f) for f in features}, deploys, title="Uses per day"
-    ),
-    width="stretch",
-)
+show(time_chart(daily, "day", {f: f for f in features}, deploys, title="Uses per day"))

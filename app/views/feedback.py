@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis import overview, page_queries, ux
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
 from app.safe_text import markdown_literal, quote_block
 from app.widgets import data_table, freshness_banner, period_picker
 
@@ -34,7 +34,7 @@ else:
     b.metric("Ratings", f"{row['ratings']:,}")
     c.metric("Mean rating", f"{row['mean_rating']:.2f} / 5")
     daily = page_queries.csat_daily(con, start, end)
-    st.plotly_chart(
+    show(
         time_chart(
             daily,
             "day",
@@ -42,8 +42,7 @@ else:
             deploys,
             title="CSAT per day",
             secondary={"ratings": "Ratings (right axis)"},
-        ),
-        width="stretch",
+        )
     )
 
     st.subheader("Ratings by category")
@@ -58,7 +57,7 @@ else:
         title="Rating distribution per category",
         legend={"orientation": "h", "y": -0.2},
     )
-    st.plotly_chart(figure, width="stretch")
+    show(figure)
     data_table(
         ratings,
         hide_index=True,
@@ -97,7 +96,7 @@ else:
     figure.update_layout(
         height=260, xaxis={"type": "log", "title": "odds ratio (95 % interval, log scale)"}
     )
-    st.plotly_chart(figure, width="stretch")
+    show(figure)
     data_table(frame, hide_index=True, width="stretch")
 
 st.subheader("Recent comments")

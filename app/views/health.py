@@ -5,7 +5,8 @@ import streamlit as st
 
 from analysis import overview, page_queries, uptime
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
+from app.safe_text import markdown_literal
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Health & uptime")
@@ -31,7 +32,7 @@ else:
     table = report.frame.assign(uptime_pct=report.frame["uptime"] * 100)
     for column, row in zip(st.columns(len(table)), table.itertuples(), strict=True):
         value = "n/a" if pd.isna(row.uptime_pct) else f"{row.uptime_pct:.3f} %"
-        column.metric(row.target, value)
+        column.metric(markdown_literal(row.target, 80), value)
     data_table(
         table.drop(columns="uptime"),
         hide_index=True,
@@ -44,10 +45,7 @@ else:
     hourly = page_queries.probe_uptime_hourly(con, start, end)
     wide = hourly.pivot(index="hour", columns="target", values="uptime_pct").reset_index()
     targets = [c for c in wide.columns if c != "hour"]
-    st.plotly_chart(
-        time_chart(wide, "hour", {t: t for t in targets}, deploys, title="Uptime per hour (%)"),
-        width="stretch",
-    )
+    show(time_chart(wide, "hour", {t: t for t in targets}, deploys, title="Uptime per hour (%)"))
 
 st.subheader("Incidents")
 reapply = st.checkbox(

@@ -6,7 +6,8 @@ import streamlit as st
 
 from analysis import collector_health, overview, page_queries, performance
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
+from app.safe_text import markdown_literal
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Infrastructure")
@@ -38,8 +39,8 @@ if probes.empty:
 else:
     for column, row in zip(st.columns(len(probes)), probes.itertuples(), strict=True):
         column.metric(
-            f"{row.target} ({row.kind})",
-            row.last_status,
+            markdown_literal(f"{row.target} ({row.kind})", 80),
+            markdown_literal(row.last_status, 80),
             f"p95 {row.latency_p95_ms:,.0f} ms",
             delta_color="off",
             help=f"Last checked {row.last_checked}",
@@ -53,15 +54,14 @@ else:
     hourly = page_queries.probe_uptime_hourly(con, start, end)
     latency = hourly.pivot(index="hour", columns="target", values="mean_latency_ms").reset_index()
     targets = [c for c in latency.columns if c != "hour"]
-    st.plotly_chart(
+    show(
         time_chart(
             latency,
             "hour",
             {t: t for t in targets},
             deploys,
             title="Probe latency (ms, hourly mean)",
-        ),
-        width="stretch",
+        )
     )
 
 st.subheader("Host resources")
@@ -78,7 +78,7 @@ else:
         limit = performance.DEFAULT_RESOURCE_THRESHOLDS.get(metric)
         if limit is not None:
             figure.add_hline(y=limit, line_dash="dot", line_color="#d62728")
-        st.plotly_chart(figure, width="stretch")
+        show(figure)
 
 st.subheader("Collector freshness")
 now = datetime.now(UTC).replace(tzinfo=None)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from analysis import overview
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
 from app.failures import fragment
 from app.widgets import freshness_banner, period_picker
 
@@ -36,7 +36,7 @@ def body():
         )
     trend = overview.hourly_trend(con, start, end)
     deploys = overview.deployments(con, start, end)
-    st.plotly_chart(
+    show(
         time_chart(
             trend,
             "hour",
@@ -44,13 +44,9 @@ def body():
             deploys,
             title="Turn latency and errors per hour",
             secondary={"error_rate_pct": "5xx error rate (%)"},
-        ),
-        width="stretch",
+        )
     )
-    st.plotly_chart(
-        time_chart(trend, "hour", {"calls": "Calls per hour"}, deploys, title="Call volume"),
-        width="stretch",
-    )
+    show(time_chart(trend, "hour", {"calls": "Calls per hour"}, deploys, title="Call volume"))
 
 
 body()

@@ -6,7 +6,7 @@ import streamlit as st
 
 from analysis import overview, page_queries, performance
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Performance")
@@ -36,7 +36,7 @@ data_table(
 )
 st.caption("Percentiles from hourly latency histograms (about 1 % relative error).")
 hourly = page_queries.requests_hourly(con, start, end)
-st.plotly_chart(
+show(
     time_chart(
         hourly,
         "hour",
@@ -44,8 +44,7 @@ st.plotly_chart(
         deploys,
         title="Request latency and volume per hour",
         secondary={"requests": "Requests per hour"},
-    ),
-    width="stretch",
+    )
 )
 
 st.subheader("Slow requests")
@@ -101,7 +100,7 @@ else:
         line_color="#d62728",
         annotation_text="threshold",
     )
-    st.plotly_chart(figure, width="stretch")
+    show(figure)
 
 st.subheader("Voice pipeline latency")
 st.caption(
@@ -122,17 +121,16 @@ if not distributions.empty:
         labels={"latency_ms": "latency (ms, log scale)", "share": "share of turns", "label": ""},
     )
     figure.update_layout(height=360, legend={"orientation": "h", "y": -0.2})
-    st.plotly_chart(figure, width="stretch")
+    show(figure)
 stage_p95 = page_queries.stage_quantile_hourly(con, start, end, q=0.95)
-st.plotly_chart(
+show(
     time_chart(
         stage_p95,
         "hour",
         {s: page_queries.STAGE_LABELS[s] for s in page_queries.STAGES},
         deploys,
         title="p95 per stage per hour (ms)",
-    ),
-    width="stretch",
+    )
 )
 
 st.subheader("What makes slow turns slow")
@@ -160,5 +158,5 @@ else:
         yaxis={"tickformat": ".0%", "title": "share of slow turns"},
         legend={"orientation": "h", "y": -0.2},
     )
-    st.plotly_chart(figure, width="stretch")
+    show(figure)
     data_table(shares, hide_index=True, width="stretch")

@@ -6,8 +6,9 @@ import streamlit as st
 
 from analysis import overview, page_queries, security
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
 from app.failures import fragment
+from app.safe_text import plain
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Security")
@@ -94,7 +95,7 @@ else:
         index = st.selectbox(
             "Evidence for",
             list(table.index),
-            format_func=lambda i: (
+            format_func=lambda i: plain(
                 f"{table.loc[i, 'detection']}: {table.loc[i, 'entity']} "
                 f"at {str(table.loc[i, 'start'])[:16]}"
             ),
@@ -110,7 +111,7 @@ logins = page_queries.auth_failures_hourly(con, start, end)
 if logins.empty:
     st.caption("No login attempts in this period.")
 else:
-    st.plotly_chart(
+    show(
         time_chart(
             logins,
             "hour",
@@ -118,8 +119,7 @@ else:
             deploys,
             title="Failed logins per hour",
             secondary={"failing_accounts": "Accounts with failures (right axis)"},
-        ),
-        width="stretch",
+        )
     )
 
 st.subheader("Events reported by the SDK")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from analysis import overview, voice_quality
 from app import data
-from app.charts import time_chart
+from app.charts import show, time_chart
 from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Voice quality")
@@ -31,7 +31,7 @@ c.metric(f"Reported MOS (last {grain})", f"{latest['mos_reported']:.2f}")
 d.metric(
     f"Poor calls (last {grain})", f"{latest['poor_share'] * 100:.1f} %", help="Estimated MOS < 3.5"
 )
-st.plotly_chart(
+show(
     time_chart(
         frame,
         "period",
@@ -39,10 +39,9 @@ st.plotly_chart(
         deploys,
         title="MOS: ITU-T G.107 estimate from network figures beside the reported MOS",
         secondary={"r": "R factor (right axis)"},
-    ),
-    width="stretch",
+    )
 )
-st.plotly_chart(
+show(
     time_chart(
         frame,
         "period",
@@ -50,8 +49,7 @@ st.plotly_chart(
         deploys,
         title="Network: one-way latency, jitter and packet loss",
         secondary={"packet_loss_pct": "Packet loss (%, right axis)"},
-    ),
-    width="stretch",
+    )
 )
 st.caption(
     "R = Ro - Is - Id - Ie,eff + A with ITU-T G.107 defaults; delay = latency + 2 x jitter "

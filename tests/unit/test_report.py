@@ -114,9 +114,25 @@ def test_untrusted_names_are_escaped_in_html_and_neutralised_in_csv(bad_vs_previ
     rows = list(csv.DictReader(io.StringIO(benchmark_csv([hostile]))))
     assert rows[0]["candidate"] == evil  # starts with "<": left alone
     assert rows[0]["baseline"] == "'@SUM(A1)"
-    for cell in ("=1+1", "+1", "-1+2", "@x", "\t=1", "\r=1"):
+    for cell in ("=1+1", "+1", "-1+2", "@x", "\t=1"):
         assert neutralise_cell(cell) == "'" + cell
+    # a carriage return would end the row in Streamlit's table CSV: it becomes a line feed, and
+    # no line of a cell starts a formula
+    assert neutralise_cell("\r=1+1") == "\n'=1+1" and neutralise_cell("a\n-b") == "a\n'-b"
     assert neutralise_cell(-1.5) == -1.5 and neutralise_cell("v1.2") == "v1.2"
+
+
+def test_html_report_has_no_cell_a_spreadsheet_would_run(bad_vs_previous):
+    """A spreadsheet opens an HTML report's tables and headings as cells."""
+    from dataclasses import replace
+
+    from tests.hostile_data import formula_cells_in_html
+
+    result, settings = bad_vs_previous
+    hostile = replace(result, candidate=Slice("=cmd|' /C calc'!A0", release="=cmd"))
+    page = benchmark_html([hostile], settings, title="-1 release benchmark")
+    assert formula_cells_in_html(page) == []
+    assert "\u2212" in page  # the report's own negative numbers use a minus sign, not "-"
 
 
 def test_csv_parses_with_the_expected_columns_and_numbers(bad_vs_previous):

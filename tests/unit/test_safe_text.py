@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from app.safe_text import markdown_literal, plotly_literal, quote_block
@@ -32,8 +33,10 @@ def test_markdown_literal_renders_exactly_the_characters_typed(text):
     import html
 
     expected = "\n".join(line.lstrip() for line in text.split("\n"))
-    # the only markup allowed in the output is the HTML escaping of the characters themselves
-    assert html.unescape(rendered_text(markdown_literal(text))) == expected
+    # the only markup allowed in the output is the HTML escaping of the characters themselves,
+    # and the invisible word joiners that keep URLs from being linked (see below)
+    shown = html.unescape(rendered_text(markdown_literal(text))).replace("\u2060", "")
+    assert shown == expected
     assert "<script" not in rendered_text(markdown_literal(text))
     assert "<a " not in rendered_text(markdown_literal(text))
     assert "<img" not in rendered_text(markdown_literal(text))
@@ -57,15 +60,14 @@ def test_quote_block_keeps_every_line_inside_the_quote():
 
 
 def test_plotly_literal_escapes_html_tags_plotly_would_render():
-    assert plotly_literal('<a href="javascript:x">y</a>') == (
-        "&lt;a href=&quot;javascript:x&quot;&gt;y&lt;/a&gt;"
+    assert (
+        plotly_literal('<a href="javascript:x">y</a>') == '&lt;a href="javascript:x"&gt;y&lt;/a&gt;'
     )
+    assert plotly_literal("&lt;b&gt;") == "&amp;lt;b&amp;gt;"  # entities show as typed
     assert plotly_literal(None) == ""
 
 
 def test_tables_neutralise_spreadsheet_formulas_in_text_cells_only():
-    import pandas as pd
-
     from app.safe_text import spreadsheet_safe
 
     frame = pd.DataFrame(
@@ -85,3 +87,51 @@ def test_tables_neutralise_spreadsheet_formulas_in_text_cells_only():
     assert pd.isna(comments[3])  # missing stays missing
     assert list(safe["rating"]) == [1, 5, 4, 3, -2]  # numbers stay numbers
     assert frame["comment"][0].startswith("=")  # the caller's frame is untouched
+
+
+def test_bare_urls_and_addresses_are_not_linked_after_escaping():
+    """remark-gfm (Streamlit's Markdown) links www.x.y, http(s)://... and a@b.c found in text
+    after escapes are resolved, when the character before is the start, a space or punctuation."""
+    from tests.hostile_data import markdown_findings
+
+    for text in (
+        "see http://evil.example/x and www.evil.example",
+        "[x](https://evil.example) (www.evil.example)",
+        "mail x@evil.example or mailto:y@evil.example",
+        "HTTPS://EVIL.EXAMPLE",
+    ):
+        assert markdown_findings(markdown_literal(text)) == [], text
+        assert markdown_findings(quote_block(text)) == [], text
+
+
+def test_bidirectional_controls_never_reach_the_page():
+    from app.safe_text import plain, spreadsheet_safe
+
+    text = "invoice\u202efdp.exe \u2066x\u2069 \u200fy"
+    shown = [markdown_literal(text), quote_block(text), plotly_literal(text), plain(text)]
+    shown.append(spreadsheet_safe(pd.DataFrame({"c": [text]}))["c"][0])
+    for s in shown:
+        assert not any(c in s for c in "\u202e\u2066\u2069\u200f"), repr(s)
+        assert "\ufffd" in s  # the reader sees that something was there
+
+
+def test_plotly_literal_keeps_quotes_readable():
+    # Plotly decodes &lt; &gt; &amp; and numeric entities, not &quot; or &#x27;
+    assert plotly_literal('say "hi" it\'s <b>') == 'say "hi" it\'s &lt;b&gt;'
+
+
+def test_tables_neutralise_lists_headers_index_and_carriage_returns():
+    """st.dataframe's toolbar writes the header, the index and each list cell joined by commas,
+    and quotes a cell only for a comma, a double quote or a line feed."""
+    from app.safe_text import spreadsheet_safe
+    from tests.hostile_data import formula_cells_in_csv, frontend_csv
+
+    frame = pd.DataFrame(
+        {"=cmd|' /C calc'!A0": [1.0], "releases": [["=2+2", "v1"]], "note": ["\r=1+1"]},
+        index=pd.Index(["@SUM(A1)"], name="fingerprint"),
+    )
+    assert len(formula_cells_in_csv(frontend_csv(frame))) == 4  # header, list, index, \r
+    safe = spreadsheet_safe(frame)
+    assert formula_cells_in_csv(frontend_csv(safe)) == []
+    assert list(safe.columns) == ["'=cmd|' /C calc'!A0", "releases", "note"]
+    assert safe["releases"].iloc[0] == ["'=2+2", "v1"] and safe["note"].iloc[0] == "\n'=1+1"
