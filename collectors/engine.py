@@ -42,6 +42,11 @@ TRANSIENT = (TransientSourceError, httpx.TransportError, TimeoutError, Connectio
 ProgressCallback = Callable[[int, int, Mapping[str, Any]], None]  # run_id, rows_read, progress
 
 
+class RunStopped(Exception):
+    """The service gave up on this run (it timed out, or the service is stopping): the run
+    ends failed with this sentence and commits nothing more."""
+
+
 @dataclass
 class RunSummary:
     run_id: int
@@ -243,18 +248,36 @@ def _mark_changes(con, spec: Table, source: str, key_join: str, changed: str) ->
 
 def _store_rejects(
     con: duckdb.DuckDBPyConnection, run_id: int, source: str, table_name: str, rej: list[Rejected]
-) -> None:
+) -> int:
+    """File rejected rows; returns how many are new. A row read again (inside a source's
+    overlap window, or a batch delivered twice) is already filed and counts once."""
+    fresh: dict[str, str] = {}
+    for r in rej:
+        fresh.setdefault(_reject_json(r.row), r.reason)
+    known = {
+        row[0]
+        for row in con.execute(
+            "SELECT row_json FROM rejects WHERE source = ? AND table_name = ? "
+            "AND list_contains(?, row_json)",
+            [source, table_name, list(fresh)],
+        ).fetchall()
+    }
     now = _utcnow()
-    con.executemany(
-        "INSERT INTO rejects VALUES (nextval('reject_ids'), ?, ?, ?, ?, ?, ?)",
-        [(run_id, source, table_name, _reject_json(r.row), r.reason, now) for r in rej],
-    )
+    new = [
+        (run_id, source, table_name, j, reason, now)
+        for j, reason in fresh.items()
+        if j not in known
+    ]
+    if new:
+        con.executemany("INSERT INTO rejects VALUES (nextval('reject_ids'), ?, ?, ?, ?, ?, ?)", new)
+    return len(new)
 
 
 def commit_batch(
     con: duckdb.DuckDBPyConnection, run_id: int, source: str, batch: Batch
 ) -> tuple[int, int, int, int]:
-    """Validate and commit one batch with its watermark. Returns (read, inserted, updated, rejected)."""
+    """Validate and commit one batch with its watermark.
+    Returns (read, inserted, updated, newly rejected)."""
     spec = table(batch.table)
     checked = validate(spec, batch.rows)
     checked.rejected.extend(Rejected(row, reason) for row, reason in batch.unreadable)
@@ -262,11 +285,11 @@ def commit_batch(
     with WRITE_LOCK:
         con.execute("BEGIN TRANSACTION")
         try:
-            inserted = updated = 0
+            inserted = updated = rejected = 0
             if checked.table.num_rows:
                 inserted, updated = _upsert(con, spec, checked.table)
             if checked.rejected:
-                _store_rejects(con, run_id, source, spec.name, checked.rejected)
+                rejected = _store_rejects(con, run_id, source, spec.name, checked.rejected)
             if batch.watermark is not None:
                 con.execute(
                     "INSERT INTO watermarks VALUES (?, ?, ?, ?) ON CONFLICT (source, stream) "
@@ -277,7 +300,7 @@ def commit_batch(
         except BaseException:
             con.execute("ROLLBACK")
             raise
-    return read, inserted, updated, len(checked.rejected)
+    return read, inserted, updated, rejected
 
 
 def _backoff_seconds(attempt: int, base: float, retry_after: float | None) -> float:
@@ -288,7 +311,7 @@ def _backoff_seconds(attempt: int, base: float, retry_after: float | None) -> fl
 
 
 def _one_sentence(exc: BaseException) -> str:
-    if isinstance(exc, SourceConfigError | TransientSourceError):
+    if isinstance(exc, SourceConfigError | TransientSourceError | RunStopped):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -338,6 +361,12 @@ def read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
         stop.set()
 
 
+def _raise_if_stopped(stop_reason: Callable[[], str | None] | None) -> None:
+    reason = stop_reason() if stop_reason is not None else None
+    if reason:
+        raise RunStopped(reason)
+
+
 def run_source(
     con: duckdb.DuckDBPyConnection,
     source: Source,
@@ -346,13 +375,15 @@ def run_source(
     backoff_s: float = 1.0,
     on_progress: ProgressCallback | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stop_reason: Callable[[], str | None] | None = None,
 ) -> RunSummary:
     """Run `source` once: every batch it yields is committed with its watermark.
 
     Transient faults are retried with backoff, resuming from the last committed watermark;
     `max_attempts` counts consecutive failures without progress, so a long backfill that keeps
     committing between faults is not cut short. The run ends ok, partial (some rows rejected) or failed (an error stopped it; batches
-    committed before the error are kept).
+    committed before the error are kept). `stop_reason` is asked before each commit: once it
+    returns a sentence, the run stops there and fails with it.
     """
     con = con.cursor()  # a cursor per run, so concurrent runs in threads never share state
     summary = RunSummary(_start_run(con, source.name), source.name, "running")
@@ -365,6 +396,7 @@ def run_source(
                     batches = read_ahead(batches)
                 try:
                     for batch in batches:
+                        _raise_if_stopped(stop_reason)
                         read, ins, upd, rej = commit_batch(con, summary.run_id, source.name, batch)
                         failures = 0
                         summary.rows_read += read
@@ -379,6 +411,7 @@ def run_source(
                     close = getattr(batches, "close", None)
                     if close is not None:
                         close()
+                _raise_if_stopped(stop_reason)  # a run given up on never ends "ok"
                 break
             except TRANSIENT as exc:
                 failures += 1
@@ -399,7 +432,7 @@ def run_source(
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is silent
         summary.status = "failed"
         summary.error = _one_sentence(exc)
-        if isinstance(exc, SourceConfigError | TransientSourceError):
+        if isinstance(exc, SourceConfigError | TransientSourceError | RunStopped):
             log.error("%s failed: %s", source.name, summary.error)
         else:
             log.exception("%s failed", source.name)
