@@ -45,7 +45,7 @@ def _jobs(args: argparse.Namespace):
     from collectors.jobs import jobs_from
 
     config = _config(args)
-    return None if config is None else jobs_from(config)
+    return None if config is None else jobs_from(config, _paths(args).root)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -57,7 +57,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     try:
-        service = CollectorService(_paths(args), jobs_from(config), poll_seconds=args.poll)
+        service = CollectorService(
+            _paths(args), jobs_from(config, _paths(args).root), poll_seconds=args.poll
+        )
     except WarehouseLocked:
         print(
             f"Another workbench service already holds {_paths(args).warehouse}; "

@@ -686,8 +686,12 @@ def _parse_probes(cfg: WorkbenchConfig, data: dict[str, Any], v: _Validator) -> 
 # ---- building sources ------------------------------------------------------------------------
 
 
-def build_sources(config: WorkbenchConfig) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """name -> (source, schedule) for everything configured; only the demo when nothing is."""
+def build_sources(
+    config: WorkbenchConfig, data_dir: Path | None = None
+) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """name -> (source, schedule) for everything configured; the demo (and the spool its live
+    agents write to) when nothing is. `data_dir` holds the demo's spool and agent state
+    (default: $WORKBENCH_DATA_DIR, else data)."""
     from collectors.sources import probe_services, probes
     from collectors.sources.supabase_rest import TableMapping, sdk_mappings
 
@@ -780,8 +784,16 @@ def build_sources(config: WorkbenchConfig) -> dict[str, tuple[Any, dict[str, Any
         spool = SpoolSource(config.spool_dir)
         out[spool.name] = (spool, config.spool_schedule.as_dict())
     if config.demo or not out:
-        from collectors.sources.demo import DemoSource
+        from collectors.sources.demo_live import LiveDemoSource
+        from collectors.sources.spool import SpoolSource
 
-        demo = DemoSource()
+        # History written directly; then live traffic from simulated agents through the SDK's
+        # spool sink, collected like a real agent's (into the configured spool if there is one).
+        root = data_dir or Path(os.environ.get("WORKBENCH_DATA_DIR") or "data")
+        spool_dir = config.spool_dir or root / "spool"
+        demo = LiveDemoSource(spool_dir, root / "demo-agents")
         out[demo.name] = (demo, {"kind": "interval", "seconds": 60})
+        if "spool" not in out:
+            spool = SpoolSource(spool_dir)
+            out[spool.name] = (spool, config.spool_schedule.as_dict())
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from collectors.config import WorkbenchConfig, load_config
@@ -18,11 +19,11 @@ def configured_jobs(config_file: str | None = None) -> dict[str, Job]:
     return jobs_from(load_config(config_file))
 
 
-def jobs_from(config: WorkbenchConfig) -> dict[str, Job]:
+def jobs_from(config: WorkbenchConfig, data_dir: Path | None = None) -> dict[str, Job]:
     from collectors.config import build_sources
 
     return {name: Job(source, schedule) for name, (source, schedule) in
-            build_sources(config).items()}  # fmt: skip
+            build_sources(config, data_dir).items()}  # fmt: skip
 
 
 def poll_tasks(config: WorkbenchConfig, control: ControlStore) -> list[Callable[[], Any]]:

@@ -9,8 +9,9 @@ Two ways to play a workload:
 - as fast as possible (`real_time=False`): actions run in the order of their times, and the
   SDK is flushed every `flush_every` actions and always between a call's start and its end, so
   calls overlap and a session's start and end rows leave in different batches;
-- in real time (`real_time=True`): each action runs when the wall clock reaches its time
-  (workload times are Unix seconds) and handlers take their planned durations.
+- in real time (`real_time=True`): each action runs when the agent's clock reaches its time
+  and handlers take their planned durations. The clock is the wall clock (workload times are
+  Unix seconds), or with `speed` > 1 one that runs `speed` times faster from `origin`.
 
 The SDK keeps process-wide state, so one process runs at most one SimulatedAgent at a time.
 """
@@ -61,6 +62,7 @@ from collectors.simulated_agent.workload import (
     VOICE,
     Call,
     Failure,
+    Feedback,
     Login,
     Request,
     SecurityEvent,
@@ -94,13 +96,18 @@ class SimulatedAgent:
         *,
         sink: Any = None,
         real_time: bool = False,
+        speed: float = 1.0,
+        origin: float | None = None,
         flush_every: int = 500,
     ) -> None:
         self.config = config
         self.sink = sink
         self.real_time = real_time
+        self.speed = speed
+        self._real0 = time.time()
+        self._origin = self._real0 if origin is None else origin
         self.flush_every = flush_every
-        self.app = AgentApp([("POST", LOGIN_ROUTE)], real_time=real_time)
+        self.app = AgentApp([("POST", LOGIN_ROUTE)], sleep_scale=1.0 / speed if real_time else 0.0)
         self.asgi: Any = None
         self.report = AgentReport()
         self._lifespan: Lifespan | None = None
@@ -163,11 +170,17 @@ class SimulatedAgent:
             self._push(login.at_s, self._login, login)
         for event in workload.security_events:
             self._push(event.at_s, self._security_event, event)
+        for fb in workload.feedback:
+            self._push(fb.at_s, self._feedback, None, fb)
         for f in workload.failures:
             self._push(f.at_s, self._failure, f, None)
 
     def _push(self, at: float, action: Callable[..., Any], *args: Any) -> None:
         heapq.heappush(self._heap, (at, next(self._seq), action, args))
+
+    def now(self) -> float:
+        """The agent's clock, on which workload times are read when playing in real time."""
+        return self._origin + (time.time() - self._real0) * self.speed
 
     def next_at(self) -> float | None:
         return self._heap[0][0] if self._heap else None
@@ -186,7 +199,7 @@ class SimulatedAgent:
         while self._heap and self._heap[0][0] < until:
             at = self._heap[0][0]
             if self.real_time:
-                wait = at - time.time()
+                wait = (at - self.now()) / self.speed
                 if wait > 0:
                     await asyncio.sleep(min(wait, 1.0))
                     continue
@@ -284,13 +297,13 @@ class SimulatedAgent:
             use.name, user_id=call.caller_id, session_id=call.call_id, duration=use.duration_s
         )
 
-    def _feedback(self, call: Call, fb: Any) -> None:
+    def _feedback(self, call: Call | None, fb: Feedback) -> None:
         user_experience_monitor.record_feedback(
             rating=fb.rating,
             category=fb.category,
             comment=fb.comment,
-            user_id=call.caller_id,
-            session_id=call.call_id,
+            user_id=call.caller_id if call else fb.user_id,
+            session_id=call.call_id if call else fb.call_id,
         )
 
     def _failure(self, f: Failure, call: Call | None) -> None:

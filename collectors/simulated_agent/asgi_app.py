@@ -55,10 +55,10 @@ def compile_route(template: str, methods: Iterable[str]) -> Route:
 class AgentApp:
     """The agent's API. `plans` maps a plan id (sent in a header) to the request's plan."""
 
-    def __init__(self, routes: Iterable[tuple[str, str]] = (), *, real_time: bool = False) -> None:
+    def __init__(self, routes: Iterable[tuple[str, str]] = (), *, sleep_scale: float = 0.0) -> None:
         self.routes: list[Route] = []
         self.plans: dict[int, Request] = {}
-        self.real_time = real_time
+        self.sleep_scale = sleep_scale  # real seconds slept per planned second (0: none)
         self.add_routes(routes)
 
     def add_routes(self, routes: Iterable[tuple[str, str]]) -> None:
@@ -96,8 +96,8 @@ class AgentApp:
         if plan is None:
             await _answer(send, 200)
             return
-        if self.real_time and plan.duration_ms > 0:
-            await asyncio.sleep(plan.duration_ms / 1000.0)
+        if self.sleep_scale > 0 and plan.duration_ms > 0:
+            await asyncio.sleep(plan.duration_ms / 1000.0 * self.sleep_scale)
         f = plan.failure
         if f is not None and f.how == RAISE:
             raise exception_type(f.error_type)(f.message)

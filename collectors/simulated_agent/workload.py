@@ -72,10 +72,14 @@ class Turn:
 
 @dataclass(frozen=True)
 class Feedback:
+    """A rating; inside a Call it is about that call, on its own it names the call."""
+
     at_s: float
     rating: int
     category: str | None = None
     comment: str | None = None
+    call_id: str | None = None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,7 @@ class Workload:
     logins: tuple[Login, ...] = ()
     security_events: tuple[SecurityEvent, ...] = ()
     failures: tuple[Failure, ...] = ()  # not part of a request or a call's voice session
+    feedback: tuple[Feedback, ...] = ()  # given after the call, about the call it names
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)  # SDK definitions
 
     def routes(self) -> set[tuple[str, str]]:

@@ -1143,10 +1143,10 @@ class DemoSimulator:
             "event_type": np.concatenate(
                 [np.zeros(len(lim), dtype=np.int64), np.ones(n_scan, dtype=np.int64)]
             ),
-            "severity": np.concatenate(
+            "severity": np.concatenate(  # the SDK's severities: live rows group with these
                 [
-                    np.full(len(lim), SEVERITIES.index("medium")),
-                    np.full(n_scan, SEVERITIES.index("low")),
+                    np.full(len(lim), SEVERITIES.index("warning")),
+                    np.full(n_scan, SEVERITIES.index("info")),
                 ]
             ),
             "user_id": np.concatenate([req["user_id"][lim], np.full(n_scan, -1)]),

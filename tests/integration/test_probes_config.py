@@ -13,11 +13,14 @@ def write(tmp_path, text: str):
     return path
 
 
-def test_no_config_at_all_runs_only_the_demo(tmp_path):
+def test_no_config_at_all_runs_the_demo_and_the_spool_its_live_agents_write_to(tmp_path):
     cfg = load_config(env={"WORKBENCH_CONFIG": ""})
-    sources = build_sources(cfg)
-    assert list(sources) == ["demo"]
+    sources = build_sources(cfg, tmp_path)
+    assert set(sources) == {"demo", "spool"}
     assert sources["demo"][1] == {"kind": "interval", "seconds": 60}
+    assert sources["spool"][1] == {"kind": "interval", "seconds": 10}
+    # the demo's agents write into the data folder's spool, which the spool job reads
+    assert sources["demo"][0].spool_dir == sources["spool"][0].directory == tmp_path / "spool"
 
 
 def test_every_problem_is_reported_with_setting_and_origin(tmp_path):
