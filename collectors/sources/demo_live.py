@@ -18,9 +18,10 @@ The hand-over is exact. A row belongs to the window that holds its emission time
 simulator's rule, see demo.py): the backfill wrote everything emitted before `until`; an agent
 started at `until` plays everything emitted from then on, starting calls already under way
 late. Each agent reports the time before which all its actions are flushed to the spool; the
-source moves `until` to the earliest of these. When the service restarts, the rows since the
-agents last reported are written directly (their feature uses and turns already recorded are
-left out) and new agents take over from now.
+source moves `until` to the earliest of these. When the service restarts (or an agent stops
+early: killed, or for want of the demo job's heartbeat when the job is paused), the rows since
+the agents last reported are written directly (the turns and feature uses they had already
+recorded left out) and new agents take over from now.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ CHUNK_S = 300.0  # the agent loads the simulator's rows five minutes at a time
 LOOKAHEAD_S = 1200.0  # ... twenty minutes ahead, so a call starts on time (calls last < 15)
 LAG_S = 3600.0  # rows of a call come up to an hour after it starts (demo.LOOKBACK_HOURS)
 PROGRESS_EVERY_S = 2.0
+# Agents stop when the demo job has not run for this long (paused on the Collectors page, or
+# its service gone): the next run writes the gap directly and starts new ones.
+HEARTBEAT_S = 600.0
 
 
 # ---------------------------------------------------------------- simulator rows -> workload
@@ -331,9 +335,11 @@ async def run_agent(
     *,
     speed: float = 1.0,
     parent_pid: int | None = None,
+    heartbeat: Path | None = None,
 ) -> None:
     """Play `share`'s rows emitted from `start` on, live, until the share ends (its release
-    was replaced and its last rows are played), the parent dies or a signal comes. Every
+    was replaced and its last rows are played), the parent dies, the demo job stops beating
+    (`heartbeat` untouched for HEARTBEAT_S) or a signal comes. Every
     PROGRESS_EVERY_S it flushes the SDK and reports `played_until`: every action before it
     has run and no later one has (requests still being served finish at a graceful stop)."""
     from collectors.simulated_agent import SimulatedAgent
@@ -376,9 +382,18 @@ async def run_agent(
             _write_json(progress, _progress(share, start, played, done))
             if parent_pid is not None and os.getppid() != parent_pid:
                 break  # the service is gone: so is its demo
+            if heartbeat is not None and time.time() - _mtime(heartbeat) > HEARTBEAT_S:
+                break  # the demo job stopped running (paused)
     finally:
         await agent.stop(reset=False)  # requests in flight finish; the spool is sealed
         _write_json(progress, _progress(share, start, played, done))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _us_s(t: float) -> int:
@@ -409,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-features-before", type=float, default=-math.inf)
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--parent-pid", type=int, default=None)
+    p.add_argument("--heartbeat", default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     sim = DemoSimulator(args.seed, datetime.fromisoformat(args.anchor), args.history_days)
@@ -422,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             args.start,
             speed=args.speed,
             parent_pid=args.parent_pid,
+            heartbeat=Path(args.heartbeat) if args.heartbeat else None,
         )
     )
     return 0
@@ -478,7 +495,9 @@ class LiveDemoSource:
         anchor = datetime.fromisoformat(mark["anchor"])
         until = datetime.fromisoformat(mark["until"]).timestamp()
         sim = self._simulator(anchor)
-        if not self.agents:
+        self._beat()
+        if not self.agents or self._lost_an_agent():
+            self.stop()  # any others write their last report too
             yield from self._take_over(sim, anchor, until)
             return
         played = self._supervise(sim, until)
@@ -488,6 +507,7 @@ class LiveDemoSource:
     # -- the three situations --------------------------------------------------------------
     def _backfill(self) -> Iterator[Batch]:
         """First start: the history, written directly; then agents from its end on."""
+        self._beat()
         last = None
         for batch in DemoSource(self.seed, self.history_days, self.now).fetch({}):
             last = batch.watermark or last
@@ -511,25 +531,32 @@ class LiveDemoSource:
         self._start_agents(sim, boundary, played)
 
     def _supervise(self, sim: DemoSimulator, until: float) -> float:
-        """Restart agents that died, start the next release's agent ahead of its deploy, and
-        return the time before which every agent has flushed everything."""
+        """Start the next release's agent ahead of its deploy, and return the time before
+        which every agent has run (and flushed) everything."""
         horizon = self.now().timestamp() + LOOKAHEAD_S
-        for release, agent in list(self.agents.items()):
-            if agent.process.poll() is None:
-                continue
-            report = _read_json(agent.progress)
-            del self.agents[release]
-            if report.get("done"):
-                self.finished.add(release)
-            else:  # crashed: a new one goes on from its last report
-                played = float(report.get("played_until", until))
-                self._spawn(sim, agent.share, max(until, played), played)
         for share in releases_between(sim, until, horizon):
             if share.release not in self.agents and share.release not in self.finished:
                 self._spawn(sim, share, until, -math.inf)
         reports = [_read_json(a.progress) for a in self.agents.values()]
         played = [float(r["played_until"]) for r in reports if r and not r.get("done")]
         return min(played, default=until)
+
+    def _lost_an_agent(self) -> bool:
+        """Whether an agent exited before playing its last row (killed, crashed, or stopped
+        for want of a heartbeat); agents that finished their release are let go."""
+        for release, agent in list(self.agents.items()):
+            if agent.process.poll() is None:
+                continue
+            if not _read_json(agent.progress).get("done"):
+                return True
+            self.finished.add(release)
+            del self.agents[release]
+            agent.progress.unlink(missing_ok=True)
+        return False
+
+    def _beat(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "heartbeat").touch()
 
     # -- helpers ---------------------------------------------------------------------------
     def _direct(
@@ -597,6 +624,7 @@ class LiveDemoSource:
             "skip-features-before": repr(played),  # may be -inf: passed as --name=value
             "speed": repr(self.speed),
             "parent-pid": str(os.getpid()),
+            "heartbeat": str(self.state_dir / "heartbeat"),
         }
         args = [sys.executable, "-m", "collectors.sources.demo_live"]
         args += [f"--{name}={value}" for name, value in options.items()]

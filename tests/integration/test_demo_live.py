@@ -5,6 +5,7 @@ and together with the directly written history nothing is lost or doubled."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -190,3 +191,34 @@ def test_live_agents_ship_through_the_spool_and_a_restart_loses_and_doubles_noth
         [anchor.replace(tzinfo=None)],
     ).fetchone()[0]
     assert requests_in_range > 0, "the restart's gap was written directly"
+
+
+def test_agents_stop_when_the_demo_job_stops_running_and_the_next_run_takes_over(tmp_path, anchor):
+    """Pausing the demo job (no run for ten minutes) stops its agents; the next run writes
+    the gap directly and starts new agents, without doubling a turn."""
+    con = open_warehouse(tmp_path / "wh.duckdb")
+    spool, state = tmp_path / "spool", tmp_path / "agents"
+    clock = [anchor]
+    source = LiveDemoSource(spool, state, seed=SEED, history_days=1, now=lambda: clock[0], speed=60)
+    try:
+        assert run_source(con, source).status == "ok"
+        paused = [a.process for a in source.agents.values()]
+        _play_until(source, anchor + timedelta(minutes=2))
+        os.utime(state / "heartbeat", (0, 0))  # as if the job had not run for ages
+        for process in paused:
+            process.wait(timeout=30)
+        assert all(p.returncode == 0 for p in paused)
+        assert all(not _read_json(a.progress)["done"] for a in source.agents.values())
+        clock[0] = anchor + timedelta(minutes=10)
+        assert run_source(con, source).status == "ok"  # the gap directly, new agents
+        assert source.agents and all(a.process.poll() is None for a in source.agents.values())
+        _play_until(source, anchor + timedelta(minutes=12))
+    finally:
+        source.stop()
+    time.sleep(1.1)
+    assert run_source(con, SpoolSource(spool)).status == "ok"
+    doubled = con.execute(
+        "SELECT count(*) - count(DISTINCT (call_id, turn_index)) FROM voice_turns"
+    ).fetchone()[0]
+    assert doubled == 0
+    assert con.execute("SELECT count(*) FROM rejects").fetchone() == (0,)
