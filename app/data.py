@@ -1,7 +1,9 @@
 """The app's data layer: the published snapshot, the control store, and where they live.
 
 The snapshot connection is cached per manifest version, so a new publish is picked up on the
-next rerun while every session shares one in-memory DuckDB per version.
+next rerun while every session shares one in-memory DuckDB per version. When a file of the
+latest version cannot be read, pages keep the last snapshot that opened (or, before any did,
+the readable part of this one) and the freshness banner says so.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from collectors.control import ControlStore
+from collectors.control import ControlStore, ControlStoreError
 from collectors.publish import read_manifest
-from collectors.snapshot import Snapshot, open_snapshot
+from collectors.snapshot import Snapshot, SnapshotUnreadable, open_snapshot, without_files
 
 
 def data_dir() -> Path:
@@ -35,10 +37,50 @@ def manifest() -> dict:
     return read_manifest(serving_dir()) or {"version": 0}
 
 
-def snapshot() -> Snapshot:
-    """The latest published snapshot (cached until the next publish)."""
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _readable_part_at(serving: str, version: int, _manifest: dict, skip: tuple[str, ...]):
+    return open_snapshot(serving, without_files(_manifest, set(skip)))
+
+
+@st.cache_resource(show_spinner=False)
+def _served(serving: str) -> dict:
+    """Per snapshot folder: the last snapshot that opened, and the version that did not."""
+    return {}
+
+
+def _snapshot_and_problem() -> tuple[Snapshot, str | None]:
     current = manifest()
-    return _snapshot_at(str(serving_dir()), int(current.get("version", 0)), current)
+    serving, version = str(serving_dir()), int(current.get("version", 0))
+    served = _served(serving)
+    failed = served.get("failed")
+    if failed is None or failed.version != version:
+        try:
+            snap = _snapshot_at(serving, version, current)
+        except SnapshotUnreadable as exc:
+            failed = served["failed"] = exc
+        else:
+            served["good"] = snap
+            return snap, None
+    good = served.get("good")
+    if good is not None and good.version < version:
+        instead = f"showing snapshot v{good.version}"
+    else:
+        good = _readable_part_at(serving, version, current, tuple(sorted(failed.problems)))
+        instead = "showing the rest of it"
+    return good, (
+        f"The latest data (snapshot v{version}) could not be read ({failed}); {instead} "
+        "until the collectors service rewrites it, which its next publish does."
+    )
+
+
+def snapshot() -> Snapshot:
+    """The latest published snapshot that can be read (cached until the next publish)."""
+    return _snapshot_and_problem()[0]
+
+
+def snapshot_problem() -> str | None:
+    """One sentence when pages are not showing the latest published snapshot, else None."""
+    return _snapshot_and_problem()[1]
 
 
 def cursor():
@@ -61,3 +103,11 @@ def staleness_minutes(manifest_: dict) -> float | None:
     if not published:
         return None
     return (datetime.now(UTC) - datetime.fromisoformat(published)).total_seconds() / 60
+
+
+def publish_problem() -> dict | None:
+    """The service's report of a failing publish (since, message, attempts, retry_at)."""
+    try:
+        return control_store().service_info().get("publish_error") or None
+    except ControlStoreError:
+        return None

@@ -58,7 +58,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         service = CollectorService(
-            _paths(args), jobs_from(config, _paths(args).root), poll_seconds=args.poll
+            _paths(args),
+            jobs_from(config, _paths(args).root),
+            poll_seconds=args.poll,
+            run_timeout_s=args.run_timeout,
         )
     except WarehouseLocked:
         print(
@@ -69,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     service.poll_tasks = poll_tasks(config, service.control)
     # The app reads user-defined metrics from here: it never reads the config file itself.
-    service.control.set_service_info(custom_metrics=config.metrics)
+    service.announce(custom_metrics=config.metrics)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     log.info("collectors service running; data in %s", service.paths.root)
@@ -128,6 +131,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
     finally:
         service.con.close()
     print(file=sys.stderr)
+    if summary is None:
+        print(
+            f"{args.source}: failed: timed out after {service.run_timeout_for(args.source):g} s "
+            "without committing a batch (is the source reachable?)"
+        )
+        return 1
     print(
         f"{args.source}: {summary.status}, {summary.rows_read:,} read, "
         f"{summary.rows_inserted:,} new, {summary.rows_updated:,} updated, "
@@ -188,13 +197,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     control = ControlStore(paths.control)
     manifest = read_manifest(paths.serving) or {}
     info = control.service_info()
+    progress = control.progress()
     print(f"service pid: {info.get('pid') or 'not running'}; heartbeat {info.get('heartbeat')}")
     print(f"snapshot v{manifest.get('version', 0)} published {manifest.get('published_at')}")
+    failing = info.get("publish_error")
+    if failing:
+        print(
+            f"publishing has failed {failing['attempts']} time(s) since {failing['since']}: "
+            f"{failing['message']}; next attempt {failing['retry_at']}"
+        )
     for name, s in control.schedules().items():
         fresh = manifest.get("freshness", {}).get(name, {})
+        live = progress.get(name) or {}
+        hung = f"; hung: {live.get('message')}" if live.get("state") == "hung" else ""
         print(
             f"  {name}: {s.describe()}{'' if s.enabled else ' (paused)'}; last run "
-            f"{fresh.get('last_run')} {fresh.get('last_status') or ''}"
+            f"{fresh.get('last_run')} {fresh.get('last_status') or ''}{hung}"
         )
     return 0
 
@@ -344,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=2.0,
         help="seconds between reads of the control store (default 2)",
+    )
+    p.add_argument(
+        "--run-timeout",
+        type=float,
+        default=300.0,
+        help="abandon a run that commits no batch for this many seconds and report its source "
+        "as hung (default 300; a source's schedule or the Collectors page may set its own)",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -7,13 +7,16 @@ is safe across processes, unlike the warehouse, so this is the only place both p
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import logging
 import os
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,7 +25,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA = [
+# Each version is a script, or columns to add (added only where missing, so a store that was
+# partly migrated by hand still migrates).
+SCHEMA: list[str | list[tuple[str, str, str]]] = [
     # version 1
     """
     CREATE TABLE schedules (
@@ -78,7 +83,17 @@ SCHEMA = [
         updated_at TEXT NOT NULL
     );
     """,
+    # version 3: per-source run timeouts, why a source is hung, and experiment revisions (a
+    # save names the revision it edited, so a stale one is refused instead of overwriting)
+    [
+        ("schedules", "timeout_s", "INTEGER"),
+        ("progress", "message", "TEXT"),
+        ("experiments", "revision", "INTEGER NOT NULL DEFAULT 1"),
+    ],
 ]
+TABLES = ("schedules", "run_requests", "progress", "service", "experiments")
+# SQLite's result codes for a damaged file (the extended codes share the low byte).
+_CORRUPTION_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 
 def now_iso() -> str:
@@ -93,6 +108,7 @@ class Schedule:
     cron: str | None
     enabled: bool
     updated_at: str
+    timeout_s: int | None = None  # a run without progress this long is abandoned as hung
 
     def describe(self) -> str:
         if self.kind == "interval":
@@ -104,8 +120,12 @@ class ScheduleError(ValueError):
     pass
 
 
-def validate_schedule(kind: str, every_seconds: int | None, cron: str | None) -> None:
+def validate_schedule(
+    kind: str, every_seconds: int | None, cron: str | None, timeout_s: int | None = None
+) -> None:
     """Raise ScheduleError with one sentence if the schedule cannot run."""
+    if timeout_s is not None and (not isinstance(timeout_s, int) or timeout_s < 1):
+        raise ScheduleError("A run timeout must be a whole number of seconds, at least 1.")
     if kind == "interval":
         if not isinstance(every_seconds, int) or every_seconds < 5:
             raise ScheduleError("An interval schedule needs every_seconds of at least 5.")
@@ -137,6 +157,10 @@ class ExperimentError(ValueError):
     """An experiment definition or status change the user must fix (one sentence)."""
 
 
+class ControlStoreError(RuntimeError):
+    """The control store could not be used, even after recovering it (one sentence)."""
+
+
 @dataclass(frozen=True)
 class SavedExperiment:
     key: str
@@ -153,6 +177,7 @@ class SavedExperiment:
     status: str = "draft"
     created_at: str = ""
     updated_at: str = ""
+    revision: int = 0  # the stored revision this definition was read at; 0: not saved yet
 
     def definition(self):
         """The analysis engine's view of this experiment. The end date is inclusive on the
@@ -201,11 +226,49 @@ def validate_experiment(e: SavedExperiment) -> SavedExperiment:
     return replace(e, name=(e.name or e.key).strip(), variants=variants, weights=weights)
 
 
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _CORRUPTION_CODES
+
+
+def _recovering(method: Callable) -> Callable:
+    """Run a store method; if the file turns out damaged (or deleted) while we run, recover
+    the store once and retry, so neither process needs a restart. Other database errors
+    become ControlStoreError with one sentence."""
+
+    @functools.wraps(method)
+    def guarded(self: ControlStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if _is_corruption(exc):
+                self._recover(exc)
+            elif "no such table" in str(exc):  # the file was deleted and came back empty
+                self._migrate()
+            else:
+                raise ControlStoreError(self._sentence(exc)) from exc
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise ControlStoreError(self._sentence(exc)) from exc
+
+    return guarded
+
+
 class ControlStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._ensure()
+        self.recoveries = 0  # how often this object found the file damaged and recreated it
+        self._recovery_mutex = threading.Lock()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise ControlStoreError(self._sentence(exc)) from exc
+            self._recover(exc)
+
+    def _sentence(self, exc: BaseException) -> str:
+        return f"The control store {self.path} could not be used ({exc})."
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -216,32 +279,96 @@ class ControlStore:
         finally:
             con.close()
 
-    def _ensure(self) -> None:
-        try:
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            # A corrupt control store holds only requests and settings the app can re-enter:
-            # keep it aside for inspection and start a fresh one.
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            os.replace(self.path, aside)
-            log.warning(
-                "control store %s was unreadable (%s); moved to %s and recreated",
-                self.path,
-                exc,
-                aside.name,
-            )
-            self._migrate()
-
     def _migrate(self) -> None:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             version = con.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(SCHEMA, start=1):
-                if number > version:
-                    con.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+            for number, step in enumerate(SCHEMA, start=1):
+                if number <= version:
+                    continue
+                script = step if isinstance(step, str) else self._added_columns(con, step)
+                con.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    @staticmethod
+    def _added_columns(con: sqlite3.Connection, columns: list[tuple[str, str, str]]) -> str:
+        statements = []
+        for table, column, declaration in columns:
+            existing = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+            if column not in existing:
+                statements.append(f"ALTER TABLE {table} ADD COLUMN {column} {declaration};")
+        return " ".join(statements)
+
+    # ---- recovering a damaged file ------------------------------------------------------------
+
+    @contextmanager
+    def _recovery_lock(self) -> Iterator[None]:
+        """One recovery at a time, across threads and across the app and the service."""
+        with self._recovery_mutex, open(f"{self.path}.recovery-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _is_healthy(self) -> bool:
+        try:
+            with self._connect() as con:
+                checked = con.execute("PRAGMA quick_check").fetchone()[0]
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+            return checked == "ok" and version == len(SCHEMA)
+        except sqlite3.DatabaseError:
+            return False
+
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """Move the damaged file aside, start a new store and copy into it every table that
+        can still be read. The store holds requests and settings, never collected data."""
+        with self._recovery_lock():
+            if self._is_healthy():  # the other process (or thread) has just recovered it
+                return
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{self.path}{suffix}")
+                if source.exists():
+                    os.replace(source, f"{aside}{suffix}")
+            self._migrate()
+            kept = self._copy_readable_rows(aside)
+            self.recoveries += 1
+            log.warning(
+                "control store %s was unreadable (%s); moved it to %s and recreated it, "
+                "keeping %d row(s) that could still be read",
+                self.path,
+                exc,
+                aside.name,
+                kept,
+            )
+
+    def _copy_readable_rows(self, damaged: Path) -> int:
+        kept = 0
+        with self._connect() as con:
+            try:
+                con.execute("ATTACH DATABASE ? AS damaged", [str(damaged)])
+            except sqlite3.DatabaseError:
+                return 0
+            for name in TABLES:
+                try:
+                    old = {r[1] for r in con.execute(f"PRAGMA damaged.table_info({name})")}
+                    new = [r[1] for r in con.execute(f"PRAGMA main.table_info({name})")]
+                    cols = ", ".join(c for c in new if c in old)
+                    if cols:
+                        # One statement per table: a table that cannot be read whole is
+                        # skipped, never half-copied. Names are our own schema's.
+                        kept += con.execute(
+                            f"INSERT OR IGNORE INTO main.{name} ({cols}) "  # noqa: S608
+                            f"SELECT {cols} FROM damaged.{name}"
+                        ).rowcount
+                except sqlite3.DatabaseError:
+                    continue
+            con.execute("DETACH DATABASE damaged")
+        return kept
 
     # ---- schedules ----------------------------------------------------------------------------
 
+    @_recovering
     def schedules(self) -> dict[str, Schedule]:
         with self._connect() as con:
             rows = con.execute("SELECT * FROM schedules ORDER BY job").fetchall()
@@ -253,10 +380,12 @@ class ControlStore:
                 r["cron"],
                 bool(r["enabled"]),
                 r["updated_at"],
+                r["timeout_s"],
             )
             for r in rows
         }
 
+    @_recovering
     def set_schedule(
         self,
         job: str,
@@ -264,13 +393,16 @@ class ControlStore:
         every_seconds: int | None = None,
         cron: str | None = None,
         enabled: bool = True,
+        timeout_s: int | None = None,
     ) -> None:
-        validate_schedule(kind, every_seconds, cron)
+        validate_schedule(kind, every_seconds, cron, timeout_s)
         with self._connect() as con:
             con.execute(
-                "INSERT INTO schedules VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET "
+                "INSERT INTO schedules (job, kind, every_seconds, cron, enabled, updated_at, "
+                "timeout_s) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET "
                 "kind = excluded.kind, every_seconds = excluded.every_seconds, "
-                "cron = excluded.cron, enabled = excluded.enabled, updated_at = excluded.updated_at",
+                "cron = excluded.cron, enabled = excluded.enabled, "
+                "updated_at = excluded.updated_at, timeout_s = excluded.timeout_s",
                 [
                     job,
                     kind,
@@ -278,23 +410,48 @@ class ControlStore:
                     cron if kind == "cron" else None,
                     int(enabled),
                     now_iso(),
+                    timeout_s,
                 ],
             )
 
-    def ensure_schedule(self, job: str, kind: str, every_seconds: int | None, cron: str | None):
+    def ensure_schedule(
+        self,
+        job: str,
+        kind: str,
+        every_seconds: int | None,
+        cron: str | None,
+        timeout_s: int | None = None,
+    ) -> None:
         """Seed a job's default schedule without overriding what a user has set."""
         if job not in self.schedules():
-            self.set_schedule(job, kind, every_seconds, cron)
+            self.set_schedule(job, kind, every_seconds, cron, timeout_s=timeout_s)
 
     # ---- run requests -------------------------------------------------------------------------
 
-    def request_run(self, job: str) -> int:
+    @_recovering
+    def queue_run(self, job: str) -> tuple[int, bool]:
+        """Ask the service to run `job`: (request id, True) when a request for it is already
+        waiting, which this one joins, so a source has at most one pending request."""
         with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute(
+                "SELECT id FROM run_requests WHERE job = ? AND status = 'pending' "
+                "ORDER BY id LIMIT 1",
+                [job],
+            ).fetchone()
+            if row is not None:
+                con.execute("COMMIT")
+                return int(row["id"]), True
             cur = con.execute(
                 "INSERT INTO run_requests (job, requested_at) VALUES (?, ?)", [job, now_iso()]
             )
-            return int(cur.lastrowid)
+            con.execute("COMMIT")
+            return int(cur.lastrowid), False
 
+    def request_run(self, job: str) -> int:
+        return self.queue_run(job)[0]
+
+    @_recovering
     def claim_requests(self) -> list[tuple[int, str]]:
         """Atomically claim every pending request (the service calls this)."""
         with self._connect() as con:
@@ -302,26 +459,60 @@ class ControlStore:
             rows = con.execute(
                 "SELECT id, job FROM run_requests WHERE status = 'pending' ORDER BY id"
             ).fetchall()
-            con.executemany(
-                "UPDATE run_requests SET status = 'running', claimed_at = ? WHERE id = ?",
-                [(now_iso(), r["id"]) for r in rows],
-            )
+            if rows:
+                con.execute(
+                    "UPDATE run_requests SET status = 'running', claimed_at = ? "
+                    "WHERE status = 'pending' AND id <= ?",
+                    [now_iso(), rows[-1]["id"]],
+                )
             con.execute("COMMIT")
         return [(r["id"], r["job"]) for r in rows]
 
     def finish_request(self, request_id: int, status: str, message: str | None, run_id=None):
+        self.finish_requests([request_id], status, message, run_id)
+
+    @_recovering
+    def finish_requests(
+        self,
+        request_ids: Sequence[int],
+        status: str,
+        message: str | None,
+        run_id: int | None = None,
+    ) -> None:
+        """Close requests served by one run (or refused for one reason), in one transaction."""
+        finished = now_iso()
         with self._connect() as con:
-            con.execute(
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(
                 "UPDATE run_requests SET status = ?, message = ?, finished_at = ?, run_id = ? "
                 "WHERE id = ?",
-                [status, message, now_iso(), run_id, request_id],
+                [(status, message, finished, run_id, i) for i in request_ids],
             )
+            con.execute("COMMIT")
 
+    @_recovering
+    def close_stale_requests(
+        self,
+        message: str = "interrupted: the collectors service stopped before this run finished; "
+        "ask for it again if you still need it",
+    ) -> int:
+        """Close requests a service claimed and will never finish (it stopped or was killed);
+        pending ones stay, for the next service to run."""
+        with self._connect() as con:
+            cur = con.execute(
+                "UPDATE run_requests SET status = 'failed', message = ?, finished_at = ? "
+                "WHERE status = 'running'",
+                [message, now_iso()],
+            )
+        return cur.rowcount
+
+    @_recovering
     def request(self, request_id: int) -> dict[str, Any] | None:
         with self._connect() as con:
             row = con.execute("SELECT * FROM run_requests WHERE id = ?", [request_id]).fetchone()
         return dict(row) if row else None
 
+    @_recovering
     def recent_requests(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._connect() as con:
             rows = con.execute(
@@ -331,6 +522,7 @@ class ControlStore:
 
     # ---- progress and heartbeat ---------------------------------------------------------------
 
+    @_recovering
     def set_progress(
         self,
         job: str,
@@ -339,23 +531,31 @@ class ControlStore:
         rows_read: int = 0,
         done: int | None = None,
         total: int | None = None,
+        message: str | None = None,
     ) -> None:
+        """`state` is running, hung, or how the last run ended; `message` says why a source
+        is hung."""
         with self._connect() as con:
             con.execute(
-                "INSERT INTO progress VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE "
+                "INSERT INTO progress (job, run_id, rows_read, done, total, started_at, "
+                "updated_at, state, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (job) DO UPDATE "
                 "SET run_id = excluded.run_id, rows_read = excluded.rows_read, "
                 "done = excluded.done, total = excluded.total, "
                 "started_at = CASE WHEN excluded.state = 'running' AND progress.state != 'running' "
                 "THEN excluded.started_at ELSE progress.started_at END, "
-                "updated_at = excluded.updated_at, state = excluded.state",
-                [job, run_id, rows_read, done, total, now_iso(), now_iso(), state],
+                "updated_at = excluded.updated_at, state = excluded.state, "
+                "message = excluded.message",
+                [job, run_id, rows_read, done, total, now_iso(), now_iso(), state, message],
             )
 
+    @_recovering
     def progress(self) -> dict[str, dict[str, Any]]:
         with self._connect() as con:
             rows = con.execute("SELECT * FROM progress").fetchall()
         return {r["job"]: dict(r) for r in rows}
 
+    @_recovering
     def set_service_info(self, **values: Any) -> None:
         with self._connect() as con:
             con.executemany(
@@ -363,6 +563,7 @@ class ControlStore:
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
 
+    @_recovering
     def service_info(self) -> dict[str, Any]:
         with self._connect() as con:
             rows = con.execute("SELECT key, value FROM service").fetchall()
@@ -370,39 +571,60 @@ class ControlStore:
 
     # ---- experiments --------------------------------------------------------------------------
 
+    @_recovering
     def save_experiment(self, experiment: SavedExperiment) -> SavedExperiment:
-        """Create or update a definition (its status is kept when it already exists)."""
+        """Create a definition (revision 0) or update the one at `experiment.revision`; its
+        status is kept. ExperimentError when the key is taken by another experiment, or when
+        someone saved the experiment since this copy was read."""
         e = validate_experiment(experiment)
         now = now_iso()
+        values = [
+            e.name,
+            e.hypothesis,
+            json.dumps(list(e.variants)),
+            json.dumps(list(e.weights)),
+            e.unit_type,
+            json.dumps(list(e.primary_metrics)),
+            json.dumps(list(e.guardrail_metrics)),
+            e.start_at,
+            e.end_at,
+            e.method,
+        ]
         with self._connect() as con:
-            con.execute(
-                "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET name = excluded.name, "
-                "hypothesis = excluded.hypothesis, variants = excluded.variants, "
-                "weights = excluded.weights, unit_type = excluded.unit_type, "
-                "primary_metrics = excluded.primary_metrics, "
-                "guardrail_metrics = excluded.guardrail_metrics, start_at = excluded.start_at, "
-                "end_at = excluded.end_at, method = excluded.method, "
-                "updated_at = excluded.updated_at",
-                [
-                    e.key,
-                    e.name,
-                    e.hypothesis,
-                    json.dumps(list(e.variants)),
-                    json.dumps(list(e.weights)),
-                    e.unit_type,
-                    json.dumps(list(e.primary_metrics)),
-                    json.dumps(list(e.guardrail_metrics)),
-                    e.start_at,
-                    e.end_at,
-                    e.method,
-                    e.status,
-                    now,
-                    now,
-                ],
-            )
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT revision FROM experiments WHERE key = ?", [e.key]).fetchone()
+            if e.revision == 0 and row is not None:
+                con.execute("ROLLBACK")
+                raise ExperimentError(
+                    f"An experiment with key {e.key!r} already exists; choose another key, "
+                    "or open that experiment to edit it."
+                )
+            if e.revision and (row is None or row["revision"] != e.revision):
+                con.execute("ROLLBACK")
+                raise ExperimentError(
+                    f"Experiment {e.key!r} was changed since you opened it (by another session "
+                    "or person); reload the page to see the current definition, then save again."
+                )
+            if row is None:
+                con.execute(
+                    "INSERT INTO experiments (name, hypothesis, variants, weights, unit_type, "
+                    "primary_metrics, guardrail_metrics, start_at, end_at, method, key, "
+                    "status, created_at, updated_at, revision) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    [*values, e.key, e.status, now, now],
+                )
+            else:
+                con.execute(
+                    "UPDATE experiments SET name = ?, hypothesis = ?, variants = ?, weights = ?, "
+                    "unit_type = ?, primary_metrics = ?, guardrail_metrics = ?, start_at = ?, "
+                    "end_at = ?, method = ?, updated_at = ?, revision = revision + 1 "
+                    "WHERE key = ?",
+                    [*values, now, e.key],
+                )
+            con.execute("COMMIT")
         return self.experiments()[e.key]
 
+    @_recovering
     def experiments(self) -> dict[str, SavedExperiment]:
         with self._connect() as con:
             rows = con.execute("SELECT * FROM experiments ORDER BY created_at, key").fetchall()
@@ -422,10 +644,12 @@ class ControlStore:
                 status=r["status"],
                 created_at=r["created_at"],
                 updated_at=r["updated_at"],
+                revision=r["revision"],
             )
             for r in rows
         }
 
+    @_recovering
     def set_experiment_status(self, key: str, status: str) -> SavedExperiment:
         """Start (running), pause, resume or stop; ExperimentError if the change is not allowed."""
         with self._connect() as con:
@@ -440,7 +664,8 @@ class ControlStore:
                     f"Experiment {key!r} is {row['status']}; it cannot become {status}."
                 )
             con.execute(
-                "UPDATE experiments SET status = ?, updated_at = ? WHERE key = ?",
+                "UPDATE experiments SET status = ?, updated_at = ?, revision = revision + 1 "
+                "WHERE key = ?",
                 [status, now_iso(), key],
             )
             con.execute("COMMIT")

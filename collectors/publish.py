@@ -5,9 +5,16 @@ publish rewrites only those days (raw rows and their hourly rollups) into new, u
 files, so its cost follows the new data, not the warehouse. Small bookkeeping tables are
 rewritten whole.
 
-Atomic: files are never overwritten. The new manifest is written aside, fsynced and renamed over
-`manifest.json`, so a reader sees the old snapshot or the new one, never a mix. Files no manifest
-refers to are deleted after a grace period long enough for any reader of an older manifest.
+Atomic: files are never overwritten. Each file is checked after writing (its footer reads back
+with the row count COPY reported) and fsynced with its folder; then the new manifest is written
+aside, fsynced and renamed over `manifest.json`, so a reader sees the old snapshot or the new
+one, never a mix. Files no manifest refers to are deleted after a grace period long enough for
+any reader of an older manifest.
+
+Self-healing: a file the current manifest names that is missing or cannot be read is found by
+the next publish, which rewrites its day. A publish that fails part-way leaves a note of the
+days it finished (`.publish-pending.json`); the next attempt resumes from it instead of
+rewriting them.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from collectors.engine import WRITE_LOCK
 from collectors.rollups import ROLLUPS, rollups_for
@@ -32,6 +41,7 @@ from collectors.schema import TABLES
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+PENDING = ".publish-pending.json"  # what a failed publish finished, for its retry
 GRACE_SECONDS = 600
 # Bookkeeping published whole on every run (bounded so publishing stays cheap).
 BOOKKEEPING = {
@@ -64,28 +74,93 @@ def read_manifest(serving: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_manifest(serving: Path, manifest: dict[str, Any]) -> None:
-    tmp = serving / f".{MANIFEST}.{uuid.uuid4().hex}.tmp"
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write aside, fsync, rename over `path`, fsync its folder: whole or not at all."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, default=str)
+        json.dump(value, f, indent=1, default=str)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, serving / MANIFEST)
-    dir_fd = os.open(serving, os.O_RDONLY)
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def _write_manifest(serving: Path, manifest: dict[str, Any]) -> None:
+    _write_json(serving / MANIFEST, manifest)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
+
+
+class PublishError(RuntimeError):
+    """A file came out of COPY unreadable or short: the manifest is not swapped."""
+
+
+# Files already checked, by path: (size, mtime). Files are immutable once published, so a file
+# whose size and time have not changed needs no second look.
+_checked: dict[str, tuple[int, int]] = {}
+
+
+def parquet_problem(path: Path, rows: int | None = None) -> str | None:
+    """Why the Parquet file at `path` cannot be served (missing, an unreadable footer, not the
+    expected row count), or None when it can."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    key = str(path)
+    if _checked.get(key) == (stat.st_size, stat.st_mtime_ns):
+        return None
+    try:
+        found = pq.read_metadata(path).num_rows
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        return f"unreadable: {str(exc).splitlines()[0][:160]}"
+    if rows is not None and found != rows:
+        return f"holds {found} rows where {rows} were written"
+    _checked[key] = (stat.st_size, stat.st_mtime_ns)
+    return None
+
+
+def unreadable_files(serving: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """The files `manifest` names that cannot be served, each with the reason."""
+    problems = {}
+    for rel, rows in _files_and_rows(manifest).items():
+        problem = parquet_problem(serving / rel, rows)
+        if problem:
+            problems[rel] = problem
+    return problems
+
+
+def _files_and_rows(manifest: dict[str, Any]) -> dict[str, int | None]:
+    found: dict[str, int | None] = {}
+    for group in ("tables", "rollups"):
+        for entry in manifest.get(group, {}).values():
+            found.update({d["file"]: d.get("rows") for d in entry["days"].values()})
+    found.update({b["file"]: b.get("rows") for b in manifest.get("bookkeeping", {}).values()})
+    return found
 
 
 def _copy(con: duckdb.DuckDBPyConnection, select: str, params: list, target: Path) -> int:
-    """COPY a query to Parquet; returns its row count. The path is ours, never user input."""
+    """COPY a query to Parquet, check the file reads back whole, fsync it; returns its row
+    count. The path is ours, never user input."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    con.execute(f"COPY ({select}) TO '{tmp.as_posix()}' (FORMAT parquet, COMPRESSION zstd)", params)
+    written = con.execute(
+        f"COPY ({select}) TO '{tmp.as_posix()}' (FORMAT parquet, COMPRESSION zstd)", params
+    ).fetchone()
+    rows = int(written[0])
+    problem = parquet_problem(tmp, rows)
+    if problem:
+        raise PublishError(f"{target.name} was not written correctly ({problem})")
     os.replace(tmp, target)
-    row = con.execute(f"SELECT count(*) FROM read_parquet('{target.as_posix()}')").fetchone()
-    return int(row[0])
+    _checked[str(target)] = _checked.pop(str(tmp))
+    _fsync(target)
+    return rows
 
 
 def _mark_everything_dirty(con: duckdb.DuckDBPyConnection) -> None:
@@ -111,9 +186,87 @@ def _empty_manifest(serving: Path) -> dict[str, Any]:
     return {"version": latest, "tables": {}, "rollups": {}, "bookkeeping": {}, "retired": {}}
 
 
-def snapshot_is_whole(serving: Path, manifest: dict[str, Any]) -> bool:
-    """True when every file the manifest names exists (someone may have deleted some)."""
-    return all((serving / rel).exists() for rel in referenced_files(manifest))
+def _mark_damaged_days(
+    con: duckdb.DuckDBPyConnection, serving: Path, manifest: dict[str, Any]
+) -> None:
+    """Days whose file is missing or unreadable are published again (bookkeeping files are
+    rewritten by every publish anyway)."""
+    problems = unreadable_files(serving, manifest)
+    if not problems:
+        return
+    missing = sorted(rel for rel, problem in problems.items() if problem == "missing")
+    if missing:
+        log.warning(
+            "serving snapshot %s has missing files (%d, e.g. %s); republishing their days",
+            serving,
+            len(missing),
+            missing[0],
+        )
+    for rel, problem in sorted(problems.items()):
+        if problem != "missing":
+            log.warning("serving file %s is %s; republishing its day", rel, problem)
+    source_of = {r.name: r.source for r in ROLLUPS}
+    days = set()
+    for group in ("tables", "rollups"):
+        for name, entry in manifest.get(group, {}).items():
+            table_name = name if group == "tables" else source_of.get(name)
+            for day, d in entry["days"].items():
+                if d["file"] in problems and table_name in TABLES:
+                    days.add((table_name, day))
+    con.executemany(
+        "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING",
+        sorted(days),
+    )
+
+
+def _resume_state(
+    con: duckdb.DuckDBPyConnection, serving: Path, base: int | None
+) -> dict[str, Any] | None:
+    """What a failed publish finished, when it applies to the manifest now current. Its days
+    were taken off dirty_partitions when it failed; if the note no longer applies they are
+    marked dirty again, so nothing is ever left unpublished."""
+    path = serving / PENDING
+    try:
+        state = json.loads(path.read_text())
+        done = [(t, day) for t, day in state["done"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s is unreadable (%s); republishing everything", path, exc)
+        path.unlink(missing_ok=True)
+        _mark_everything_dirty(con)
+        return None
+    if state.get("base") == base:
+        return state
+    path.unlink(missing_ok=True)  # someone published in between (e.g. `publish --full`)
+    con.executemany(
+        "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING", done
+    )
+    return None
+
+
+def _note_progress(
+    con: duckdb.DuckDBPyConnection,
+    serving: Path,
+    base: int | None,
+    version: int,
+    manifest: dict[str, Any],
+    done: list[tuple[str, date]],
+) -> None:
+    """After a failure: remember the days finished (with the manifest being built), then take
+    them off dirty_partitions; a commit that touches one of them again marks it again."""
+    done_iso = [(t, day.isoformat()) for t, day in done]
+    try:
+        _write_json(
+            serving / PENDING,
+            {"base": base, "version": version, "manifest": manifest, "done": done_iso},
+        )
+    except OSError as exc:  # e.g. the disk is full: the retry rewrites those days
+        log.warning("could not note the publish's progress (%s)", exc)
+        return
+    con.executemany(
+        "DELETE FROM dirty_partitions WHERE table_name = ? AND day = CAST(? AS DATE)", done_iso
+    )
 
 
 def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResult:
@@ -123,41 +276,66 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
     serving.mkdir(parents=True, exist_ok=True)
     con = con.cursor()
     with WRITE_LOCK:
-        manifest = read_manifest(serving)
-        if manifest is not None and not snapshot_is_whole(serving, manifest):
-            log.warning("serving snapshot %s is missing files; republishing everything", serving)
-            manifest = None
-        if manifest is None:
+        current = read_manifest(serving)
+        base = int(current["version"]) if current is not None else None
+        previously = referenced_files(current or {})
+        resumed = _resume_state(con, serving, base)
+        if resumed is not None:
+            manifest, version = resumed["manifest"], int(resumed["version"])
+        elif current is None:
             manifest = _empty_manifest(serving)
             _mark_everything_dirty(con)
-        previously = referenced_files(manifest)
-        version = int(manifest["version"]) + 1
+            version = int(manifest["version"]) + 1
+        else:
+            manifest, version = current, base + 1
+        _mark_damaged_days(con, serving, manifest)
         dirty = con.execute("SELECT table_name, day FROM dirty_partitions ORDER BY ALL").fetchall()
         files = 0
-        for table_name, day in dirty:
-            files += _publish_day(con, serving, manifest, table_name, day, version)
-        for name, select in BOOKKEEPING.items():
-            target = serving / "bookkeeping" / f"{name}-v{version}.parquet"
-            rows = _copy(con, select, [], target)
-            manifest["bookkeeping"][name] = {"file": _rel(serving, target), "rows": rows}
-            files += 1
-        manifest["version"] = version
-        manifest["published_at"] = datetime.now(UTC).isoformat()
-        manifest["freshness"] = _freshness(con)
-        # Files the previous manifest named may still be read by its readers: note when they
-        # stopped being referenced, and delete them only a grace period after that.
-        retired = manifest.setdefault("retired", {})
-        now = time.time()
-        for rel in previously - referenced_files(manifest):
-            retired.setdefault(rel, now)
-        expired = {rel for rel, when in retired.items() if now - when > GRACE_SECONDS}
-        for rel in expired:
-            del retired[rel]
-        _write_manifest(serving, manifest)
+        done: list[tuple[str, date]] = []
+        try:
+            for table_name, day in dirty:
+                files += _publish_day(con, serving, manifest, table_name, day, version)
+                done.append((table_name, day))
+            files += _publish_bookkeeping(con, serving, manifest, version)
+            manifest["version"] = version
+            manifest["published_at"] = datetime.now(UTC).isoformat()
+            manifest["freshness"] = _freshness(con)
+            # Files the previous manifest named may still be read by its readers: note when
+            # they stopped being referenced, and delete them only a grace period after that.
+            retired = manifest.setdefault("retired", {})
+            now = time.time()
+            for rel in previously - referenced_files(manifest):
+                retired.setdefault(rel, now)
+            expired = {rel for rel, when in retired.items() if now - when > GRACE_SECONDS}
+            for rel in expired:
+                del retired[rel]
+            # The new files' names must be durable before a manifest names them.
+            written = f"-v{version}.parquet"
+            new = [serving / r for r in referenced_files(manifest) if r.endswith(written)]
+            for folder in {path.parent for path in new}:
+                _fsync(folder)
+            _write_manifest(serving, manifest)
+        except Exception:
+            _note_progress(con, serving, base, version, manifest, done)
+            raise
         # Every write takes WRITE_LOCK, so nothing was marked dirty since we read the list.
         con.execute("DELETE FROM dirty_partitions")
+        (serving / PENDING).unlink(missing_ok=True)
     _collect_garbage(serving, manifest, expired)
     return PublishResult(version, len(dirty), files, time.perf_counter() - started)
+
+
+def _publish_bookkeeping(con, serving: Path, manifest: dict, version: int) -> int:
+    for name, select in BOOKKEEPING.items():
+        target = serving / "bookkeeping" / f"{name}-v{version}.parquet"
+        rows = _copy(con, select, [], target)
+        manifest["bookkeeping"][name] = {"file": _rel(serving, target), "rows": rows}
+    return len(BOOKKEEPING)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _checked.pop(str(path), None)
 
 
 def _rel(serving: Path, path: Path) -> str:
@@ -188,7 +366,7 @@ def _publish_day(con, serving: Path, manifest: dict, table_name: str, day: date,
             entry["latest"] = latest.isoformat()
     else:
         entry["days"].pop(key, None)
-        target.unlink(missing_ok=True)
+        _unlink(target)
     entry["rows"] = sum(d["rows"] for d in entry["days"].values())
     for rollup in rollups_for(table_name):
         r_entry = manifest["rollups"].setdefault(rollup.name, {"days": {}})
@@ -199,7 +377,7 @@ def _publish_day(con, serving: Path, manifest: dict, table_name: str, day: date,
             files += 1
         else:
             r_entry["days"].pop(key, None)
-            r_target.unlink(missing_ok=True)
+            _unlink(r_target)
     con.execute("DROP TABLE src")
     return files
 
@@ -242,7 +420,7 @@ def _collect_garbage(serving: Path, manifest: dict[str, Any], expired: set[str])
                 continue
             try:
                 if rel in expired or path.stat().st_mtime < cutoff:
-                    path.unlink()
+                    _unlink(path)
             except FileNotFoundError:
                 pass
 

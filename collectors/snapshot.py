@@ -1,8 +1,9 @@
 """Reading the published snapshot: an in-memory DuckDB with one view per table and rollup.
 
 The app never opens the warehouse. It reads manifest.json once (it is replaced atomically, so it
-is always whole), then points views at the Parquet files that manifest names. Tables with no
-data yet are empty tables of the warehouse schema, so every analysis runs on a fresh install.
+is always whole), checks that every Parquet file it names can be read, then points views at
+them. Tables with no data yet are empty tables of the warehouse schema, so every analysis runs
+on a fresh install.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import duckdb
 
-from collectors.publish import BOOKKEEPING, read_manifest
+from analysis.metrics import lock_down
+from collectors.publish import BOOKKEEPING, read_manifest, unreadable_files
 from collectors.rollups import ROLLUPS
 from collectors.schema import TABLES
 from collectors.warehouse import migrate
@@ -32,6 +34,34 @@ class Snapshot:
         return int(self.manifest.get("version", 0))
 
 
+class SnapshotUnreadable(Exception):
+    """Files a manifest names cannot be read: `problems` maps each to the reason."""
+
+    def __init__(self, version: int, problems: dict[str, str]):
+        first = min(problems)
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        super().__init__(f"{first} is {problems[first]}{more}")
+        self.version = version
+        self.problems = problems
+
+
+def without_files(manifest: dict[str, Any], files: set[str]) -> dict[str, Any]:
+    """A copy of `manifest` without the days (and bookkeeping) stored in `files`."""
+    copy = {**manifest}
+    for group in ("tables", "rollups"):
+        copy[group] = {
+            name: {
+                **entry,
+                "days": {k: d for k, d in entry["days"].items() if d["file"] not in files},
+            }
+            for name, entry in manifest.get(group, {}).items()
+        }
+    copy["bookkeeping"] = {
+        name: b for name, b in manifest.get("bookkeeping", {}).items() if b["file"] not in files
+    }
+    return copy
+
+
 def _files_sql(serving: Path, files: list[str]) -> str:
     # Paths come from our own manifest; quote them as SQL string literals.
     quoted = ", ".join("'" + (serving / f).as_posix().replace("'", "''") + "'" for f in files)
@@ -40,10 +70,14 @@ def _files_sql(serving: Path, files: list[str]) -> str:
 
 def open_snapshot(serving: str | Path, manifest: dict[str, Any] | None = None) -> Snapshot:
     """A read-only view of a published snapshot: `manifest` if given (so a caller that keyed a
-    cache on its version gets exactly that version), else the latest one, else an empty one."""
+    cache on its version gets exactly that version), else the latest one, else an empty one.
+    Raises SnapshotUnreadable when a file it names is missing or damaged."""
     serving = Path(serving)
     empty = {"version": 0, "tables": {}, "rollups": {}, "bookkeeping": {}}
     manifest = manifest or read_manifest(serving) or empty
+    problems = unreadable_files(serving, manifest)
+    if problems:
+        raise SnapshotUnreadable(int(manifest.get("version", 0)), problems)
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     migrate(con)  # empty tables of the warehouse schema
@@ -65,6 +99,8 @@ def open_snapshot(serving: str | Path, manifest: dict[str, Any] | None = None) -
         con.execute(f"DROP TABLE IF EXISTS {name}")
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM {_files_sql(serving, [entry['file']])}")
     _create_missing_rollups(con)
+    # Metric SQL from the configuration runs here: it may read the snapshot and nothing else.
+    lock_down(con, [serving.resolve()])
     return Snapshot(con, manifest)
 
 

@@ -9,11 +9,17 @@ from app import data
 from app.failures import fragment
 from app.safe_text import markdown_literal
 from app.widgets import data_table
-from collectors.control import ScheduleError
+from collectors.control import ControlStoreError, ScheduleError
 
 st.title("Collectors")
 control = data.control_store()
-service = control.service_info()
+try:
+    service = control.service_info()
+    schedules = control.schedules()
+    live = control.progress()
+except ControlStoreError as exc:  # not even recovering it helped (e.g. a read-only disk)
+    st.error(markdown_literal(f"{exc} Schedules and run-now requests are unavailable."))
+    st.stop()
 if service.get("pid"):
     st.caption(
         f"Collectors service running (pid {service['pid']}), "
@@ -25,8 +31,26 @@ else:
         "(or `workbench serve`). Schedules and run-now requests wait for it."
     )
 
+failing = service.get("publish_error")
+if failing:
+    st.error(
+        markdown_literal(
+            f"Publishing the snapshot is failing: {failing['message']}. Failing since "
+            f"{failing['since']} ({failing['attempts']} attempt(s)); the next attempt is at "
+            f"{failing['retry_at']}. Pages show the last published data meanwhile."
+        )
+    )
+for job, p in sorted(live.items()):
+    if p.get("state") == "hung":
+        st.warning(
+            markdown_literal(
+                f"{job} is not responding: its run {p.get('message') or 'stopped making progress'}."
+                f" The run was abandoned; {job} is skipped until the stuck call returns, and "
+                "the other sources keep their schedules."
+            )
+        )
+
 now = datetime.now(UTC).replace(tzinfo=None)
-schedules = control.schedules()
 status = collector_health.source_status(data.cursor(), now, configured=list(schedules))
 st.subheader("Sources")
 data_table(
@@ -63,6 +87,12 @@ for job, schedule in schedules.items():
                 "Every (seconds)", min_value=5, value=schedule.every_seconds or 60, step=5
             )
             cron = st.text_input("Cron expression (UTC)", value=schedule.cron or "*/5 * * * *")
+            timeout = st.number_input(
+                "Run timeout (seconds without progress; empty: the service's default)",
+                min_value=1,
+                value=schedule.timeout_s,
+                step=30,
+            )
             enabled = st.checkbox("Enabled", value=schedule.enabled)
             if st.form_submit_button("Save schedule"):
                 try:
@@ -72,13 +102,21 @@ for job, schedule in schedules.items():
                         int(every) if kind == "interval" else None,
                         cron if kind == "cron" else None,
                         enabled,
+                        int(timeout) if timeout else None,
                     )
                     st.success("Saved; the service picks it up within a few seconds.")
                 except ScheduleError as exc:
                     st.error(str(exc))
         if st.button("Run now", key=f"run-{job}"):
-            request_id = control.request_run(job)
+            request_id, already = control.queue_run(job)
             st.session_state[f"request-{job}"] = request_id
+            if already:
+                st.info(
+                    markdown_literal(
+                        f"A run of {job} is already queued (request {request_id}); it starts "
+                        "as soon as the service is free."
+                    )
+                )
 
 
 @fragment(run_every="1s")

@@ -73,7 +73,9 @@ def evaluate(version: int, e: SavedExperiment, method: str) -> ex.ExperimentResu
 # ---------------------------------------------------------------- defining and saving
 
 
-def save_from_form(prefix: str) -> None:
+def save_from_form(prefix: str, revision: int) -> None:
+    """Save the form; `revision` is the one the form was drawn from (0: a new experiment), so
+    a save over someone else's newer one is refused."""
     s = st.session_state
     try:
         variants = tuple(v.strip() for v in s[f"{prefix}variants"].split(","))
@@ -95,6 +97,7 @@ def save_from_form(prefix: str) -> None:
                 start_at=_iso(s[f"{prefix}start"]),
                 end_at=_iso(s[f"{prefix}end"]),
                 method=s[f"{prefix}method"],
+                revision=revision,
             )
         )
     except ExperimentError as exc:
@@ -166,7 +169,10 @@ def definition_form(e: SavedExperiment | None) -> None:
             key=f"{prefix}method",
         )
         st.form_submit_button(
-            "Save experiment", on_click=save_from_form, args=(prefix,), type="primary"
+            "Save experiment",
+            on_click=save_from_form,
+            args=(prefix, e.revision if e else 0),
+            type="primary",
         )
 
 
@@ -374,7 +380,10 @@ else:
             "definition: the result below uses default metrics. Save it to keep your choices."
         )
         if st.button("Save this definition", key=f"import_{choice}"):
-            store.save_experiment(e)
+            try:
+                store.save_experiment(e)
+            except ExperimentError as exc:  # saved meanwhile by someone else
+                st.session_state["experiment_flash"] = ("error", str(exc))
             st.rerun()
     else:
         if e.hypothesis:

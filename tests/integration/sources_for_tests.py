@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -74,3 +75,20 @@ class CountingSource:
             "duration_ms": 1.0,
         }
         yield Batch("requests", [row], watermark=str(i + 1))
+
+
+class HangingSource:
+    """A source whose fetch never answers until `release` is set: a server that accepts the
+    connection and then says nothing."""
+
+    name = "hanging"
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.runs = 0
+
+    def fetch(self, marks):
+        self.runs += 1
+        self.release.wait()
+        return
+        yield  # a generator, like every source

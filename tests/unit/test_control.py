@@ -41,3 +41,70 @@ def test_a_corrupt_control_store_is_moved_aside_and_recreated(tmp_path, caplog):
     store.set_schedule("demo", "interval", every_seconds=60)
     assert "recreated" in caplog.text
     assert list(tmp_path.glob("c.sqlite.corrupt-*"))
+
+
+def test_run_now_is_queued_at_most_once_per_source(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    first, already = store.queue_run("demo")
+    assert not already
+    assert store.queue_run("demo") == (first, True)  # the page says "already queued"
+    assert store.queue_run("probes")[1] is False  # other sources queue their own
+    store.claim_requests()
+    second, already = store.queue_run("demo")  # the first one is running: one may wait
+    assert second != first and not already
+
+
+def test_requests_claimed_by_a_stopped_service_are_closed_with_a_reason(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    claimed = store.request_run("demo")
+    store.claim_requests()
+    waiting = store.request_run("demo")
+    assert store.close_stale_requests() == 1
+    assert store.request(claimed)["status"] == "failed"
+    assert "stopped before" in store.request(claimed)["message"]
+    assert store.request(waiting)["status"] == "pending"  # still asked for: runs at next start
+
+
+def test_a_store_corrupted_after_it_was_opened_recovers_on_next_use(tmp_path, caplog):
+    path = tmp_path / "c.sqlite"
+    store = ControlStore(path)
+    store.set_schedule("demo", "interval", every_seconds=60)
+    path.write_bytes(b"overwritten by something else " * 200)
+    assert store.schedules() == {}  # nothing was readable; no exception
+    store.set_schedule("demo", "interval", every_seconds=60)
+    assert store.schedules()["demo"].every_seconds == 60
+    assert len([r for r in caplog.records if "recreated" in r.getMessage()]) == 1
+    assert list(tmp_path.glob("c.sqlite.corrupt-*"))
+
+
+def _damage_table(path, table: str) -> None:
+    """Overwrite the first page of one table's b-tree, as a bad disk sector would."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", [table]).fetchone()[0]
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * page_size)
+
+
+def test_recovery_keeps_what_it_can_read(tmp_path, caplog):
+    from collectors.control import SavedExperiment
+
+    path = tmp_path / "c.sqlite"
+    store = ControlStore(path)
+    store.set_schedule("demo", "interval", every_seconds=120)
+    store.save_experiment(
+        SavedExperiment("prompt-v2", "Prompt", ("control", "short"), (1, 1), primary_metrics=("x",))
+    )
+    for _ in range(3):
+        store.request_run("demo")
+        store.claim_requests()
+    _damage_table(path, "run_requests")
+    assert store.recent_requests() == []  # that table was lost...
+    assert store.schedules()["demo"].every_seconds == 120  # ...the others were kept
+    assert list(store.experiments()) == ["prompt-v2"]
+    assert "recreated" in caplog.text

@@ -4,6 +4,7 @@ store."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -35,9 +36,28 @@ def test_save_round_trips_and_normalises_weights(tmp_path):
 def test_editing_keeps_the_status(tmp_path):
     store = ControlStore(tmp_path / "c.sqlite")
     store.save_experiment(definition())
-    store.set_experiment_status("prompt-v2", "running")
-    edited = store.save_experiment(definition(name="Renamed", status="draft"))
+    running = store.set_experiment_status("prompt-v2", "running")
+    edited = store.save_experiment(replace(running, name="Renamed", status="draft"))
     assert edited.name == "Renamed" and edited.status == "running"
+
+
+def test_a_stale_save_is_refused_and_the_newer_one_kept(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    opened = store.save_experiment(definition())  # two people open the same definition
+    store.save_experiment(replace(opened, name="First save"))
+    with pytest.raises(ExperimentError, match="changed since you opened it"):
+        store.save_experiment(replace(opened, name="Second save"))
+    assert store.experiments()["prompt-v2"].name == "First save"
+
+
+def test_creating_an_experiment_whose_key_exists_is_refused(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    store.save_experiment(definition())
+    store.set_experiment_status("prompt-v2", "running")
+    with pytest.raises(ExperimentError, match="already exists"):
+        store.save_experiment(definition(variants=("a", "b", "c"), weights=(1, 1, 1)))
+    kept = store.experiments()["prompt-v2"]
+    assert kept.variants == ("control", "treatment") and kept.status == "running"
 
 
 def test_start_pause_resume_stop_and_stopped_is_final(tmp_path):

@@ -154,3 +154,106 @@ def test_a_rebuilt_snapshot_continues_the_version_numbers(con, tmp_path):
         publish(con, serving)
     (serving / "manifest.json").unlink()
     assert publish(con, serving).version == 4
+
+
+def _requests_file(serving, day_offset: int = 0):
+    day = (NOW - timedelta(days=day_offset)).date().isoformat()
+    return serving / read_manifest(serving)["tables"]["requests"]["days"][day]["file"]
+
+
+def test_a_corrupt_file_in_the_snapshot_is_rewritten_by_the_next_publish(con, tmp_path, caplog):
+    serving = tmp_path / "serving"
+    run_source(con, Rows([req(i, i * 60) for i in range(48)]))
+    publish(con, serving)
+    damaged = _requests_file(serving, 1)
+    damaged.write_bytes(b"PAR1" + b"\x00" * 100)  # e.g. a disk error, or a copy cut short
+    result = publish(con, serving)  # nothing new was collected
+    assert "unreadable" in caplog.text
+    assert result.days_written == 1  # only the damaged day
+    assert _requests_file(serving, 1) != damaged
+    snap = open_snapshot(serving)
+    assert snap.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 48
+    assert snap.con.execute("SELECT sum(n) FROM requests_hourly").fetchone()[0] == 48
+
+
+def test_every_file_is_fsynced_before_the_manifest_names_it(con, tmp_path, monkeypatch):
+    import os
+
+    import collectors.publish as publish_module
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(publish_module.os, "fsync", fsync)
+    monkeypatch.setattr(publish_module.os, "replace", replace)
+    run_source(con, Rows([req(i, i * 60) for i in range(48)]))
+    publish(con, tmp_path / "serving")
+    manifest_at = events.index(("replace", str(tmp_path / "serving" / "manifest.json")))
+    synced = {path for kind, path in events[:manifest_at] if kind == "fsync"}
+    for rel in referenced_files(read_manifest(tmp_path / "serving")):
+        assert str(tmp_path / "serving" / rel) in synced, rel
+    assert str(tmp_path / "serving" / "tables" / "requests") in synced  # and its directory
+
+
+class FailOnce:
+    """Wraps _publish_day: the partition `fail_at` fails on the first attempt only (a full
+    disk, a permission problem), and every call is counted."""
+
+    def __init__(self, real, fail_at: int):
+        self.real, self.fail_at, self.calls, self.failed = real, fail_at, [], False
+
+    def __call__(self, con, serving, manifest, table_name, day, version):
+        self.calls.append((table_name, day))
+        if len(self.calls) == self.fail_at and not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        return self.real(con, serving, manifest, table_name, day, version)
+
+
+def test_a_failed_publish_resumes_without_rewriting_what_succeeded(con, tmp_path, monkeypatch):
+    import collectors.publish as publish_module
+
+    serving = tmp_path / "serving"
+    run_source(con, Rows([req(i, i * 60) for i in range(24 * 10)]))  # 10 or 11 days
+    wrapped = FailOnce(publish_module._publish_day, fail_at=6)
+    monkeypatch.setattr(publish_module, "_publish_day", wrapped)
+    with pytest.raises(OSError):
+        publish(con, serving)
+    assert read_manifest(serving) is None  # nothing half-published
+    first_attempt = list(wrapped.calls)
+    publish(con, serving)
+    retried = wrapped.calls[len(first_attempt) :]
+    assert not set(first_attempt[:5]) & set(retried)  # what succeeded is not rewritten
+    assert first_attempt[5] in retried
+    snap = open_snapshot(serving)
+    assert snap.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 240
+    assert snap.con.execute("SELECT sum(n) FROM requests_hourly").fetchone()[0] == 240
+
+
+def test_a_day_that_changes_between_a_failed_publish_and_its_retry_is_republished(
+    con, tmp_path, monkeypatch
+):
+    import collectors.publish as publish_module
+
+    serving = tmp_path / "serving"
+    run_source(con, Rows([req(i, i * 60) for i in range(24 * 3)]))
+    publish(con, serving)
+    run_source(con, Rows([req(1000 + i, i * 60) for i in range(24 * 3)]))  # every day changes
+    wrapped = FailOnce(publish_module._publish_day, fail_at=2)
+    monkeypatch.setattr(publish_module, "_publish_day", wrapped)
+    with pytest.raises(OSError):
+        publish(con, serving)
+    # The oldest day, written by the failed attempt, changes before the retry.
+    run_source(con, Rows([req(5000, 71 * 60, status=500)]))
+    publish(con, serving)
+    snap = open_snapshot(serving)
+    assert snap.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 24 * 6 + 1
+    assert snap.con.execute("SELECT sum(n_5xx) FROM requests_hourly").fetchone()[0] == 1
