@@ -9,6 +9,10 @@ the SDK a Supabase sink and collects over REST or Postgres, and the rest is the 
     observed = run_golden_path(workload, supabase_transport(...), tmp_path / "data")
     assert_agent_report(truth, observed.report)
     assert_truth(truth, observed.con)
+
+The agent runs in the test's process (configure, play, shut down, reset), so the SDK reads
+SUPABASE_URL / SUPABASE_API_KEY from os.environ (monkeypatch them) unless the transport hands
+it a sink object. Experiments come from the config (`source: local`) whatever the transport.
 """
 
 from __future__ import annotations
@@ -201,14 +205,15 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
 
 def _assert_rows_whole(truth: Truth, con: duckdb.DuckDBPyConnection) -> None:
     # SDK-generated ids survive, unique; no row was refused on the way.
-    assert _one(con, "SELECT count(*), count(DISTINCT request_id) FROM requests") == (
-        truth.requests_total,
-        truth.requests_total,
-    )
+    requests = _one(con, "SELECT count(*), count(DISTINCT request_id) FROM requests")
+    assert requests == (truth.requests_total,) * 2, f"requests (rows, ids): {requests}"
     n_fb = sum(truth.ratings.values())
-    assert _one(con, "SELECT count(*), count(DISTINCT feedback_id) FROM feedback") == (n_fb, n_fb)
-    assert _one(con, "SELECT count(*) FROM rejects") == (0,)
-    assert _one(con, "SELECT count(*) FROM calls WHERE ended_at IS NULL OR turns IS NULL") == (0,)
+    feedback = _one(con, "SELECT count(*), count(DISTINCT feedback_id) FROM feedback")
+    assert feedback == (n_fb, n_fb), f"feedback (rows, ids): {feedback}"
+    rejects = con.execute("SELECT reason, row_json FROM rejects LIMIT 3").fetchall()
+    assert not rejects, f"rows were rejected: {rejects}"
+    calls = _one(con, "SELECT count(*), count(ended_at), count(turns) FROM calls")
+    assert calls == (truth.calls,) * 3, f"calls (rows, ended, with turns): {calls}"
     runs = con.execute("SELECT status, rows_rejected FROM collector_runs").fetchall()
     assert runs and all(r == ("ok", 0) for r in runs), runs
 
