@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -507,11 +508,13 @@ def _parse(cfg: WorkbenchConfig, data: dict[str, Any], v: _Validator) -> bool:
         if cfg.secrets.get("RAILWAY_PROJECT_TOKEN") and not cfg.secrets.get("RAILWAY_API_KEY"):
             cfg.railway.token_kind = "project"
         anything = True
+    sandbox = None
     for i, metric in enumerate(data.get("metrics") or []):
-        from analysis.metrics import MetricConfigError, metric_from_config
+        from analysis.metrics import MetricConfigError, check_metric_sql, metric_from_config
 
         try:
-            metric_from_config(metric)
+            sandbox = sandbox or _metric_sandbox()
+            check_metric_sql(sandbox, metric_from_config(metric))
         except MetricConfigError as exc:
             v.problems.append(f"metrics[{i}] in {v.where}: {exc}.")
         else:
@@ -532,6 +535,14 @@ def _parse(cfg: WorkbenchConfig, data: dict[str, Any], v: _Validator) -> bool:
         "slow_request_threshold_s": v.number(sdk, "sdk", "slow_request_threshold_s", None, low=0),
     }
     return anything
+
+
+def _metric_sandbox() -> Any:
+    """An empty snapshot, locked down as the app's is, to try user metric SQL on."""
+    from collectors.snapshot import open_snapshot
+
+    with tempfile.TemporaryDirectory() as empty:
+        return open_snapshot(empty).con
 
 
 def _mapping(m: Any, prefix: str, v: _Validator) -> MappingConfig | None:
