@@ -188,3 +188,23 @@ def test_a_damaged_snapshot_file_keeps_the_last_good_data_and_says_so(tmp_path, 
         run("overview.py", at)
         assert "could not be read" in shown(at)
         assert "showing snapshot v1" in shown(at)
+
+
+def test_a_damaged_file_before_any_snapshot_opened_shows_the_rest(tmp_path, monkeypatch):
+    import streamlit as st
+
+    from app import data
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    st.cache_resource.clear()
+    con = open_warehouse(tmp_path / "warehouse.duckdb")
+    run_source(con, Rows(requests_rows(0, 300)))  # about two days
+    publish(con, tmp_path / "serving")
+    con.close()
+    days = read_manifest(tmp_path / "serving")["tables"]["requests"]["days"]
+    damaged = tmp_path / "serving" / days[NOW.date().isoformat()]["file"]
+    damaged.write_bytes(b"garbage")
+    at = run("overview.py")
+    assert "showing the rest of it" in shown(at)
+    rows = data.cursor().execute("SELECT count(*) FROM requests").fetchone()[0]
+    assert 0 < rows < 300  # the readable days, without the damaged one
