@@ -65,7 +65,9 @@ def _kpi_values(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) 
         ),
         "resolved": _ratio(
             con,
-            "SELECT sum(n) FILTER (WHERE outcome = 'resolved'), sum(n) "
+            # over calls that have ended: a call still in progress has no outcome yet
+            "SELECT sum(n) FILTER (WHERE outcome = 'resolved'), "
+            "sum(n) FILTER (WHERE outcome IS NOT NULL) "
             "FROM calls_hourly WHERE hour >= ? AND hour < ?",
             start,
             end,

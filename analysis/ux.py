@@ -29,18 +29,21 @@ class Table:
     reason: str | None = None
 
 
+# Outcome shares are over calls that have ended (an outcome or an end time): a call still in
+# progress (the SDK records its start first) has no outcome yet and is counted apart.
 _SESSIONS_SQL = """
 SELECT {group} AS grp, count(*) AS sessions,
+       count(*) FILTER (WHERE ended_at IS NULL AND outcome IS NULL) AS in_progress,
        avg(duration_s) AS mean_duration_s, median(duration_s) AS median_duration_s,
        avg(turns) AS mean_turns, avg(interruptions) AS mean_interruptions,
-       avg(CASE WHEN outcome = 'resolved' THEN 1.0 ELSE 0.0 END) AS resolved_share,
-       avg(CASE WHEN outcome = 'escalated' THEN 1.0 ELSE 0.0 END) AS escalated_share,
-       avg(CASE WHEN outcome = 'abandoned' THEN 1.0 ELSE 0.0 END) AS abandoned_share,
-       avg(CASE WHEN outcome = 'failed' THEN 1.0 ELSE 0.0 END) AS failed_share,
+       avg(CASE WHEN outcome = 'resolved' THEN 1.0 ELSE 0.0 END) FILTER (WHERE ended) AS resolved_share,
+       avg(CASE WHEN outcome = 'escalated' THEN 1.0 ELSE 0.0 END) FILTER (WHERE ended) AS escalated_share,
+       avg(CASE WHEN outcome = 'abandoned' THEN 1.0 ELSE 0.0 END) FILTER (WHERE ended) AS abandoned_share,
+       avg(CASE WHEN outcome = 'failed' THEN 1.0 ELSE 0.0 END) FILTER (WHERE ended) AS failed_share,
        avg(CASE WHEN outcome IS NULL OR outcome NOT IN ('resolved', 'escalated', 'abandoned',
-                'failed') THEN 1.0 ELSE 0.0 END) AS other_share
-FROM calls
-WHERE started_at >= ? AND started_at < ?
+                'failed') THEN 1.0 ELSE 0.0 END) FILTER (WHERE ended) AS other_share
+FROM (SELECT *, ended_at IS NOT NULL OR outcome IS NOT NULL AS ended FROM calls
+      WHERE started_at >= ? AND started_at < ?)
 GROUP BY ALL ORDER BY sessions DESC
 """
 _SESSION_GROUPS = ("release", "variant", "region", "network", "experiment_key")

@@ -169,3 +169,19 @@ def test_empty_window(con):
     assert csat(con, T0, T1).reason
     assert feature_usage(con, T0, T1).reason
     assert feedback_drivers(con, T0, T1).reason
+
+
+def test_calls_in_progress_are_counted_apart_from_outcome_shares(con):
+    calls = pd.DataFrame(
+        {
+            "call_id": [f"c{i}" for i in range(10)],
+            "started_at": [T0 + timedelta(minutes=i) for i in range(10)],
+            "ended_at": [T0 + timedelta(minutes=i + 1) if i < 6 else None for i in range(10)],
+            "outcome": ["resolved"] * 3 + ["escalated"] * 3 + [None] * 4,
+        }
+    )
+    _insert(con, "calls", calls)
+    row = session_summary(con, T0, T1).frame.iloc[0]
+    assert (row["sessions"], row["in_progress"]) == (10, 4)
+    assert row["resolved_share"] == pytest.approx(0.5)  # 3 of the 6 that ended
+    assert row["other_share"] == 0
