@@ -212,7 +212,7 @@ class CollectorService:
         except Exception as exc:  # noqa: BLE001 - e.g. the warehouse closed under a stopping run
             log.warning("%s: the run ended without its record (%s)", name, exc)
         summary = run.summary
-        if summary is not None and not self._stop.is_set():
+        if summary is not None:
             self._safely(
                 self.control.set_progress, name, summary.status, summary.run_id, summary.rows_read
             )
@@ -515,6 +515,7 @@ class CollectorService:
             if not run.done.wait(max(0.0, deadline - time.monotonic())):
                 log.warning("%s: its run did not stop (it hangs); abandoned it", name)
                 self._fail_open_run(name, INTERRUPTED)
+                self._safely(self.control.set_progress, name, "failed")  # no longer "hung"
         self._safely(self.control.close_stale_requests)
         self._safely(self.control.set_service_info, pid=None, stopped_at=now_iso())
         # Never close the warehouse under a commit; an abandoned run that wakes up later
