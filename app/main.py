@@ -13,9 +13,9 @@ import streamlit as st  # noqa: E402
 from app.auth import require_login  # noqa: E402
 from app.failures import PAGE_KEY, reported_failures  # noqa: E402
 
-st.set_page_config(
-    page_title="Voice Agent Workbench", page_icon=":material/graphic_eq:", layout="wide"
-)
+# An emoji favicon is drawn in the browser; a :material/...: one is fetched from fonts.gstatic.com,
+# and the workbench makes no request outside its own server.
+st.set_page_config(page_title="Voice Agent Workbench", page_icon="🎙️", layout="wide")
 require_login()
 
 VIEWS = Path(__file__).parent / "views"
