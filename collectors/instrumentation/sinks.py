@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from collectors.instrumentation.spool import (
+    SpoolFile,
     SpoolWriter,
-    delete_consumed,
-    parse_watermark,
-    read_committed,
+    file_chunks,
+    pid_alive,
     spool_files,
 )
 from collectors.schema import TABLES
@@ -120,7 +120,8 @@ class SupabaseSink(NullSink):
     (`resolution=merge-duplicates`; the migration's trigger keeps every known value).
     401/403 (wrong key), 5xx, 429 and timeouts keep the rows on disk; 413 splits the batch;
     other 4xx isolate and drop the offending rows. Several processes may share one outbox
-    folder: each writes its own files, and one at a time (holding a lock file) replays them.
+    folder: each writes its own files, and one at a time (holding a lock file) sends the
+    sealed ones, including files of processes that died.
     """
 
     def __init__(
@@ -146,9 +147,6 @@ class SupabaseSink(NullSink):
             file_bytes=file_bytes,
             rotate_seconds=rotate_seconds,
         )
-        # Another process's file untouched this long is orphaned (its writer seals it within
-        # its rotation interval while it lives).
-        self.stale_after_s = max(60.0, 6 * rotate_seconds)
         self.rows_sent = 0
         self.rows_spooled = 0
         self.rows_rejected = 0
@@ -265,10 +263,7 @@ class SupabaseSink(NullSink):
             self.last_error = str(exc)[:500]
             self._down_until = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, 300.0)
-            waiting = list(self._queue)
-            self._queue.clear()
-        for table, rows in waiting:
-            self._spill(table, rows)
+        self._spill_waiting()
 
     def _mark_up(self) -> None:
         with self._lock:
@@ -374,58 +369,72 @@ class SupabaseSink(NullSink):
         return True
 
     def _replay(self, max_rows: int = 50_000) -> int:
+        """Send the outbox file by file. A sealed file never changes, so its progress is a
+        byte offset kept beside it (`<file>.sent`), and it is deleted once sent: files are
+        independent, so one that appears late (another process's) is never skipped."""
         self._next_scan = time.monotonic() + 5.0  # rows other processes spilled: look again
         if not self._holds_replay_lock():
             return 0  # another process replays this outbox
-        self.outbox.close()  # seal this process's open files so they can be read to the end
+        self.outbox.close()  # seal this process's open files so they can be sent
         sent = 0
-        for table_dir in sorted(p for p in self.outbox_dir.iterdir() if p.is_dir()):
-            table = table_dir.name
-            if table not in TABLES:
-                continue
-            state = table_dir / ".position"
-            position = state.read_text().strip() if state.exists() else None
-            for chunk in read_committed(
-                table_dir, position, max_bytes=1 << 20, stale_after_s=self.stale_after_s
-            ):
+        for f in self._sendable_files():
+            table = f.path.parent.name
+            progress = f.path.with_suffix(".sent")
+            start = int(progress.read_text() or 0) if progress.exists() else 0
+            for rows, offset in file_chunks(f.path, start, max_bytes=1 << 20):
                 try:
-                    for i in range(0, len(chunk.rows), 500):
-                        self._send(table, chunk.rows[i : i + 500])
+                    for i in range(0, len(rows), 500):
+                        self._send(table, rows[i : i + 500])
                 except SupabaseWriteError as exc:
                     self._mark_down(exc)
                     return sent
                 self._mark_up()
-                sent += len(chunk.rows)
-                tmp = state.with_suffix(".tmp")
-                tmp.write_text(chunk.watermark)
-                tmp.replace(state)
-                position = chunk.watermark
+                sent += len(rows)
+                tmp = progress.with_suffix(".tmp")
+                tmp.write_text(str(offset))
+                tmp.replace(progress)
                 if sent >= max_rows:
                     self._next_scan = 0.0  # more to do: carry on at the next wake-up
                     return sent
-            _delete_sent(table_dir, position)
+            f.path.unlink(missing_ok=True)
+            progress.unlink(missing_ok=True)
         if sent:
             log.info("monitoring: replayed %d rows from the outbox to Supabase", sent)
         return sent
 
-    def pending_on_disk(self) -> bool:
-        """Rows in the outbox not yet sent (by this process or another)."""
-        for table_dir in (p for p in self.outbox_dir.iterdir() if p.is_dir()):
-            state = table_dir / ".position"
-            stem, offset = parse_watermark(state.read_text().strip() if state.exists() else None)
+    def _sendable_files(self) -> list[SpoolFile]:
+        """Sealed outbox files, oldest first; another process's open file is its writer's
+        until sealed, unless that process has died (then it is sealed here)."""
+        writing = self.outbox.open_paths()
+        out = []
+        for table_dir in sorted(p for p in self.outbox_dir.iterdir() if p.is_dir()):
+            if table_dir.name not in TABLES:
+                continue
             for f in spool_files(table_dir):
-                if f.stem > stem:
-                    return True
-                try:
-                    if f.stem == stem and f.path.stat().st_size > offset:
-                        return True
-                except FileNotFoundError:  # sealed (renamed) meanwhile: looked at next time
-                    return True
-        return False
+                if not f.sealed:
+                    if f.path in writing:
+                        continue  # this process appends to it: sent once sealed
+                    # (an unknown file with our pid is a dead predecessor's: containers
+                    # reuse pids)
+                    if f.pid != os.getpid() and pid_alive(f.pid):
+                        continue
+                    sealed = f.path.with_suffix(".jsonl")
+                    try:
+                        os.replace(f.path, sealed)
+                    except FileNotFoundError:
+                        continue
+                    f = SpoolFile(f.stem, sealed, True)
+                out.append(f)
+        return sorted(out, key=lambda f: f.stem)
+
+    def pending_on_disk(self) -> bool:
+        """Rows in the outbox that this process could send now."""
+        return bool(self._sendable_files()) or bool(self.outbox.open_paths())
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything waiting, in memory and on disk, unless Supabase is failing; at most
-        `timeout` seconds (three request timeouts by default)."""
+        `timeout` seconds (three request timeouts by default). Batches that could not be sent
+        by then are written to disk: after a flush, every row is delivered or durable."""
         deadline = time.monotonic() + (3 * self.timeout if timeout is None else timeout)
         self.outbox.tick()
         while time.monotonic() < deadline:
@@ -434,8 +443,16 @@ class SupabaseSink(NullSink):
             with self._lock:
                 done = not self._queue
             if time.monotonic() < self._down_until or (done and not self.pending_on_disk()):
-                return
-            time.sleep(0.05)  # files younger than the spool's grace second are read next time
+                break
+            time.sleep(0.05)
+        self._spill_waiting()
+
+    def _spill_waiting(self) -> None:
+        with self._lock:
+            waiting = list(self._queue)
+            self._queue.clear()
+        for table, rows in waiting:
+            self._spill(table, rows)
 
     def close(self) -> None:
         """Stop the sender; batches still waiting in memory go to disk for the next start."""
@@ -443,22 +460,8 @@ class SupabaseSink(NullSink):
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.timeout + 1)
-        with self._lock:
-            waiting = list(self._queue)
-            self._queue.clear()
-        for table, rows in waiting:
-            self._spill(table, rows)
+        self._spill_waiting()
         self.outbox.close()
         if self._replayer is not None:
             self._replayer.close()  # releases the lock for the next process
             self._replayer = None
-
-
-def _delete_sent(table_dir: Path, position: str | None) -> None:
-    """Delete outbox files wholly sent: sealed files before the position, and the position's
-    own file once sealed and read to its end."""
-    delete_consumed(table_dir, position)
-    stem, offset = parse_watermark(position)
-    for f in spool_files(table_dir):
-        if f.stem == stem and f.sealed and f.path.stat().st_size <= offset:
-            f.path.unlink(missing_ok=True)

@@ -77,6 +77,11 @@ def parse_watermark(watermark: str | None) -> tuple[str, int]:
         return "", 0
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs here (a spool file's writer, by its name)."""
+    return pid == os.getpid() or _pid_alive(pid)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -155,7 +160,34 @@ def read_committed(
 
 
 def _pid_alive_local(f: SpoolFile) -> bool:
-    return f.pid == os.getpid() or _pid_alive(f.pid)
+    return pid_alive(f.pid)
+
+
+def file_chunks(
+    path: Path, offset: int = 0, *, max_bytes: int = 4 << 20
+) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """The rows of one sealed spool file from `offset`, in chunks of whole lines, each with
+    the offset after it. Lines that are not JSON objects (a torn tail) are skipped and logged."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while True:
+            data = fh.read(max_bytes)
+            if not data:
+                return
+            end = data.rfind(b"\n")
+            if end < 0:  # one line longer than a chunk, or a torn last line
+                data += fh.readline()
+                end = data.rfind(b"\n")
+                if end < 0:
+                    log.warning("spool: skipping %d torn bytes at the end of %s", len(data), path)
+                    return
+            body = data[: end + 1]
+            offset += len(body)
+            fh.seek(offset)
+            rows, bad = _parse_lines(body)
+            if bad:
+                log.warning("spool: %d unreadable lines in %s were skipped", len(bad), path)
+            yield rows, offset
 
 
 _BAD_LINE_CHARS = 2000
@@ -306,6 +338,11 @@ class SpoolWriter:
             if now - self._bytes_checked > 30:
                 self._bytes = spool_bytes(self.directory)
                 self._bytes_checked = now
+
+    def open_paths(self) -> set[Path]:
+        """The files this writer still appends to."""
+        with self._lock:
+            return {path for _, path, _ in self._open.values()}
 
     def close(self) -> None:
         with self._lock:

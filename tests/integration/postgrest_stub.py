@@ -197,7 +197,7 @@ class PostgrestStub:
         with con.transaction():
             con.execute("SET LOCAL ROLE service_role")
             con.execute(query, [json.dumps(rows)])
-        self.writes += 1
+            self.writes += 1
 
     def connection(self) -> psycopg.Connection:
         con = getattr(self._local, "con", None)
@@ -294,6 +294,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:  # keep test output quiet
         pass
+
+    def finish(self) -> None:
+        super().finish()
+        # One handler thread per client connection: its database connection ends with it
+        # (a collector that opens a client per run would otherwise exhaust max_connections).
+        con = getattr(self.owner._local, "con", None)
+        if con is not None:
+            con.close()
+            self.owner._local.con = None
 
     def _send(self, status: int, body: str | bytes, headers: dict[str, str] | None = None) -> None:
         data = body.encode() if isinstance(body, str) else body
