@@ -46,3 +46,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Fast tests first, then the ones that build a demo, then real servers, then the browser: a
+# failure shows up as early as it can, and the browser's event loop (Playwright's, alive for
+# the whole session) starts last.
+_ORDER = ("unit", "app", "integration", "golden", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = Path(str(item.path)).relative_to(REPO / "tests").parts
+        return _ORDER.index(parts[0]) if parts[0] in _ORDER else len(_ORDER)
+
+    items.sort(key=rank)  # stable: each folder keeps its own order

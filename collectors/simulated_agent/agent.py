@@ -19,6 +19,7 @@ The SDK keeps process-wide state, so one process runs at most one SimulatedAgent
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import heapq
 import itertools
 import math
@@ -402,4 +403,11 @@ def play(
             report = await agent.stop()
         return report
 
-    return asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # Called from inside a running event loop (a notebook, or Playwright's in a test): run
+    # the agent on a thread of its own, with its own loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()

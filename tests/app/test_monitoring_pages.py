@@ -208,6 +208,8 @@ def with_hostile_feedback(demo_dir, tmp_path, monkeypatch):
     )
     con.close()
     Path(f"{last}.new").replace(last)
+    days[max(days)]["rows"] = days[max(days)].get("rows", 0) + 1  # the file's new row count
+    (copy / "serving" / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(copy))
     return copy
 

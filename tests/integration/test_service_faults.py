@@ -182,7 +182,7 @@ def test_a_control_store_corrupted_while_running_is_recovered_once(tmp_path, cap
         assert wait_for(lambda: counting.runs >= 1)
         time.sleep(0.5)
         path.write_bytes(b"not a database any more " * 400)
-        assert wait_for(lambda: "recreated" in caplog.text, timeout=10)
+        assert wait_for(lambda: "recreated" in caplog.text, timeout=30)
         time.sleep(1.5)  # several polls later
         control = ControlStore(path)
         assert "counting" in control.schedules()  # the service seeded its schedule again
