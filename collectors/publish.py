@@ -31,19 +31,25 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from collectors.engine import WRITE_LOCK
 from collectors.rollups import ROLLUPS, rollups_for
 from collectors.schema import TABLES
+from collectors.serving_format import CHECKED_FILES as _checked
+from collectors.serving_format import (
+    MANIFEST,
+    parquet_problem,
+    read_manifest,
+    referenced_files,
+    unreadable_files,
+)
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 PENDING = ".publish-pending.json"  # what a failed publish finished, for its retry
 GRACE_SECONDS = 600
-# Bookkeeping published whole on every run (bounded so publishing stays cheap).
+# Bookkeeping published whole on every run (bounded so publishing stays cheap); the tables are
+# serving_format.BOOKKEEPING_TABLES.
 BOOKKEEPING = {
     "collector_runs": "SELECT * FROM collector_runs ORDER BY run_id DESC LIMIT 5000",
     "rejects": "SELECT * FROM rejects ORDER BY reject_id DESC LIMIT 2000",
@@ -58,20 +64,6 @@ class PublishResult:
     days_written: int
     files_written: int
     seconds: float
-
-
-def read_manifest(serving: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((serving / MANIFEST).read_text())
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        log.warning(
-            "serving manifest %s is unreadable (%s); republishing everything",
-            serving / MANIFEST,
-            exc,
-        )
-        return None
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -99,50 +91,6 @@ def _fsync(path: Path) -> None:
 
 class PublishError(RuntimeError):
     """A file came out of COPY unreadable or short: the manifest is not swapped."""
-
-
-# Files already checked, by path: (size, mtime). Files are immutable once published, so a file
-# whose size and time have not changed needs no second look.
-_checked: dict[str, tuple[int, int]] = {}
-
-
-def parquet_problem(path: Path, rows: int | None = None) -> str | None:
-    """Why the Parquet file at `path` cannot be served (missing, an unreadable footer, not the
-    expected row count), or None when it can."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return "missing"
-    key = str(path)
-    if _checked.get(key) == (stat.st_size, stat.st_mtime_ns):
-        return None
-    try:
-        found = pq.read_metadata(path).num_rows
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        return f"unreadable: {str(exc).splitlines()[0][:160]}"
-    if rows is not None and found != rows:
-        return f"holds {found} rows where {rows} were written"
-    _checked[key] = (stat.st_size, stat.st_mtime_ns)
-    return None
-
-
-def unreadable_files(serving: Path, manifest: dict[str, Any]) -> dict[str, str]:
-    """The files `manifest` names that cannot be served, each with the reason."""
-    problems = {}
-    for rel, rows in _files_and_rows(manifest).items():
-        problem = parquet_problem(serving / rel, rows)
-        if problem:
-            problems[rel] = problem
-    return problems
-
-
-def _files_and_rows(manifest: dict[str, Any]) -> dict[str, int | None]:
-    found: dict[str, int | None] = {}
-    for group in ("tables", "rollups"):
-        for entry in manifest.get(group, {}).values():
-            found.update({d["file"]: d.get("rows") for d in entry["days"].values()})
-    found.update({b["file"]: b.get("rows") for b in manifest.get("bookkeeping", {}).values()})
-    return found
 
 
 def _copy(con: duckdb.DuckDBPyConnection, select: str, params: list, target: Path) -> int:
@@ -397,15 +345,6 @@ def _freshness(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         }
         for r in rows
     }
-
-
-def referenced_files(manifest: dict[str, Any]) -> set[str]:
-    refs = set()
-    for group in ("tables", "rollups"):
-        for entry in manifest.get(group, {}).values():
-            refs.update(d["file"] for d in entry["days"].values())
-    refs.update(b["file"] for b in manifest.get("bookkeeping", {}).values())
-    return refs
 
 
 def _collect_garbage(serving: Path, manifest: dict[str, Any], expired: set[str]) -> None:

@@ -11,15 +11,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from analysis.metrics import lock_down
-from collectors.publish import BOOKKEEPING, read_manifest, unreadable_files
 from collectors.rollups import ROLLUPS
 from collectors.schema import TABLES
-from collectors.warehouse import migrate
+from collectors.serving_format import (
+    BOOKKEEPING_COLUMNS,
+    DAY_GROUPS,
+    Manifest,
+    empty_manifest,
+    read_manifest,
+    served_names,
+    unreadable_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Snapshot:
     con: duckdb.DuckDBPyConnection
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def version(self) -> int:
@@ -37,7 +43,7 @@ class Snapshot:
 class SnapshotUnreadable(Exception):
     """Files a manifest names cannot be read: `problems` maps each to the reason."""
 
-    def __init__(self, version: int, problems: dict[str, str]):
+    def __init__(self, version: int, problems: dict[str, str]) -> None:
         first = min(problems)
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         super().__init__(f"{first} is {problems[first]}{more}")
@@ -45,10 +51,10 @@ class SnapshotUnreadable(Exception):
         self.problems = problems
 
 
-def without_files(manifest: dict[str, Any], files: set[str]) -> dict[str, Any]:
+def without_files(manifest: Manifest, files: set[str]) -> Manifest:
     """A copy of `manifest` without the days (and bookkeeping) stored in `files`."""
     copy = {**manifest}
-    for group in ("tables", "rollups"):
+    for group in DAY_GROUPS:
         copy[group] = {
             name: {
                 **entry,
@@ -68,21 +74,20 @@ def _files_sql(serving: Path, files: list[str]) -> str:
     return f"read_parquet([{quoted}])"
 
 
-def open_snapshot(serving: str | Path, manifest: dict[str, Any] | None = None) -> Snapshot:
+def open_snapshot(serving: str | Path, manifest: Manifest | None = None) -> Snapshot:
     """A read-only view of a published snapshot: `manifest` if given (so a caller that keyed a
     cache on its version gets exactly that version), else the latest one, else an empty one.
     Raises SnapshotUnreadable when a file it names is missing or damaged."""
     serving = Path(serving)
-    empty = {"version": 0, "tables": {}, "rollups": {}, "bookkeeping": {}}
-    manifest = manifest or read_manifest(serving) or empty
+    manifest = manifest or read_manifest(serving) or empty_manifest()
     problems = unreadable_files(serving, manifest)
     if problems:
         raise SnapshotUnreadable(int(manifest.get("version", 0)), problems)
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    migrate(con)  # empty tables of the warehouse schema
-    known = set(TABLES) | {r.name for r in ROLLUPS} | set(BOOKKEEPING)
-    for group in ("tables", "rollups", "bookkeeping"):
+    _create_empty_tables(con)
+    known = served_names()
+    for group in (*DAY_GROUPS, "bookkeeping"):
         unknown = set(manifest.get(group, {})) - known
         if unknown:  # names become SQL identifiers: only our own are accepted
             raise ValueError(f"serving manifest names unknown tables: {sorted(unknown)}")
@@ -102,6 +107,18 @@ def open_snapshot(serving: str | Path, manifest: dict[str, Any] | None = None) -
     # Metric SQL from the configuration runs here: it may read the snapshot and nothing else.
     lock_down(con, [serving.resolve()])
     return Snapshot(con, manifest)
+
+
+def _create_empty_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Every warehouse table and bookkeeping table the snapshot serves, empty, with the
+    warehouse's columns and types (views replace those the manifest has files for)."""
+    columns = {
+        **{t.name: tuple((c.name, c.type) for c in t.columns) for t in TABLES.values()},
+        **BOOKKEEPING_COLUMNS,
+    }
+    for name, cols in columns.items():
+        # Names and types are our own schema's, never input.
+        con.execute(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in cols)})")
 
 
 def _create_missing_rollups(con: duckdb.DuckDBPyConnection) -> None:
