@@ -22,8 +22,8 @@ def configured_jobs(config_file: str | None = None) -> dict[str, Job]:
 def jobs_from(config: WorkbenchConfig, data_dir: Path | None = None) -> dict[str, Job]:
     from collectors.config import build_sources
 
-    return {name: Job(source, schedule) for name, (source, schedule) in
-            build_sources(config, data_dir).items()}  # fmt: skip
+    sources = build_sources(config, data_dir)
+    return {name: Job(source, schedule) for name, (source, schedule) in sources.items()}
 
 
 def poll_tasks(config: WorkbenchConfig, control: ControlStore) -> list[Callable[[], Any]]:

@@ -12,13 +12,19 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+from collectors.config_secrets import Secrets
+from collectors.config_validator import Validator, lookup
+from collectors.schedules import SCHEDULE_KEYS, Schedule
 from collectors.sources.base import Batch
 from collectors.sources.probes import CheckResult, next_state
+from collectors.sources.registry import Built, SourceKind
 
 FIRST_CPU_WINDOW_S = 0.2
 
@@ -104,3 +110,57 @@ def _load(value: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# ---- configuration: [probes.host] ------------------------------------------------------------
+
+THRESHOLDS = ("cpu_pct", "memory_pct", "disk_pct")
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    name: str
+    schedule: Schedule
+    retries: int = 0
+    thresholds: dict[str, float] = field(default_factory=dict)
+    disk_path: str = "/"
+
+
+def host_settings(data: Mapping[str, Any], v: Validator, secrets: Secrets) -> HostSettings | None:
+    host = lookup(data, "probes.host")
+    if host is None:
+        return None
+    host = host if isinstance(host, dict) else {}
+    allowed = {"thresholds", "disk_path", "name", "enabled", "retries", *SCHEDULE_KEYS}
+    v.known(host, "probes.host", allowed)
+    if not v.boolean(host, "probes.host", "enabled", True):
+        return None
+    thresholds = host.get("thresholds", {}) or {}
+    if not isinstance(thresholds, dict):
+        v.fail("probes.host.thresholds", f"must be a table of {', '.join(THRESHOLDS)} = percent")
+        thresholds = {}
+    for k in thresholds:
+        if k not in THRESHOLDS:
+            v.fail(f"probes.host.thresholds.{k}", f"is not one of {', '.join(THRESHOLDS)}")
+    return HostSettings(
+        name=host.get("name", "host"),
+        schedule=v.schedule(host, "probes.host", 60),
+        retries=v.integer(host, "probes.host", "retries", 0, low=0),
+        thresholds={k: float(x) for k, x in thresholds.items() if isinstance(x, int | float)},
+        disk_path=host.get("disk_path", "/"),
+    )
+
+
+def host_sources(settings: HostSettings, secrets: Secrets, data_dir: Path) -> Built:
+    source = HostSource(
+        name=f"probe:{settings.name}",
+        thresholds=settings.thresholds,
+        disk_path=settings.disk_path,
+        retries=settings.retries,
+    )
+    return {source.name: (source, settings.schedule.as_dict())}
+
+
+HOST_PROBE = SourceKind(
+    name="probes.host", sections=("probes.host",), parse=host_settings, build=host_sources
+)

@@ -13,11 +13,17 @@ livekit-api. That second check exercises auth and the API, so it is the one to a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from collectors.config_secrets import Secrets
+from collectors.config_validator import Validator, lookup
+from collectors.schedules import SCHEDULE_KEYS, Schedule
 from collectors.sources.probes import (
     Check,
     CheckResult,
@@ -27,6 +33,7 @@ from collectors.sources.probes import (
     describe_http_error,
     shared_client,
 )
+from collectors.sources.registry import Built, SourceKind
 
 LIST_ROOMS = "/twirp/livekit.RoomService/ListRooms"
 
@@ -182,3 +189,120 @@ def _explained(check: HttpCheck, hints: dict[int, str]):
         return result
 
     return run
+
+
+# ---- configuration: [probes.supabase], [livekit] and [probes.livekit] ------------------------
+
+SUPABASE_KEYS = ("SUPABASE_API_KEY", "SUPABASE_SERVICE_ROLE_KEY")
+
+
+@dataclass(frozen=True)
+class SupabaseProbeSettings:
+    url: str  # the project's, from [supabase] url or SUPABASE_URL
+    name: str
+    schedule: Schedule
+    retries: int = 0
+    table: str = "requests"
+    timeout_s: float = 5.0
+
+
+def supabase_probe_settings(
+    data: Mapping[str, Any], v: Validator, secrets: Secrets
+) -> SupabaseProbeSettings | None:
+    """On whenever the Supabase project's URL is set, unless enabled = false. The URL itself is
+    checked with the [supabase] section, not again here."""
+    url = lookup(data, "supabase.url")
+    probe = lookup(data, "probes.supabase")
+    if not url or not v.boolean(probe or {}, "probes.supabase", "enabled", True):
+        return None
+    probe = probe if isinstance(probe, dict) else {}
+    prefix = "probes.supabase"
+    v.known(probe, prefix, {"enabled", "table", "retries", "timeout", "name", *SCHEDULE_KEYS})
+    return SupabaseProbeSettings(
+        url=str(url).strip().rstrip("/"),
+        name=probe.get("name", "supabase"),
+        schedule=v.schedule(probe, prefix, 60),
+        retries=v.integer(probe, prefix, "retries", 0, low=0),
+        table=v.string(probe, prefix, "table", "requests") or "requests",
+        timeout_s=v.number(probe, prefix, "timeout", 5.0, low=0.1),
+    )
+
+
+def supabase_probe_sources(
+    settings: SupabaseProbeSettings, secrets: Secrets, data_dir: Path
+) -> Built:
+    source = supabase_probe(
+        settings.url,
+        secrets.value(*SUPABASE_KEYS),
+        name=settings.name,
+        table=settings.table,
+        timeout_s=settings.timeout_s,
+        retries=settings.retries,
+    )
+    return {source.name: (source, settings.schedule.as_dict())}
+
+
+SUPABASE_PROBE = SourceKind(
+    name="probes.supabase",
+    sections=("probes.supabase",),
+    parse=supabase_probe_settings,
+    build=supabase_probe_sources,
+    secrets=SUPABASE_KEYS,
+)
+
+
+@dataclass(frozen=True)
+class LivekitProbeSettings:
+    url: str
+    name: str
+    schedule: Schedule
+    retries: int = 0
+    timeout_s: float = 10.0
+
+
+def livekit_probe_settings(
+    data: Mapping[str, Any], v: Validator, secrets: Secrets
+) -> LivekitProbeSettings | None:
+    probe = lookup(data, "probes.livekit")
+    probe = dict(probe) if isinstance(probe, dict) else {}
+    url = lookup(data, "livekit.url") or probe.get("url")
+    if not url and not probe:
+        return None
+    prefix = "probes.livekit"
+    v.known(probe, prefix, {"url", "retries", "timeout", "name", *SCHEDULE_KEYS})
+    checked = v.url({"url": url}, "livekit", "url", ("http", "https", "ws", "wss"))
+    if not checked:
+        if url is None:
+            v.problem(f"livekit.url is not set: set LIVEKIT_URL or [livekit] url in {v.where}.")
+        return None
+    return LivekitProbeSettings(
+        url=checked,
+        name=probe.get("name", "livekit"),
+        schedule=v.schedule(probe, prefix, 60),
+        retries=v.integer(probe, prefix, "retries", 0, low=0),
+        timeout_s=v.number(probe, prefix, "timeout", 10.0, low=0.1),
+    )
+
+
+def livekit_probe_sources(
+    settings: LivekitProbeSettings, secrets: Secrets, data_dir: Path
+) -> Built:
+    source = livekit_probe(
+        settings.url,
+        api_key=secrets.value("LIVEKIT_API_KEY"),
+        api_secret=secrets.value("LIVEKIT_API_SECRET"),
+        name=settings.name,
+        timeout_s=settings.timeout_s,
+        retries=settings.retries,
+    )
+    return {source.name: (source, settings.schedule.as_dict())}
+
+
+LIVEKIT_PROBE = SourceKind(
+    name="probes.livekit",
+    sections=("livekit", "probes.livekit"),
+    parse=livekit_probe_settings,
+    build=livekit_probe_sources,
+    env={"LIVEKIT_URL": "livekit.url"},
+    secrets=("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"),
+)

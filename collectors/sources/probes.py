@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -22,11 +23,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from collectors.config_secrets import Secrets
+from collectors.config_validator import Validator
+from collectors.schedules import SCHEDULE_KEYS, Schedule
 from collectors.sources.base import Batch, SourceConfigError
+from collectors.sources.registry import Built, SourceKind
 
 log = logging.getLogger(__name__)
 
@@ -383,3 +389,172 @@ def custom_probe(
 
     return ProbeSource(f"probe:{name}", [Check(name, "custom", run)], retries=retries,
                        maintenance=maintenance)  # fmt: skip
+
+
+# ---- configuration: [[probes.http]] and [[probes.custom]] ------------------------------------
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")
+HTTP_KEYS = {
+    "name",
+    "url",
+    "endpoint",
+    "method",
+    "headers",
+    "expected_status",
+    "timeout",
+    "retries",
+    "keyword",
+    "verify_tls",
+    "maintenance",
+    *SCHEDULE_KEYS,
+}
+CALLABLE_PATH = r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$"
+
+
+@dataclass(frozen=True)
+class HttpProbeSettings:
+    name: str
+    url: str
+    schedule: Schedule
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    expected_status: Any = None
+    timeout_s: float = 5.0
+    retries: int = 0
+    keyword: str | None = None
+    verify: bool = True
+    maintenance: tuple[Window, ...] = ()
+
+
+def http_probe_settings(
+    data: Mapping[str, Any], v: Validator, secrets: Secrets
+) -> list[HttpProbeSettings] | None:
+    out: list[HttpProbeSettings] = []
+    names: set[str] = set()
+    for i, (prefix, p) in enumerate(v.tables(data, "probes.http")):
+        v.known(p, prefix, HTTP_KEYS)
+        url = v.url(p, prefix, "url" if "url" in p else "endpoint")
+        name = v.string(p, prefix, "name") or (url or f"http-{i}")
+        if not url:
+            if "url" not in p and "endpoint" not in p:
+                v.fail(f"{prefix}.url", "is required")
+            continue
+        if name in names:
+            v.fail(f"{prefix}.name", f"repeats the probe name {name!r}")
+        names.add(name)
+        expected = p.get("expected_status")
+        if expected is not None and not isinstance(expected, int | str | list):
+            v.fail(f"{prefix}.expected_status", "must be a status, a list of statuses or '2xx'")
+        schedule = v.schedule(p, prefix, 60)
+        # Uptime Kuma's default: 80 % of the interval, at most 48 s.
+        default_timeout = min(48.0, (schedule.seconds or 60) * 0.8)
+        headers = p.get("headers", {}) or {}
+        if not isinstance(headers, dict):
+            v.fail(f"{prefix}.headers", "must be a table of header = value")
+            headers = {}
+        out.append(
+            HttpProbeSettings(
+                name=name,
+                url=url,
+                schedule=schedule,
+                method=v.string(p, prefix, "method", "GET", choices=HTTP_METHODS) or "GET",
+                headers={str(k): str(x) for k, x in headers.items()},
+                expected_status=expected,
+                timeout_s=v.number(p, prefix, "timeout", default_timeout, low=0.1),
+                retries=v.integer(p, prefix, "retries", 0, low=0),
+                keyword=p.get("keyword"),
+                verify=v.boolean(p, prefix, "verify_tls", True),
+                maintenance=tuple(Window(a, b) for a, b in v.windows(p, prefix)),
+            )
+        )
+    return out or None
+
+
+def http_probe_sources(probes: list[HttpProbeSettings], secrets: Secrets, data_dir: Path) -> Built:
+    """HTTP probes that share a schedule run as one source: one run (and one warehouse
+    transaction) per interval for all of them instead of one per probe."""
+    groups: dict[str, tuple[ProbeSource, dict[str, Any]]] = {}
+    for p in probes:
+        schedule = p.schedule.as_dict()
+        check = http_check(
+            p.name,
+            p.url,
+            method=p.method,
+            headers=p.headers,
+            expected_status=p.expected_status,
+            timeout_s=p.timeout_s,
+            retries=p.retries,
+            keyword=p.keyword,
+            verify=p.verify,
+            maintenance=p.maintenance,
+        )
+        name = f"probes:http@{schedule_label(schedule)}"
+        if name not in groups:
+            groups[name] = (ProbeSource(name, [check]), schedule)
+            continue
+        source, shared = groups[name]
+        source.checks.append(check)
+        # One run checks them all: it may take as long as the most patient of them allows.
+        if "timeout_s" in schedule:
+            shared["timeout_s"] = max(schedule["timeout_s"], shared.get("timeout_s", 0))
+    return dict(groups)
+
+
+@dataclass(frozen=True)
+class CustomProbeSettings:
+    name: str
+    check: str  # 'package.module:function'
+    schedule: Schedule
+    retries: int = 0
+    maintenance: tuple[Window, ...] = ()
+
+
+def custom_probe_settings(
+    data: Mapping[str, Any], v: Validator, secrets: Secrets
+) -> list[CustomProbeSettings] | None:
+    out: list[CustomProbeSettings] = []
+    allowed = {"name", "check", "check_func", "retries", "maintenance", *SCHEDULE_KEYS}
+    for i, (prefix, c) in enumerate(v.tables(data, "probes.custom")):
+        v.known(c, prefix, allowed)
+        check = v.string(c, prefix, "check" if "check" in c else "check_func")
+        name = v.string(c, prefix, "name") or f"custom-{i}"
+        if not check or not re.match(CALLABLE_PATH, check):
+            v.fail(
+                f"{prefix}.check",
+                "must be a dotted path to a callable, like 'mypkg.checks:db_pool'",
+            )
+            continue
+        out.append(
+            CustomProbeSettings(
+                name=name,
+                check=check,
+                schedule=v.schedule(c, prefix, 60),
+                retries=v.integer(c, prefix, "retries", 0, low=0),
+                maintenance=tuple(Window(a, b) for a, b in v.windows(c, prefix)),
+            )
+        )
+    return out or None
+
+
+def custom_probe_sources(
+    probes: list[CustomProbeSettings], secrets: Secrets, data_dir: Path
+) -> Built:
+    out: Built = {}
+    for p in probes:
+        source = custom_probe(p.name, p.check, retries=p.retries, maintenance=p.maintenance)
+        out[source.name] = (source, p.schedule.as_dict())
+    return out
+
+
+HTTP_PROBES = SourceKind(
+    name="probes.http",
+    sections=("probes.http",),
+    parse=http_probe_settings,
+    build=http_probe_sources,
+)
+CUSTOM_PROBES = SourceKind(
+    name="probes.custom",
+    sections=("probes.custom",),
+    parse=custom_probe_settings,
+    build=custom_probe_sources,
+)

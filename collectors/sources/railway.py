@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
+from collectors.config_secrets import Secrets
+from collectors.config_validator import Validator
+from collectors.schedules import SCHEDULE_KEYS, Schedule
 from collectors.sources.base import Batch, SourceConfigError, TransientSourceError
 from collectors.sources.probes import CheckResult, next_state
+from collectors.sources.registry import Built, SourceKind
 from collectors.sources.supabase_rest import raise_for_source
 
 ENDPOINT = "https://backboard.railway.com/graphql/v2"
@@ -188,3 +194,81 @@ def _load(value: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# ---- configuration: [railway] ----------------------------------------------------------------
+
+TokenKind = Literal["account", "workspace", "project"]
+TOKEN_KINDS: tuple[TokenKind, ...] = ("account", "workspace", "project")
+TOKENS = ("RAILWAY_API_KEY", "RAILWAY_PROJECT_TOKEN")
+
+
+@dataclass(frozen=True)
+class RailwaySettings:
+    project_id: str
+    schedule: Schedule
+    service_id: str | None = None
+    environment_id: str | None = None
+    token_kind: TokenKind = "account"
+    endpoint: str = ENDPOINT
+    retries: int = 0
+
+
+def railway_settings(
+    data: Mapping[str, Any], v: Validator, secrets: Secrets
+) -> RailwaySettings | None:
+    rw = v.table(data, "railway")
+    if not rw:
+        return None
+    allowed = {"project_id", "service_id", "environment_id", "token_kind", "endpoint", "retries"}
+    v.known(rw, "railway", {*allowed, "name", *SCHEDULE_KEYS})
+    project = v.string(rw, "railway", "project_id")
+    if not project:
+        v.problem(
+            "railway.project_id is not set: set RAILWAY_PROJECT_ID or [railway] project_id "
+            f"in {v.where}."
+        )
+    if not secrets.value(*TOKENS):
+        v.problem(
+            "RAILWAY_API_KEY is not set: put a Railway account or project token in the "
+            "environment or .streamlit/secrets.toml."
+        )
+    token_kind = v.string(rw, "railway", "token_kind", "account", choices=TOKEN_KINDS)
+    if secrets.get("RAILWAY_PROJECT_TOKEN") and not secrets.get("RAILWAY_API_KEY"):
+        token_kind = "project"  # the only token there is
+    return RailwaySettings(
+        project_id=project or "",
+        schedule=v.schedule(rw, "railway", 300),
+        service_id=v.string(rw, "railway", "service_id"),
+        environment_id=v.string(rw, "railway", "environment_id"),
+        token_kind=next((k for k in TOKEN_KINDS if k == token_kind), "account"),
+        endpoint=v.url(rw, "railway", "endpoint") or ENDPOINT,
+        retries=v.integer(rw, "railway", "retries", 0, low=0),
+    )
+
+
+def railway_sources(settings: RailwaySettings, secrets: Secrets, data_dir: Path) -> Built:
+    source = RailwaySource(
+        settings.project_id,
+        secrets.value(*TOKENS) or "",
+        service_id=settings.service_id,
+        environment_id=settings.environment_id,
+        token_kind=settings.token_kind,
+        endpoint=settings.endpoint,
+        retries=settings.retries,
+    )
+    return {source.name: (source, settings.schedule.as_dict())}
+
+
+RAILWAY = SourceKind(
+    name="railway",
+    sections=("railway",),
+    parse=railway_settings,
+    build=railway_sources,
+    env={
+        "RAILWAY_PROJECT_ID": "railway.project_id",
+        "RAILWAY_SERVICE_ID": "railway.service_id",
+        "RAILWAY_ENVIRONMENT_ID": "railway.environment_id",
+    },
+    secrets=TOKENS,
+)

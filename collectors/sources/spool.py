@@ -10,11 +10,19 @@ what keeps the SDK's spool under its size limit.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from collectors.config_secrets import Secrets
+from collectors.config_validator import Validator
 from collectors.instrumentation.spool import delete_consumed, read_committed
+from collectors.schedules import SCHEDULE_KEYS, Schedule
 from collectors.schema import TABLES
 from collectors.sources.base import Batch, SourceConfigError
+from collectors.sources.registry import Built, SourceKind
+
+DEFAULT_INTERVAL_S = 10
 
 
 class SpoolSource:
@@ -60,3 +68,40 @@ class SpoolSource:
                         for line in chunk.bad
                     ],
                 )
+
+
+# ---- configuration: [spool] ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    directory: Path
+    schedule: Schedule
+
+
+def spool_settings(data: Mapping[str, Any], v: Validator, secrets: Secrets) -> SpoolSettings | None:
+    spool = v.table(data, "spool")
+    if not spool:
+        return None
+    v.known(spool, "spool", {"directory", *SCHEDULE_KEYS})
+    directory = v.string(spool, "spool", "directory")
+    if not directory:
+        v.fail("spool.directory", "must name the folder the SDK's spool sink writes to")
+        return None
+    return SpoolSettings(
+        Path(directory).expanduser(), v.schedule(spool, "spool", DEFAULT_INTERVAL_S)
+    )
+
+
+def spool_sources(settings: SpoolSettings, secrets: Secrets, data_dir: Path) -> Built:
+    source = SpoolSource(settings.directory)
+    return {source.name: (source, settings.schedule.as_dict())}
+
+
+SPOOL = SourceKind(
+    name="spool",
+    sections=("spool",),
+    parse=spool_settings,
+    build=spool_sources,
+    env={"WORKBENCH_SPOOL_DIR": "spool.directory"},
+)
