@@ -130,12 +130,11 @@ def validate_schedule(
         if not isinstance(every_seconds, int) or every_seconds < 5:
             raise ScheduleError("An interval schedule needs every_seconds of at least 5.")
     elif kind == "cron":
-        from apscheduler.triggers.cron import CronTrigger
+        from collectors.schedules import cron_problem  # the rule the config file uses too
 
-        try:
-            CronTrigger.from_crontab(cron or "", timezone="UTC")
-        except ValueError as exc:
-            raise ScheduleError(f"The cron expression {cron!r} is not valid: {exc}.") from None
+        problem = cron_problem(cron or "")
+        if problem is not None:
+            raise ScheduleError(f"The cron expression {cron!r} is not valid: {problem}.")
     else:
         raise ScheduleError(f"Schedule kind must be 'interval' or 'cron', not {kind!r}.")
 
