@@ -24,13 +24,13 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
+from analysis.experiment_rules import METHODS, UNIT_TYPES, Method, UnitType
 from analysis.metrics import Metric, builtin_metrics
 from analysis.stats import (
-    METHODS,
     Comparison,
     DailyResult,
     NormalPrior,
@@ -53,8 +53,6 @@ from analysis.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING_N
 from analysis.stats.results import not_computable
 from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
 
-UNIT_TYPES = ("call", "caller")
-
 
 @dataclass(frozen=True)
 class ExperimentDefinition:
@@ -62,7 +60,7 @@ class ExperimentDefinition:
     control: str
     treatments: tuple[str, ...] = ()  # empty: every other variant seen in the exposures
     weights: Mapping[str, float] | None = None  # planned split; equal when omitted
-    unit_type: str = "call"
+    unit_type: UnitType = "call"
     start: dt.datetime | None = None  # naive UTC; defaults to the first exposure
     end: dt.datetime | None = None  # exclusive; exposures and facts from then on are ignored
     alpha: float = 0.05
@@ -74,6 +72,38 @@ class ExperimentDefinition:
     # 0.09 is an sd of 30 % on the lift); absolute effects always use a flat prior, since a
     # variance on the lift means nothing on a metric's own scale. Flat everywhere if None.
     prior: NormalPrior | None = None
+
+
+class SavedDefinition(Protocol):
+    """An experiment as the Experiments page saves it (collectors.control.SavedExperiment)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def variants(self) -> tuple[str, ...]: ...  # the first is control
+    @property
+    def weights(self) -> tuple[float, ...]: ...
+    @property
+    def unit_type(self) -> UnitType: ...
+    @property
+    def start_at(self) -> str | None: ...  # naive-UTC ISO timestamps
+    @property
+    def end_at(self) -> str | None: ...  # the last day, inclusive
+
+
+def experiment_definition(saved: SavedDefinition) -> ExperimentDefinition:
+    """The analysis's view of a saved experiment. The end date is inclusive on the page, so
+    the analysis window ends at the start of the next day."""
+    end = dt.datetime.fromisoformat(saved.end_at) + dt.timedelta(days=1) if saved.end_at else None
+    return ExperimentDefinition(
+        saved.key,
+        saved.variants[0],
+        tuple(saved.variants[1:]),
+        dict(zip(saved.variants, saved.weights, strict=True)),
+        saved.unit_type,
+        dt.datetime.fromisoformat(saved.start_at) if saved.start_at else None,
+        end,
+    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +126,7 @@ class MetricArmResult:
 @dataclass(frozen=True)
 class ExperimentResult:
     key: str
-    method: str
+    method: Method
     computable: bool
     reason: str
     control: str = ""
@@ -104,7 +134,6 @@ class ExperimentResult:
     units: dict[str, int] = field(default_factory=dict)
     srm: SrmResult | None = None
     results: tuple[MetricArmResult, ...] = ()
-    verdict: str = ""
     notes: tuple[str, ...] = ()
 
     def result(self, metric: str, arm: str | None = None) -> MetricArmResult | None:
@@ -579,39 +608,10 @@ def _metric_verdict(metric: Metric, arm: str, c: Comparison, rel: Comparison) ->
     return f"{metric.title}: {arm} {word} it by {change} ({evidence})."
 
 
-def _overall_verdict(
-    arms: Sequence[str], results: Sequence[MetricArmResult], srm: SrmResult, method: str
-) -> str:
-    lines = []
-    if srm.computable and srm.flagged:
-        lines.append(srm.message)
-    for arm in arms:
-        mine = [r for r in results if r.arm == arm]
-        better = [r.label for r in mine if r.direction == "better"]
-        worse = [r.label for r in mine if r.direction == "worse"]
-        if worse:
-            lines.append(f"{arm} is worse than control on {', '.join(worse)}.")
-            if better:
-                lines.append(f"{arm} is better on {', '.join(better)}: weigh the trade-off.")
-        elif better:
-            lines.append(
-                f"{arm} is better than control on {', '.join(better)}, "
-                "with no metric significantly worse."
-            )
-        else:
-            lines.append(f"Not enough evidence yet to call {arm} better or worse than control.")
-    if method == "fixed":
-        lines.append(
-            "Fixed-horizon test: decide only once the planned sample size is reached; "
-            "switch to sequential to look every day."
-        )
-    return " ".join(lines)
-
-
 # ------------------------------------------------------------------ public API
 
 
-def _check(definition: ExperimentDefinition, method: str) -> str:
+def _check(definition: ExperimentDefinition, method: Method) -> str:
     if method not in METHODS:
         return f"method must be one of {', '.join(METHODS)} (got {method!r})"
     if definition.unit_type not in UNIT_TYPES:
@@ -701,10 +701,11 @@ def evaluate_experiment(
     con: duckdb.DuckDBPyConnection,
     definition: ExperimentDefinition,
     metrics: Sequence[Metric],
-    method: str = "fixed",
+    method: Method = "fixed",
     include_daily: bool = True,
 ) -> ExperimentResult:
-    """Per-metric, per-arm results, SRM and a plain-language verdict. Never raises on data."""
+    """Per-metric, per-arm results and SRM (`verdict` puts them in words). Never raises on
+    data."""
     reason = _check(definition, method)
     if reason:
         return ExperimentResult(definition.key, method, False, reason)
@@ -731,7 +732,7 @@ def _evaluate(
     con: duckdb.DuckDBPyConnection,
     definition: ExperimentDefinition,
     metrics: Sequence[Metric],
-    method: str,
+    method: Method,
     include_daily: bool,
     arms: tuple[str, ...],
     values: dict[str, Any],
@@ -802,7 +803,7 @@ def _evaluate(
         )
     return ExperimentResult(
         definition.key, method, True, "", definition.control, treatments, units, srm,
-        tuple(results), _overall_verdict(treatments, results, srm, method), tuple(notes),
+        tuple(results), tuple(notes),
     )  # fmt: skip
 
 
@@ -1042,12 +1043,13 @@ def plan_for_metric(
     return plan, baseline, daily
 
 
-def decision(
+def verdict(
     result: ExperimentResult, primary: Sequence[str], guardrails: Sequence[str] = ()
 ) -> str:
-    """A plain-language verdict that never overstates: a change is named only when its
-    interval (or chance to win) says so, guardrails are named when they got worse, an SRM
-    comes first, and a fixed-horizon test reminds the reader when it may be read."""
+    """The experiment's verdict in plain language, for `primary` and `guardrails` metrics. It
+    never overstates: a change is named only when its interval (or chance to win) says so,
+    guardrails are named when they got worse, an SRM comes first, and a fixed-horizon test
+    reminds the reader when it may be read."""
     if not result.computable:
         return f"No result yet: {result.reason}."
     lines = []

@@ -1,9 +1,13 @@
-"""The app's data layer: the published snapshot, the control store, and where they live.
+"""The app's data layer: the published snapshot, the control store, the configuration's
+metrics, and where they live.
 
 The snapshot connection is cached per manifest version, so a new publish is picked up on the
 next rerun while every session shares one in-memory DuckDB per version. When a file of the
 latest version cannot be read, pages keep the last snapshot that opened (or, before any did,
 the readable part of this one) and the freshness banner says so.
+
+User-defined metrics (`[[metrics]]`) are read from the configuration file itself, cached on its
+modification time, so an edit shows on the next rerun without a restart.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
+from collectors.config import ConfigError, config_path, load_config
 from collectors.control import ControlStore, ControlStoreError
-from collectors.publish import read_manifest
+from collectors.serving_format import read_manifest
 from collectors.snapshot import Snapshot, SnapshotUnreadable, open_snapshot, without_files
 
 
@@ -111,3 +117,33 @@ def publish_problem() -> dict | None:
         return control_store().service_info().get("publish_error") or None
     except ControlStoreError:
         return None
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _configured_metrics_at(
+    path: str | None, mtime_ns: int | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    # Keyed on the file and its modification time; loaded as the service loads it.
+    try:
+        return load_config().metrics, None
+    except ConfigError as exc:
+        return [], " ".join(exc.problems)
+
+
+def _configured_metrics() -> tuple[list[dict[str, Any]], str | None]:
+    path, _ = config_path(None, os.environ)
+    try:
+        mtime_ns = path.stat().st_mtime_ns if path is not None else None
+    except OSError:
+        mtime_ns = None  # missing: load_config says so
+    return _configured_metrics_at(None if path is None else str(path), mtime_ns)
+
+
+def custom_metrics() -> list[dict[str, Any]]:
+    """The `[[metrics]]` definitions of the configuration; none when it has a problem."""
+    return _configured_metrics()[0]
+
+
+def config_problem() -> str | None:
+    """What is wrong with the configuration, in its own words, or None."""
+    return _configured_metrics()[1]

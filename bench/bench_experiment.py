@@ -206,7 +206,7 @@ def build_rollups(con: duckdb.DuckDBPyConnection) -> None:
 
 def main() -> None:
     from analysis.benchmarks import BenchmarkSettings, release_benchmarks
-    from analysis.experiments import ExperimentDefinition, evaluate_experiment
+    from analysis.experiments import ExperimentDefinition, evaluate_experiment, verdict
     from analysis.metrics import builtin_metrics
 
     parser = argparse.ArgumentParser()
@@ -250,7 +250,7 @@ def main() -> None:
             f"evaluate_experiment ({label}, {args.method}, CUPED on): "
             f"best {min(timings):.3f} s, first {timings[0]:.3f} s"
         )
-    print(result.verdict)
+    print(verdict(result, names[:1], names[1:]))
 
     for source in ("rollup", "raw"):
         for equal_load in (True, False):

@@ -71,8 +71,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     service.poll_tasks = poll_tasks(config, service.control)
-    # The app reads user-defined metrics from here: it never reads the config file itself.
-    service.announce(custom_metrics=config.metrics)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     log.info("collectors service running; data in %s", service.paths.root)
@@ -191,7 +189,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from collectors.control import ControlStore
-    from collectors.publish import read_manifest
+    from collectors.serving_format import read_manifest
 
     paths = _paths(args)
     control = ControlStore(paths.control)
@@ -221,6 +219,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Start the collectors service and the Streamlit app; Ctrl-C stops both."""
     data_dir = str(Path(args.data_dir).resolve())
     env = {**os.environ, "WORKBENCH_DATA_DIR": data_dir}
+    if args.config:  # the app reads its metrics from the same file
+        env["WORKBENCH_CONFIG"] = str(Path(args.config).resolve())
     main_py = Path(__file__).resolve().parent.parent / "app" / "main.py"
     if _jobs(args) is None:  # say what is wrong with the config before starting anything
         return 2

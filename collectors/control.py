@@ -23,6 +23,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from analysis.experiment_rules import (
+    METHODS,
+    STATUSES,
+    UNIT_TYPES,
+    Method,
+    Status,
+    UnitType,
+    may_become,
+)
+
 log = logging.getLogger(__name__)
 
 # Each version is a script, or columns to add (added only where missing, so a store that was
@@ -90,6 +100,9 @@ SCHEMA: list[str | list[tuple[str, str, str]]] = [
         ("progress", "message", "TEXT"),
         ("experiments", "revision", "INTEGER NOT NULL DEFAULT 1"),
     ],
+    # version 4: the app reads user-defined metrics from the configuration; an older service
+    # relayed them here, where nothing reads them any more
+    "DELETE FROM service WHERE key = 'custom_metrics';",
 ]
 TABLES = ("schedules", "run_requests", "progress", "service", "experiments")
 # SQLite's result codes for a damaged file (the extended codes share the low byte).
@@ -139,17 +152,7 @@ def validate_schedule(
         raise ScheduleError(f"Schedule kind must be 'interval' or 'cron', not {kind!r}.")
 
 
-EXPERIMENT_STATUSES = ("draft", "running", "paused", "stopped")
-EXPERIMENT_METHODS = ("fixed", "sequential", "bayesian")
-EXPERIMENT_UNITS = ("call", "caller")
 _EXPERIMENT_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# Which status changes the page offers: start, pause, resume, stop (stopped is final).
-_TRANSITIONS = {
-    "draft": ("running", "stopped"),
-    "running": ("paused", "stopped"),
-    "paused": ("running", "stopped"),
-    "stopped": (),
-}
 
 
 class ExperimentError(ValueError):
@@ -166,35 +169,17 @@ class SavedExperiment:
     name: str
     variants: tuple[str, ...]  # the first is control
     weights: tuple[float, ...]  # planned split, sums to 1
-    unit_type: str = "call"
+    unit_type: UnitType = "call"
     primary_metrics: tuple[str, ...] = ()
     guardrail_metrics: tuple[str, ...] = ()
     hypothesis: str = ""
     start_at: str | None = None  # naive-UTC ISO timestamps
     end_at: str | None = None
-    method: str = "sequential"
-    status: str = "draft"
+    method: Method = "sequential"
+    status: Status = "draft"
     created_at: str = ""
     updated_at: str = ""
     revision: int = 0  # the stored revision this definition was read at; 0: not saved yet
-
-    def definition(self):
-        """The analysis engine's view of this experiment. The end date is inclusive on the
-        page, so the analysis window ends at the start of the next day."""
-        from datetime import datetime, timedelta
-
-        from analysis.experiments import ExperimentDefinition
-
-        end = datetime.fromisoformat(self.end_at) + timedelta(days=1) if self.end_at else None
-        return ExperimentDefinition(
-            self.key,
-            self.variants[0],
-            tuple(self.variants[1:]),
-            dict(zip(self.variants, self.weights, strict=True)),
-            self.unit_type,
-            datetime.fromisoformat(self.start_at) if self.start_at else None,
-            end,
-        )
 
 
 def validate_experiment(e: SavedExperiment) -> SavedExperiment:
@@ -212,12 +197,12 @@ def validate_experiment(e: SavedExperiment) -> SavedExperiment:
         raise ExperimentError("Give one non-negative weight per variant (the traffic split).")
     total = sum(weights)
     weights = tuple(round(w / total, 6) for w in weights)
-    if e.unit_type not in EXPERIMENT_UNITS:
-        raise ExperimentError(f"The unit must be one of {', '.join(EXPERIMENT_UNITS)}.")
-    if e.method not in EXPERIMENT_METHODS:
-        raise ExperimentError(f"The method must be one of {', '.join(EXPERIMENT_METHODS)}.")
-    if e.status not in EXPERIMENT_STATUSES:
-        raise ExperimentError(f"The status must be one of {', '.join(EXPERIMENT_STATUSES)}.")
+    if e.unit_type not in UNIT_TYPES:
+        raise ExperimentError(f"The unit must be one of {', '.join(UNIT_TYPES)}.")
+    if e.method not in METHODS:
+        raise ExperimentError(f"The method must be one of {', '.join(METHODS)}.")
+    if e.status not in STATUSES:
+        raise ExperimentError(f"The status must be one of {', '.join(STATUSES)}.")
     if not e.primary_metrics:
         raise ExperimentError("Choose at least one primary metric.")
     if e.start_at and e.end_at and e.end_at <= e.start_at:
@@ -649,15 +634,16 @@ class ControlStore:
         }
 
     @_recovering
-    def set_experiment_status(self, key: str, status: str) -> SavedExperiment:
-        """Start (running), pause, resume or stop; ExperimentError if the change is not allowed."""
+    def set_experiment_status(self, key: str, status: Status) -> SavedExperiment:
+        """Start (running), pause, resume or stop; ExperimentError if the change is not allowed
+        (analysis.experiment_rules)."""
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             row = con.execute("SELECT status FROM experiments WHERE key = ?", [key]).fetchone()
             if row is None:
                 con.execute("ROLLBACK")
                 raise ExperimentError(f"No experiment with key {key!r}; save it first.")
-            if status != row["status"] and status not in _TRANSITIONS[row["status"]]:
+            if status not in STATUSES or not may_become(row["status"], status):
                 con.execute("ROLLBACK")
                 raise ExperimentError(
                     f"Experiment {key!r} is {row['status']}; it cannot become {status}."

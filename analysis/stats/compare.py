@@ -6,12 +6,11 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from analysis.experiment_rules import METHODS
 from analysis.stats.bayesian import NormalPrior, bayesian_test
 from analysis.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING_N, sequential_test, welch_test
 from analysis.stats.results import Comparison, not_computable
 from analysis.stats.statistics import Quantile, Statistic
-
-METHODS = ("fixed", "sequential", "bayesian")
 
 
 def compare(

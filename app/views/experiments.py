@@ -10,29 +10,34 @@ import streamlit as st
 
 from analysis import experiments as ex
 from analysis import overview
+from analysis.experiment_rules import METHODS, UNIT_TYPES, Method, Status, next_statuses
 from analysis.metrics import metric_registry
 from app import data
 from app.charts import add_deploy_markers, show
 from app.safe_text import markdown_literal, plain
 from app.widgets import data_table, freshness_banner
-from collectors.control import (
-    EXPERIMENT_METHODS,
-    ExperimentError,
-    SavedExperiment,
-)
+from collectors.control import ExperimentError, SavedExperiment
 
 st.title("Experiments")
 
-METHOD_LABELS = {
+METHOD_LABELS: dict[Method, str] = {
     "sequential": "Sequential (safe to check daily)",
     "fixed": "Fixed horizon (decide once, at the planned size)",
     "bayesian": "Bayesian (chance to beat control)",
+}
+# The button for each status change the rules allow.
+ACTION_LABELS: dict[tuple[Status, Status], str] = {
+    ("draft", "running"): "Start",
+    ("running", "paused"): "Pause",
+    ("paused", "running"): "Resume",
+    ("running", "stopped"): "Stop",
+    ("paused", "stopped"): "Stop",
 }
 DEFAULT_PRIMARY = ("resolved_rate",)
 DEFAULT_GUARDRAILS = ("p95_e2e_latency", "llm_ttft", "abandoned_rate")
 NEW = "+ New experiment"
 
-registry = metric_registry(data.control_store().service_info().get("custom_metrics") or [])
+registry = metric_registry(data.custom_metrics())
 store = data.control_store()
 
 
@@ -54,7 +59,7 @@ def imported(found: dict) -> SavedExperiment:
         name=found["key"],
         variants=found["variants"],
         weights=tuple([1 / n] * n),
-        unit_type=found["unit_type"] if found["unit_type"] in ("call", "caller") else "call",
+        unit_type=found["unit_type"] if found["unit_type"] in UNIT_TYPES else "call",
         primary_metrics=DEFAULT_PRIMARY,
         guardrail_metrics=DEFAULT_GUARDRAILS,
         hypothesis="Imported from the exposures the agent recorded.",
@@ -65,9 +70,9 @@ def imported(found: dict) -> SavedExperiment:
 
 
 @st.cache_data(ttl=600, show_spinner="Evaluating the experiment…", max_entries=32)
-def evaluate(version: int, e: SavedExperiment, method: str) -> ex.ExperimentResult:
+def evaluate(version: int, e: SavedExperiment, method: Method) -> ex.ExperimentResult:
     metrics = [registry[m] for m in (*e.primary_metrics, *e.guardrail_metrics) if m in registry]
-    return ex.evaluate_experiment(data.cursor(), e.definition(), metrics, method)
+    return ex.evaluate_experiment(data.cursor(), ex.experiment_definition(e), metrics, method)
 
 
 # ---------------------------------------------------------------- defining and saving
@@ -137,8 +142,8 @@ def definition_form(e: SavedExperiment | None) -> None:
         )
         c3.radio(
             "Randomisation unit",
-            ("call", "caller"),
-            index=0 if e is None or e.unit_type == "call" else 1,
+            UNIT_TYPES,
+            index=UNIT_TYPES.index(e.unit_type if e else "call"),
             key=f"{prefix}unit",
             horizontal=True,
         )
@@ -163,8 +168,8 @@ def definition_form(e: SavedExperiment | None) -> None:
         c2.date_input("End (last day, optional)", _day(e.end_at) if e else None, key=f"{prefix}end")
         c3.selectbox(
             "Method",
-            EXPERIMENT_METHODS,
-            index=EXPERIMENT_METHODS.index(e.method if e else "sequential"),
+            METHODS,
+            index=METHODS.index(e.method if e else "sequential"),
             format_func=METHOD_LABELS.get,
             key=f"{prefix}method",
         )
@@ -177,12 +182,10 @@ def definition_form(e: SavedExperiment | None) -> None:
 
 
 def status_controls(e: SavedExperiment) -> None:
-    actions = {
-        "draft": [("Start", "running")],
-        "running": [("Pause", "paused"), ("Stop", "stopped")],
-        "paused": [("Resume", "running"), ("Stop", "stopped")],
-        "stopped": [],
-    }[e.status]
+    actions = [
+        (ACTION_LABELS.get((e.status, status), status.title()), status)
+        for status in next_statuses(e.status)
+    ]
     cols = st.columns(max(len(actions), 1) + 3)
     cols[0].markdown(f"**Status:** {e.status}")
     for col, (label, status) in zip(cols[1:], actions, strict=False):
@@ -267,8 +270,8 @@ def over_time_chart(result: ex.ExperimentResult, metric: str) -> go.Figure | Non
 def show_result(e: SavedExperiment) -> None:
     method = st.selectbox(
         "Analysis method",
-        EXPERIMENT_METHODS,
-        index=EXPERIMENT_METHODS.index(e.method),
+        METHODS,
+        index=METHODS.index(e.method),
         format_func=METHOD_LABELS.get,
         key=f"method_{e.key}",
     )
@@ -276,9 +279,9 @@ def show_result(e: SavedExperiment) -> None:
     if not result.computable:
         st.info(markdown_literal(f"No result yet for {e.key}: {result.reason}."))
         return
-    verdict = ex.decision(result, e.primary_metrics, e.guardrail_metrics)
+    summary = ex.verdict(result, e.primary_metrics, e.guardrail_metrics)
     box = st.warning if result.srm and result.srm.flagged else st.info
-    box(markdown_literal(verdict))
+    box(markdown_literal(summary))
     if result.srm is not None:
         (st.error if result.srm.flagged else st.caption)(markdown_literal(result.srm.message))
     cols = st.columns(len(result.units))
@@ -347,6 +350,9 @@ def show_plan(e: SavedExperiment) -> None:
 # ---------------------------------------------------------------- the page
 
 freshness_banner()
+config_problem = data.config_problem()
+if config_problem:  # the built-in metrics still work
+    st.warning(markdown_literal(config_problem))
 flash = st.session_state.pop("experiment_flash", None)
 if flash:
     getattr(st, flash[0])(flash[1])

@@ -3,6 +3,7 @@ last 14 days and its bad release sits 9 days before the anchor)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -172,9 +173,20 @@ def test_benchmarks_can_compare_releases_as_they_ran(with_demo15, demo15):
     assert (raw - adjusted).abs().max() > 0.1
 
 
-def test_a_metric_defined_in_the_config_can_be_chosen(with_demo15):
-    ControlStore(with_demo15 / "control.sqlite").set_service_info(
-        custom_metrics=[
+def write_config(path: Path, metrics: list[dict[str, object]]) -> Path:
+    """A workbench.toml with these [[metrics]] (strings and booleans only)."""
+    lines = []
+    for metric in metrics:
+        lines.append("[[metrics]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in metric.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_metric_defined_in_the_config_can_be_chosen(with_demo15, monkeypatch):
+    config = write_config(
+        with_demo15 / "workbench.toml",
+        [
             {
                 "name": "long_calls",
                 "label": "Calls over five minutes",
@@ -184,8 +196,24 @@ def test_a_metric_defined_in_the_config_can_be_chosen(with_demo15):
                 "sql": "SELECT call_id, started_at AS ts, CASE WHEN duration_s > 300 "
                 "THEN 1.0 ELSE 0.0 END AS value FROM calls",
             }
-        ]
+        ],
     )
+    monkeypatch.setenv("WORKBENCH_CONFIG", str(config))
     at = run(EXPERIMENTS)
     options = {o for m in at.multiselect for o in m.options}
     assert "Calls over five minutes" in options
+
+
+def test_a_configuration_problem_is_shown_in_its_own_words_and_the_page_works(
+    with_demo15, monkeypatch
+):
+    from collectors.config import ConfigError, load_config
+
+    bad = {"name": "Long Calls", "type": "proportion", "level": "call", "sql": "SELECT 1"}
+    config = write_config(with_demo15 / "workbench.toml", [bad])
+    monkeypatch.setenv("WORKBENCH_CONFIG", str(config))
+    with pytest.raises(ConfigError) as problem:
+        load_config()
+    at = run(EXPERIMENTS)
+    assert " ".join(problem.value.problems) in texts(at)
+    assert "Resolved rate: treatment improved it by +" in texts(at)  # built-in metrics work

@@ -1,16 +1,17 @@
 """A metric definition that reaches outside the snapshot shows nothing of what it reached on the
-Experiments page, even when it got past the configuration check (an older service wrote it, or
-the control store was edited by hand): the snapshot's DuckDB cannot read files."""
+Experiments page, even when it got past the configuration check (an older or faulty check): the
+snapshot's DuckDB cannot read files."""
 
 from __future__ import annotations
 
 import re
 import shutil
+from types import SimpleNamespace
 
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from collectors.control import ControlStore
+from app import data
 from tests.conftest import REPO
 
 PASSWD = (
@@ -28,9 +29,8 @@ def test_metric_sql_reading_a_file_shows_nothing_of_it(demo_dir, tmp_path, monke
     st.cache_resource.clear()
     st.cache_data.clear()
     # replaces the built-in primary metric, so both the Result and the Plan tab run it
-    ControlStore(root / "control.sqlite").set_service_info(
-        custom_metrics=[{"name": "resolved_rate", "type": "mean", "level": "call", "sql": PASSWD}]
-    )
+    metric = {"name": "resolved_rate", "type": "mean", "level": "call", "sql": PASSWD}
+    monkeypatch.setattr(data, "load_config", lambda: SimpleNamespace(metrics=[metric]))
     at = AppTest.from_file(str(REPO / "app" / "views" / "experiments.py"), default_timeout=120)
     at.run()
     assert not at.exception, [e.message for e in at.exception]

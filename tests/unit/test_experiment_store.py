@@ -108,6 +108,7 @@ def test_a_version_1_store_is_migrated_keeping_its_schedules(tmp_path):
 def test_a_saved_experiment_becomes_an_analysis_definition_with_an_inclusive_end_date():
     from datetime import datetime
 
+    from analysis.experiments import experiment_definition
     from collectors.control import SavedExperiment
 
     saved = SavedExperiment(
@@ -119,8 +120,19 @@ def test_a_saved_experiment_becomes_an_analysis_definition_with_an_inclusive_end
         start_at="2026-05-01T00:00:00",
         end_at="2026-05-14T00:00:00",
     )
-    d = saved.definition()
+    d = experiment_definition(saved)
     assert (d.key, d.control, d.treatments) == ("prompt-v3", "control", ("short", "shorter"))
     assert d.weights == {"control": 0.5, "short": 0.25, "shorter": 0.25}
     assert d.unit_type == "caller"
     assert d.start == datetime(2026, 5, 1) and d.end == datetime(2026, 5, 15)
+
+
+def test_a_version_3_store_loses_the_metrics_an_older_service_relayed(tmp_path):
+    path = tmp_path / "c.sqlite"
+    ControlStore(path).set_service_info(pid=42, custom_metrics=[{"name": "long_calls"}])
+    with sqlite3.connect(path) as con:  # as an older service left it
+        con.execute("PRAGMA user_version = 3")
+    again = ControlStore(path)
+    assert again.service_info() == {"pid": 42}
+    again.save_experiment(definition())
+    assert list(again.experiments()) == ["prompt-v2"]

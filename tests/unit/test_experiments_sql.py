@@ -7,7 +7,12 @@ import duckdb
 import numpy as np
 import pytest
 
-from analysis.experiments import ExperimentDefinition, evaluate_experiment, experiment_over_time
+from analysis.experiments import (
+    ExperimentDefinition,
+    evaluate_experiment,
+    experiment_over_time,
+    verdict,
+)
 from analysis.metrics import builtin_metrics, metric_from_config
 from bench.bench_experiment import build_synthetic_warehouse, create_schema
 
@@ -48,7 +53,9 @@ def test_no_effect_on_latency_is_not_claimed(warehouse, method):
         assert res.absolute.ci_low < 0 < res.absolute.ci_high
         assert not res.absolute.significant
         assert "not enough evidence" in res.verdict
-    assert "Not enough evidence yet" in r.verdict
+    overall = verdict(r, ["p95_e2e_latency", "llm_ttft"])
+    assert "No detectable difference between treatment and control" in overall
+    assert "improved" not in overall and "made worse" not in overall
 
 
 def test_bayesian_chance_to_beat_control_for_the_planted_lift(warehouse):
@@ -165,7 +172,7 @@ def test_srm_is_flagged_and_stated_first(warehouse):
         [KEY],
     )
     r = evaluate_experiment(con, ExperimentDefinition("leaky", "control"), [M["resolved_rate"]])
-    assert r.srm.flagged and r.verdict.startswith("Sample ratio mismatch")
+    assert r.srm.flagged and verdict(r, ["resolved_rate"]).startswith("Sample ratio mismatch")
     con.execute("DELETE FROM experiment_exposures WHERE experiment_key = 'leaky'")
 
 

@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 import pytest
 
 from analysis.benchmarks import BenchmarkSettings, Slice, compare_periods
-from analysis.experiments import ExperimentDefinition, decision, evaluate_experiment
+from analysis.experiments import ExperimentDefinition, evaluate_experiment, verdict
 from analysis.metrics import builtin_metrics
 from analysis.report import CSV_COLUMNS, benchmark_csv, benchmark_html, neutralise_cell
 from collectors.snapshot import open_snapshot
@@ -68,7 +68,7 @@ def test_demo_experiment_effect_is_found_with_the_right_sign_and_covered(demo):
         r = result.result(latency)
         assert r.direction == "unclear", r.verdict
         assert r.absolute.ci_low < truth.experiment.latency_effect_ms < r.absolute.ci_high
-    text = decision(result, ["resolved_rate"], ["p95_e2e_latency", "llm_ttft"])
+    text = verdict(result, ["resolved_rate"], ["p95_e2e_latency", "llm_ttft"])
     assert "Resolved rate: treatment improved it" in text
     assert "No guardrail got significantly worse" in text
 
