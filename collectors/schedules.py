@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from apscheduler.triggers.cron import CronTrigger
-
 # The control store refuses shorter intervals (collectors/control.py validate_schedule), so a
 # file that asked for less would load and then stop the service at its first start.
 MIN_INTERVAL_S = 5
@@ -45,6 +43,8 @@ def cron_problem(expr: object) -> str | None:
     """None when the service can run `expr`, else why not, in a few words."""
     if not isinstance(expr, str):
         return f"a cron expression is text, not {type(expr).__name__}"
+    from apscheduler.triggers.cron import CronTrigger
+
     try:
         CronTrigger.from_crontab(expr, timezone="UTC")
     except ValueError as exc:

@@ -13,7 +13,7 @@ livekit-api. That second check exercises auth and the API, so it is the one to a
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,7 +179,7 @@ def livekit_probe(
     return ProbeSource(f"probe:{name}", checks, retries=retries, maintenance=maintenance)
 
 
-def _explained(check: HttpCheck, hints: dict[int, str]):
+def _explained(check: HttpCheck, hints: dict[int, str]) -> Callable[[], CheckResult]:
     """Append a hint naming the setting to fix to the error of known status codes."""
 
     def run() -> CheckResult:

@@ -301,9 +301,17 @@ def http_probe(
     verify: bool = True,
     maintenance: Sequence[Window] = (),
 ) -> ProbeSource:
-    return ProbeSource(f"probe:{name}", [http_check(name, url, method=method, headers=headers,
-                       expected_status=expected_status, timeout_s=timeout_s, keyword=keyword,
-                       verify=verify)], retries=retries, maintenance=maintenance)  # fmt: skip
+    check = http_check(
+        name,
+        url,
+        method=method,
+        headers=headers,
+        expected_status=expected_status,
+        timeout_s=timeout_s,
+        keyword=keyword,
+        verify=verify,
+    )
+    return ProbeSource(f"probe:{name}", [check], retries=retries, maintenance=maintenance)
 
 
 def http_check(
@@ -352,7 +360,8 @@ def load_callable(path: str) -> Callable[[], Any]:
         raise SourceConfigError(f"custom check {path!r} cannot be imported ({exc}).") from None
     if not callable(obj):
         raise SourceConfigError(f"custom check {path!r} is not callable.")
-    return obj
+    fn: Callable[[], Any] = obj
+    return fn
 
 
 def custom_result(value: Any, latency_ms: float) -> CheckResult:
@@ -378,7 +387,11 @@ def custom_result(value: Any, latency_ms: float) -> CheckResult:
 
 
 def custom_probe(
-    name: str, check: str | Callable[[], Any], *, retries: int = 0, maintenance=()
+    name: str,
+    check: str | Callable[[], Any],
+    *,
+    retries: int = 0,
+    maintenance: Sequence[Window] = (),
 ) -> ProbeSource:
     fn = load_callable(check) if isinstance(check, str) else check
 
@@ -387,8 +400,8 @@ def custom_probe(
         value = fn()
         return custom_result(value, (time.perf_counter() - started) * 1000)
 
-    return ProbeSource(f"probe:{name}", [Check(name, "custom", run)], retries=retries,
-                       maintenance=maintenance)  # fmt: skip
+    checks = [Check(name, "custom", run)]
+    return ProbeSource(f"probe:{name}", checks, retries=retries, maintenance=maintenance)
 
 
 # ---- configuration: [[probes.http]] and [[probes.custom]] ------------------------------------

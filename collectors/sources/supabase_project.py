@@ -15,9 +15,7 @@ from collectors.config_validator import IDENTIFIER, Validator
 from collectors.schedules import SCHEDULE_KEYS, Schedule
 from collectors.schema import TABLES
 from collectors.sources.base import Source
-from collectors.sources.pg_stats import PgStatsSource
 from collectors.sources.registry import Built, SourceKind
-from collectors.sources.supabase_pg import TRANSACTION_POOLER_PORT, SupabasePgSource
 from collectors.sources.supabase_rest import (
     DEFAULT_OVERLAP_S,
     DEFAULT_PAGE_SIZE,
@@ -27,6 +25,7 @@ from collectors.sources.supabase_rest import (
 )
 
 Mode = Literal["rest", "postgres"]
+TRANSACTION_POOLER_PORT = 6543  # supabase_pg refuses it too (check_conninfo)
 API_KEYS = ("SUPABASE_API_KEY", "SUPABASE_SERVICE_ROLE_KEY")
 KEYS = {
     "url",
@@ -165,8 +164,11 @@ def supabase_sources(settings: SupabaseSettings, secrets: Secrets, data_dir: Pat
     db_url = secrets.value("SUPABASE_DB_URL")
     mappings = sdk_mappings(settings.tables) if settings.tables is not None else sdk_mappings()
     mappings += settings.mappings
+    # The Postgres driver is imported only where a connection string is used.
     source: Source
     if settings.mode == "postgres" and db_url:
+        from collectors.sources.supabase_pg import SupabasePgSource
+
         source = SupabasePgSource(
             db_url, mappings, chunk_rows=settings.chunk_rows, overlap_s=settings.overlap_s
         )
@@ -180,6 +182,8 @@ def supabase_sources(settings: SupabaseSettings, secrets: Secrets, data_dir: Pat
         )
     out: Built = {source.name: (source, settings.schedule.as_dict())}
     if settings.performance and db_url:
+        from collectors.sources.pg_stats import PgStatsSource
+
         perf = PgStatsSource(db_url)
         out[perf.name] = (perf, settings.performance_schedule.as_dict())
     return out
