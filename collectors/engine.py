@@ -200,6 +200,9 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
                     "ORDER BY _ord DESC) = 1"
                 )
             source = "_stage"
+        if not _any_stored(con, spec, source, key_join):
+            # A backfill's usual case: a plain INSERT, without the anti-join's copy of the batch.
+            return _insert_new(con, spec, source), 0
         _mark_changes(con, spec, source, key_join, changed)
     finally:
         con.unregister("_batch")
@@ -232,6 +235,27 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
         )
     con.execute("DROP TABLE _changes")
     return int(inserted), int(updated)
+
+
+def _any_stored(con, spec: Table, source: str, key_join: str) -> bool:
+    """Whether any row of `source` shares its key with a stored row."""
+    return con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {source} s JOIN {spec.name} t ON {key_join})"
+    ).fetchall()[0][0]  # fetchall: an unfinished result would block unregister()
+
+
+def _insert_new(con, spec: Table, source: str) -> int:
+    """Insert every row of `source` (none is stored yet) and mark their days dirty."""
+    col_list = ", ".join(spec.column_names)
+    inserted = con.execute(
+        f"INSERT INTO {spec.name} ({col_list}) SELECT {col_list} FROM {source}"
+    ).fetchall()[0][0]
+    con.execute(
+        f"INSERT INTO dirty_partitions SELECT DISTINCT ?, CAST({spec.time_column} AS DATE) "
+        f"FROM {source} ON CONFLICT DO NOTHING",
+        [spec.name],
+    )
+    return int(inserted)
 
 
 def _mark_changes(con, spec: Table, source: str, key_join: str, changed: str) -> None:

@@ -25,6 +25,7 @@ import os
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 
 PENDING = ".publish-pending.json"  # what a failed publish finished, for its retry
 GRACE_SECONDS = 600
+# At most this many rows are staged (read, sorted, rolled up) at once; see _stage.
+MAX_STAGED_ROWS = 2_000_000
+# What _stage staged last: (the publishing cursor, table, first day, last day). Publishing
+# holds WRITE_LOCK, so there is one at a time; publish() clears it when it ends.
+_staged: tuple[Any, str, date, date] | None = None
 # Bookkeeping published whole on every run (bounded so publishing stays cheap); the tables are
 # serving_format.BOOKKEEPING_TABLES.
 BOOKKEEPING = {
@@ -94,8 +100,9 @@ class PublishError(RuntimeError):
 
 
 def _copy(con: duckdb.DuckDBPyConnection, select: str, params: list, target: Path) -> int:
-    """COPY a query to Parquet, check the file reads back whole, fsync it; returns its row
-    count. The path is ours, never user input."""
+    """COPY a query to Parquet and check the file reads back whole; returns its row count.
+    publish() fsyncs it (with every other new file) before a manifest names it. The path is
+    ours, never user input."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     written = con.execute(
@@ -107,8 +114,17 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, params: list, target: Pat
         raise PublishError(f"{target.name} was not written correctly ({problem})")
     os.replace(tmp, target)
     _checked[str(target)] = _checked.pop(str(tmp))
-    _fsync(target)
     return rows
+
+
+def _fsync_all(paths: list[Path]) -> None:
+    """fsync every file, several at a time: the disk's flushes overlap (measured here: 300
+    files in about 0.06 s on 8 threads, 0.2-0.3 s one after another)."""
+    if not paths:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(paths)), thread_name_prefix="fsync") as pool:
+        for _ in pool.map(_fsync, paths):  # raises the first failure
+            pass
 
 
 def _mark_everything_dirty(con: duckdb.DuckDBPyConnection) -> None:
@@ -257,15 +273,22 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
             expired = {rel for rel, when in retired.items() if now - when > GRACE_SECONDS}
             for rel in expired:
                 del retired[rel]
-            # The new files' names must be durable before a manifest names them.
+            # The new files, and their names, must be durable before a manifest names them.
             written = f"-v{version}.parquet"
             new = [serving / r for r in referenced_files(manifest) if r.endswith(written)]
+            try:
+                _fsync_all(new)
+            except OSError:
+                done.clear()  # which files reached the disk is unknown: the retry rewrites all
+                raise
             for folder in {path.parent for path in new}:
                 _fsync(folder)
             _write_manifest(serving, manifest)
         except Exception:
             _note_progress(con, serving, base, version, manifest, done)
             raise
+        finally:
+            _drop_staged(con)
         # Every write takes WRITE_LOCK, so nothing was marked dirty since we read the list.
         con.execute("DELETE FROM dirty_partitions")
         (serving / PENDING).unlink(missing_ok=True)
@@ -290,26 +313,77 @@ def _rel(serving: Path, path: Path) -> str:
     return path.relative_to(serving).as_posix()
 
 
+def _day_range(day: date) -> list[datetime]:
+    start = datetime.combine(day, datetime.min.time())
+    return [start, start + timedelta(days=1)]
+
+
+def _stage(con, table_name: str, day: date) -> None:
+    """Make the temp table `src` hold `day`'s rows sorted by time, and `_rollup_<name>` each
+    rollup of them. A backfill dirties many days: the dirty days right after `day` are staged
+    with it (up to MAX_STAGED_ROWS rows), so their rows are read, sorted and rolled up in one
+    statement each instead of one per day. Nothing is done when `day` is staged already."""
+    global _staged
+    if _staged is not None:
+        cursor, staged_table, first, last = _staged
+        if cursor is con and staged_table == table_name and first <= day <= last:
+            return
+    t = TABLES[table_name].time_column
+    later = con.execute(
+        "SELECT day FROM dirty_partitions WHERE table_name = ? AND day > ? ORDER BY day",
+        [table_name, day],
+    ).fetchall()
+    last = day
+    for (d,) in later:  # a range of consecutive days, so the scan below reads only them
+        if d != last + timedelta(days=1):
+            break
+        last = d
+    if last > day:
+        counts = con.execute(
+            f"SELECT CAST({t} AS DATE) AS day, count(*) FROM {table_name} "
+            f"WHERE {t} >= ? AND {t} < ? GROUP BY ALL ORDER BY day",
+            [_day_range(day)[0], _day_range(last)[1]],
+        ).fetchall()
+        total, last = 0, day
+        for d, n in counts:
+            total += n
+            if total > MAX_STAGED_ROWS and d > day:
+                break
+            last = max(last, d)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM {table_name} "
+        f"WHERE {t} >= ? AND {t} < ? ORDER BY {t}",
+        [_day_range(day)[0], _day_range(last)[1]],
+    )
+    for rollup in rollups_for(table_name):  # every rollup groups by hour: days never mix
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _rollup_{rollup.name} AS {rollup.select}")
+    _staged = (con, table_name, day, last)
+
+
+def _drop_staged(con) -> None:
+    global _staged
+    _staged = None
+    con.execute("DROP TABLE IF EXISTS src")
+    for rollup in ROLLUPS:
+        con.execute(f"DROP TABLE IF EXISTS _rollup_{rollup.name}")
+
+
 def _publish_day(con, serving: Path, manifest: dict, table_name: str, day: date, version: int):
     spec = TABLES[table_name]
-    start = datetime.combine(day, datetime.min.time())
-    end = start + timedelta(days=1)
+    _stage(con, table_name, day)
     key = day.isoformat()
     t = spec.time_column
-    where = f"{t} >= ? AND {t} < ?"
     files = 0
     entry = manifest["tables"].setdefault(table_name, {"days": {}, "latest": None})
     target = serving / "tables" / table_name / f"{key}-v{version}.parquet"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM {table_name} WHERE {where} "
-        f"ORDER BY {t}",
-        [start, end],
-    )
-    rows = _copy(con, "SELECT * FROM src", [], target)
+    # `src` is sorted by time, and a filter keeps that order (preserve_insertion_order).
+    rows = _copy(con, f"SELECT * FROM src WHERE {t} >= ? AND {t} < ?", _day_range(day), target)
     files += 1
     if rows:
         entry["days"][key] = {"file": _rel(serving, target), "rows": rows}
-        latest = con.execute(f"SELECT max({t}) FROM src").fetchone()[0]
+        latest = con.execute(
+            f"SELECT max({t}) FROM src WHERE {t} >= ? AND {t} < ?", _day_range(day)
+        ).fetchone()[0]
         if entry["latest"] is None or latest.isoformat() > entry["latest"]:
             entry["latest"] = latest.isoformat()
     else:
@@ -319,14 +393,14 @@ def _publish_day(con, serving: Path, manifest: dict, table_name: str, day: date,
     for rollup in rollups_for(table_name):
         r_entry = manifest["rollups"].setdefault(rollup.name, {"days": {}})
         r_target = serving / "rollups" / rollup.name / f"{key}-v{version}.parquet"
-        r_rows = _copy(con, rollup.select, [], r_target) if rows else 0
+        r_select = f"SELECT * FROM _rollup_{rollup.name} WHERE hour >= ? AND hour < ?"
+        r_rows = _copy(con, r_select, _day_range(day), r_target) if rows else 0
         if r_rows:
             r_entry["days"][key] = {"file": _rel(serving, r_target), "rows": r_rows}
             files += 1
         else:
             r_entry["days"].pop(key, None)
             _unlink(r_target)
-    con.execute("DROP TABLE src")
     return files
 
 
