@@ -65,7 +65,7 @@ def supabase_probe(
                 timeout_s=timeout_s,
                 verify=verify,
             ),
-        ),  # fmt: skip
+        ),
         Check(
             f"{name}:rest",
             "supabase",
@@ -82,7 +82,7 @@ def supabase_probe(
                     403: "check SUPABASE_API_KEY",
                     404: f"no table {table}: set probes.supabase.table",
                 },
-            ),  # fmt: skip
+            ),
         ),
     ]
     return ProbeSource(f"probe:{name}", checks, retries=retries, maintenance=maintenance)
@@ -174,7 +174,7 @@ def livekit_probe(
                 f"{name}:api",
                 "livekit",
                 ListRoomsCheck(base, api_key, api_secret, timeout_s, verify),
-            )  # fmt: skip
+            )
         )
     return ProbeSource(f"probe:{name}", checks, retries=retries, maintenance=maintenance)
 

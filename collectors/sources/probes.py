@@ -328,8 +328,15 @@ def http_check(
     maintenance: Sequence[Window] = (),
 ) -> Check:
     """One HTTP target, to run alone (http_probe) or with others on the same schedule."""
-    run = HttpCheck(url, method.upper(), headers or {}, expected_status, timeout_s,
-                    keyword=keyword, verify=verify)  # fmt: skip
+    run = HttpCheck(
+        url,
+        method.upper(),
+        headers or {},
+        expected_status,
+        timeout_s,
+        keyword=keyword,
+        verify=verify,
+    )
     return Check(name, "http", run, retries=retries, maintenance=list(maintenance))
 
 

@@ -34,7 +34,7 @@ Built: TypeAlias = "dict[str, tuple[Source, ScheduleDict]]"
 
 @dataclass(frozen=True)
 class SourceKind(Generic[Settings]):
-    name: str  # the kind's key in WorkbenchConfig.settings
+    name: str  # unique; WorkbenchConfig.settings_of(kind) finds its settings by it
     sections: tuple[str, ...]  # dotted TOML tables it owns: ("railway",), ("probes.http",)
     parse: Callable[[Mapping[str, Any], Validator, Secrets], Settings | None]
     build: Callable[[Settings, Secrets, Path], Built]
