@@ -7,7 +7,8 @@ period); any two periods can be compared too. Per slice we measure:
     order-statistic interval of `analysis.stats.Quantile` (Woodruff's at equal load; either
     way observations are treated as independent;
     requests and turns within one call are mildly correlated, so intervals are a bit narrow);
-  * error rate (share of requests with status ≥ 500), MOS (voice_quality.mos_reported), CSAT
+  * the metric catalogue's rates and means offered on benchmarks (analysis.metrics): error
+    rate (share of requests with status ≥ 500), MOS (voice_quality.mos_reported), CSAT
     (feedback.rating) and resolved rate (calls.outcome), with their normal intervals.
 By default both slices are compared at equal traffic load (`analysis.load_strata`): latency
 rises with load, so a release that ran at quiet hours must not look faster for that alone.
@@ -15,7 +16,7 @@ The change is tested with the Welch/z test of `analysis.stats`. A regression is 
 when the change is significant at α, in the worse direction, AND larger (relative) than the
 user's practical threshold: small but real changes are reported, not alarmed on.
 Release slices are computed in one grouped query per table; the SQL is parameterised and
-every identifier comes from the whitelists below.
+every identifier comes from the whitelists below or the built-in metric catalogue.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import duckdb
 import numpy as np
 
 from analysis import load_strata as ls
+from analysis.metrics import Facts, Metric, metrics_on
 from analysis.sketch import ALPHA, bucket_edges, bucket_sql, bucket_value
 from analysis.stats import (
     Comparison,
@@ -56,38 +58,27 @@ _TIME_COLUMN = {
     "voice_quality": "measured_at",
     "feedback": "submitted_at",
 }
-# Simple (non-quantile) metrics: name -> (table, SQL for n, Σx, Σx², kind, lower_is_better, unit)
-_SIMPLE = {
-    "error_rate": (
-        "requests",
-        "count(*), count(*) FILTER (WHERE status_code >= 500), 0",
-        "proportion",
-        True,
-        "%",
-    ),
-    "mos": (
-        "voice_quality",
-        "count(mos_reported), sum(mos_reported), sum(mos_reported * mos_reported)",
-        "mean",
-        False,
-        "MOS",
-    ),
-    # CSAT as everywhere else in the workbench: the share of ratings of 4 or 5.
-    "csat": (
-        "feedback",
-        "count(rating), count(*) FILTER (WHERE rating >= 4), 0",
-        "proportion",
-        False,
-        "%",
-    ),
-    "resolved_rate": (
-        "calls",
-        "count(outcome), count(*) FILTER (WHERE outcome = 'resolved'), 0",
-        "proportion",
-        False,
-        "%",
-    ),
-}
+# Rates and means come from the metric catalogue: its proportion and mean metrics offered on
+# benchmarks, each read from the one table its facts are rows of. A row is named by its metric,
+# except CSAT's: the benchmark has always called the share of 4-5 ratings "csat" (the
+# catalogue's "csat" is the experiments' mean rating).
+_ROW_NAMES = {"csat_share": "csat"}
+
+
+def _simple() -> dict[str, Metric]:
+    """Row name -> catalogue metric, for every rate and mean a benchmark compares."""
+    return {_ROW_NAMES.get(name, name): m for name, m in metrics_on("benchmarks").items()}
+
+
+def _facts(metric: Metric) -> Facts:
+    assert metric.facts is not None  # Metric.on("benchmarks") requires them
+    return metric.facts
+
+
+def _aggregates(facts: Facts) -> str:
+    """n, Σx and Σx² of the facts' value over the rows of their table."""
+    v = facts.value
+    return f"count({v}), sum({v}), sum(({v}) * ({v}))"
 
 
 @dataclass(frozen=True)
@@ -117,7 +108,7 @@ class BenchmarkSettings:
 
 @dataclass(frozen=True)
 class BenchmarkRow:
-    metric: str  # "latency" | "stage" | "error_rate" | "mos" | "csat" | "resolved_rate"
+    metric: str  # "latency" | "stage" | a catalogue metric ("error_rate", "mos", "csat", ...)
     group: str  # route or stage, "" for call-level metrics
     statistic: str  # "p50", "p95", "p99", "rate", "mean"
     unit: str
@@ -168,12 +159,12 @@ class ReleaseReport:
 SliceStats = dict[tuple[str, str, str], Statistic]  # (metric or stage, group, stat) -> stat
 
 
-def _filter(table: str, s: Slice) -> tuple[str, dict[str, Any]]:
+def _filter(table: str, s: Slice, time_column: str | None = None) -> tuple[str, dict[str, Any]]:
     clauses, params = [], {}
     if s.release is not None:
         clauses.append("release = $release")
         params["release"] = s.release
-    col = _TIME_COLUMN[table]
+    col = time_column or _TIME_COLUMN[table]
     if s.start is not None:
         clauses.append(f"{col} >= $start")
         params["start"] = s.start
@@ -328,13 +319,16 @@ def slice_statistics(
                 con, "voice_turns", stage, None, where, params, quantiles
             ).items():
                 out[("stage", stage, f"p{nu * 100:g}")] = q
-    for name, (table, aggregates, kind, _lower, _unit) in _SIMPLE.items():
-        where, params = _filter(table, s)
+    for name, metric in _simple().items():
+        facts = _facts(metric)
+        where, params = _filter(facts.table, s, facts.ts)
         n, total, squares = con.execute(
-            f"SELECT {aggregates} FROM {table} WHERE {where}",  # noqa: S608 - whitelisted
+            f"SELECT {_aggregates(facts)} FROM {facts.table} "  # noqa: S608 - catalogue SQL
+            f"WHERE ({facts.where}) AND {where}",
             params,
         ).fetchone()
         n, total, squares = int(n or 0), float(total or 0), float(squares or 0)
+        kind = metric.type
         stat = Proportion(n, total) if kind == "proportion" else SampleMean(n, total, squares)
         out[(name, "", "rate" if kind == "proportion" else "mean")] = stat
     return out
@@ -407,12 +401,13 @@ def slice_by_load(
                 {**params, **fp},
             ).fetchnumpy()
             _histograms_by_stratum(rows, metric, out, only=None if group else column)
-    for name, (table, aggregates, kind, _lower, _unit) in _SIMPLE.items():
-        where, fp = _filter(table, s)
+    for name, metric in _simple().items():
+        facts, kind = _facts(metric), metric.type
+        where, fp = _filter(facts.table, s, facts.ts)
         rows = con.execute(
-            f"WITH {ls.STRATA_CTE} "  # noqa: S608 - whitelisted identifiers
-            f"SELECT coalesce(l.stratum, 0) AS st, {aggregates} FROM {table} t "
-            f"{join.format(col=_TIME_COLUMN[table])} WHERE {where} GROUP BY st",
+            f"WITH {ls.STRATA_CTE} "  # noqa: S608 - whitelisted identifiers and catalogue SQL
+            f"SELECT coalesce(l.stratum, 0) AS st, {_aggregates(facts)} FROM {facts.table} t "
+            f"{join.format(col=facts.ts)} WHERE ({facts.where}) AND {where} GROUP BY st",
             {**params, **fp},
         ).fetchall()
         by_stratum: dict[int, Any] = {}
@@ -452,13 +447,14 @@ def at_equal_load(
     weighting cannot give it a variance, and the exact test that handles it needs counts."""
     out = EqualLoad({}, {}, {}, {}, (math.nan, math.nan))
     kept, largest = out.kept, -1.0
-    keys = (set(baseline) & set(candidate)) | {(name, "") for name in _SIMPLE}
+    simple = _simple()
+    keys = (set(baseline) & set(candidate)) | {(name, "") for name in simple}
     for key in sorted(keys):
         b, c = baseline.get(key, {}), candidate.get(key, {})
         metric, group = key
         names = (
-            [("rate" if _SIMPLE[metric][2] == "proportion" else "mean")]
-            if metric in _SIMPLE
+            [("rate" if simple[metric].type == "proportion" else "mean")]
+            if metric in simple
             else [f"p{nu * 100:g}" for nu in quantiles]
         )
         if not b or not c:  # a measure with no data in one slice: the test says "no data"
@@ -482,7 +478,7 @@ def at_equal_load(
                 sum(sizes_b[h] for h in weights) / sum(sizes_b.values()),
                 sum(sizes_c[h] for h in weights) / sum(sizes_c.values()),
             )
-        if metric in _SIMPLE:
+        if metric in simple:
             k = (metric, group, names[0])
             shared_b = _total_of(metric, names[0], {h: b[h] for h in weights})
             shared_c = _total_of(metric, names[0], {h: c[h] for h in weights})
@@ -502,14 +498,14 @@ def at_equal_load(
 
 
 def _empty(metric: str, statistic: str) -> Statistic:
-    if metric not in _SIMPLE:
+    if metric not in _simple():
         return Quantile(0, float(statistic[1:]) / 100, math.nan, math.nan, math.nan)
     return Proportion(0, 0) if statistic == "rate" else SampleMean(0, 0.0, 0.0)
 
 
 def _total_of(metric: str, statistic: str, by_stratum: Mapping[int, Any]) -> Statistic:
     """The strata added up (a rate or mean as they ran); empty when there are none."""
-    if metric not in _SIMPLE or not by_stratum:
+    if metric not in _simple() or not by_stratum:
         return _empty(metric, statistic)
     total = None
     for part in by_stratum.values():
@@ -521,8 +517,9 @@ def _total_of(metric: str, statistic: str, by_stratum: Mapping[int, Any]) -> Sta
 
 
 def _direction(metric: str) -> tuple[bool, str]:
-    if metric in _SIMPLE:
-        return _SIMPLE[metric][3], _SIMPLE[metric][4]
+    simple = _simple()
+    if metric in simple:
+        return simple[metric].lower_is_better, simple[metric].unit
     return True, "ms"
 
 

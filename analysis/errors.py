@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -329,3 +330,71 @@ def error_rate_by_release(
     order = {r: i for i, r in enumerate(release_order(con))}
     df["_o"] = df["release"].map(lambda r: order.get(r, len(order)))
     return ErrorRates(df.sort_values("_o").drop(columns="_o").reset_index(drop=True))
+
+
+def errors_hourly(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per hour: captured error events and the sample-rate-corrected estimate."""
+    return con.execute(
+        "SELECT hour, sum(n) AS events, sum(n_estimated) AS estimated_events "
+        "FROM errors_hourly WHERE hour >= ? AND hour < ? GROUP BY hour ORDER BY hour",
+        [start, end],
+    ).df()
+
+
+@dataclass(frozen=True)
+class ErrorOccurrences:
+    """The latest events of one error group, its total in the window and one stack trace."""
+
+    frame: pd.DataFrame
+    total: int
+    stack_trace: str | None
+    reason: str | None = None
+
+
+_OCCURRENCE_COLS = [
+    "occurred_at",
+    "severity",
+    "release",
+    "route",
+    "method",
+    "message",
+    "request_id",
+    "call_id",
+    "user_id",
+    "sample_rate",
+]
+
+
+def error_occurrences(
+    con: duckdb.DuckDBPyConnection,
+    start: datetime,
+    end: datetime,
+    group: str,
+    error_type: str,
+    limit: int = 100,
+) -> ErrorOccurrences:
+    """Events in [start, end) of the group whose fingerprint is `group`.
+
+    Candidates are the window's events of `error_type`; each distinct (message, stack trace)
+    pair is fingerprinted once, as error_groups does.
+    """
+    rows = con.execute(
+        f"SELECT {', '.join(_OCCURRENCE_COLS)}, stack_trace FROM errors "  # noqa: S608 (fixed list)
+        "WHERE occurred_at >= ? AND occurred_at < ? AND error_type = ? "
+        "ORDER BY occurred_at DESC",
+        [start, end, error_type],
+    ).df()
+    keys = {
+        pair: fingerprint(error_type, pair[0], pair[1])
+        for pair in set(zip(rows["message"], rows["stack_trace"], strict=True))
+    }
+    match = [keys[pair] == group for pair in zip(rows["message"], rows["stack_trace"], strict=True)]
+    hits = rows[np.asarray(match, dtype=bool)] if len(rows) else rows
+    if hits.empty:
+        return ErrorOccurrences(
+            pd.DataFrame(columns=_OCCURRENCE_COLS), 0, None, "no events of this group here"
+        )
+    traces = hits["stack_trace"].dropna()
+    trace = str(traces.iloc[0]) if len(traces) else None
+    frame = hits[_OCCURRENCE_COLS].head(limit).reset_index(drop=True)
+    return ErrorOccurrences(frame, len(hits), trace)

@@ -1,7 +1,6 @@
-"""Performance: route latency percentiles, slow requests, DB statements, resources, voice stages.
-
-Percentiles over raw rows use DuckDB's quantile_cont (linear interpolation between closest
-ranks, the same definition as numpy's default `linear` method, Hyndman & Fan type 7).
+"""Performance drill-downs over raw rows: slow requests, DB statements, and what makes slow
+voice turns slow. Latency percentiles per route and stage are read from the hourly histograms
+(analysis.latency); host resources are analysis.infrastructure's.
 
 Voice pipeline stages overlap (transcription runs during the end-of-utterance wait; reference
 voice_observability.md section 1.3), so they are reported side by side with e2e_ms and never
@@ -21,15 +20,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 
 from analysis.vocabulary import PIPELINE_STAGES as STAGES
-
-STAGE_COLUMNS = (*STAGES, "e2e_ms")
-RESOURCE_METRICS = ("cpu_pct", "memory_pct", "disk_pct", "cache_hit_pct")
-# The spec's health.thresholds: cpu/memory/disk usage 80 %.
-DEFAULT_RESOURCE_THRESHOLDS = {"cpu_pct": 80.0, "memory_pct": 80.0, "disk_pct": 80.0}
 
 
 @dataclass(frozen=True)
@@ -38,38 +33,6 @@ class Table:
 
     frame: pd.DataFrame
     reason: str | None = None
-
-
-_ROUTE_SQL = """
-SELECT route, method, n, q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms, mean_ms, error_rate,
-       slow_share
-FROM (
-SELECT route, method, count(*) AS n,
-       quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS q,
-       avg(duration_ms) AS mean_ms,
-       avg(CASE WHEN status_code >= 500 THEN 1.0 ELSE 0.0 END) AS error_rate,
-       avg(CASE WHEN duration_ms > ? THEN 1.0 ELSE 0.0 END) AS slow_share
-FROM requests
-WHERE started_at >= ? AND started_at < ?
-  AND (? IS NULL OR release = ?)
-  AND duration_ms IS NOT NULL AND NOT isnan(duration_ms)
-GROUP BY route, method)
-ORDER BY p95_ms DESC
-"""
-
-
-def route_latency(
-    con,
-    start: datetime,
-    end: datetime,
-    slow_threshold_ms: float = 1000.0,
-    release: str | None = None,
-) -> Table:
-    """p50/p95/p99, mean, 5xx share and share over the slow threshold per route and method."""
-    df = con.execute(_ROUTE_SQL, [slow_threshold_ms, start, end, release, release]).df()
-    if df.empty:
-        return Table(df, "no requests in this window")
-    return Table(df)
 
 
 _SLOW_SQL = """
@@ -83,7 +46,11 @@ LIMIT ?
 
 
 def slow_requests(
-    con, start: datetime, end: datetime, threshold_ms: float = 1000.0, limit: int = 200
+    con: duckdb.DuckDBPyConnection,
+    start: datetime,
+    end: datetime,
+    threshold_ms: float = 1000.0,
+    limit: int = 200,
 ) -> Table:
     """The slowest requests over the threshold (the spec's SLOW_REQUEST_THRESHOLD, in ms here)."""
     df = con.execute(_SLOW_SQL, [start, end, threshold_ms, int(limit)]).df()
@@ -130,7 +97,9 @@ GROUP BY statement
 """
 
 
-def db_query_stats(con, start: datetime, end: datetime, database: str | None = None) -> Table:
+def db_query_stats(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, database: str | None = None
+) -> Table:
     """Per normalised statement: calls, total and mean time, worst observed mean, rows.
 
     Rows are single executions (calls 1) or pg_stat_statements deltas (calls, total_ms);
@@ -153,69 +122,6 @@ def db_query_stats(con, start: datetime, end: datetime, database: str | None = N
     return Table(g.sort_values("total_ms", ascending=False)[cols].reset_index(drop=True))
 
 
-_RESOURCE_SQL = """
-SELECT host, metric, value FROM (
-  UNPIVOT (SELECT host, cpu_pct, memory_pct, disk_pct, cache_hit_pct
-           FROM resource_samples WHERE sampled_at >= ? AND sampled_at < ?)
-  ON cpu_pct, memory_pct, disk_pct, cache_hit_pct INTO NAME metric VALUE value)
-WHERE NOT isnan(value)
-"""
-
-
-def resource_usage(
-    con,
-    start: datetime,
-    end: datetime,
-    thresholds: dict[str, float] | None = None,
-) -> Table:
-    """Per host and metric: samples, mean, p95, max and the share of samples over threshold."""
-    th = dict(DEFAULT_RESOURCE_THRESHOLDS if thresholds is None else thresholds)
-    df = con.execute(_RESOURCE_SQL, [start, end]).df()
-    cols = ["host", "metric", "samples", "mean", "p95", "max", "threshold", "share_over"]
-    if df.empty:
-        return Table(pd.DataFrame(columns=cols), "no resource samples in this window")
-    rows = []
-    for (host, metric), g in df.groupby(["host", "metric"], sort=True):
-        v = g["value"].to_numpy(float)
-        limit = th.get(metric)
-        over = float((v > limit).mean()) if limit is not None else np.nan
-        rows.append([host, metric, v.size, v.mean(), np.percentile(v, 95), v.max(), limit, over])
-    return Table(pd.DataFrame(rows, columns=cols))
-
-
-_STAGE_SQL = """
-SELECT stage, grp, n, q[1] AS p50_ms, q[2] AS p90_ms, q[3] AS p95_ms, q[4] AS p99_ms, mean_ms
-FROM (
-SELECT stage, {group} AS grp, count(value) AS n,
-       quantile_cont(value, [0.5, 0.9, 0.95, 0.99]) AS q, avg(value) AS mean_ms
-FROM (UNPIVOT (SELECT {group}, eou_delay_ms, stt_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms
-               FROM voice_turns WHERE started_at >= ? AND started_at < ?)
-      ON eou_delay_ms, stt_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms INTO NAME stage VALUE value)
-WHERE NOT isnan(value)
-GROUP BY ALL)
-"""
-# group column -> full query; identifiers only from this fixed set
-_STAGE_QUERIES = {
-    None: _STAGE_SQL.replace("{group}, ", "").replace("{group}", "'all'"),
-    "release": _STAGE_SQL.replace("{group}", "release"),
-    "variant": _STAGE_SQL.replace("{group}", "variant"),
-}
-
-
-def stage_latency(con, start: datetime, end: datetime, by: str | None = None) -> Table:
-    """Per stage (and release or variant): n, p50/p90/p95/p99 and mean. Stages are not additive."""
-    if by not in _STAGE_QUERIES:
-        return Table(pd.DataFrame(), f"cannot group voice turns by {by!r}")
-    df = con.execute(_STAGE_QUERIES[by], [start, end]).df()
-    if df.empty:
-        return Table(df, "no voice turns in this window")
-    order = {s: i for i, s in enumerate(STAGE_COLUMNS)}
-    df = df.rename(columns={"grp": by or "group"})
-    df["_o"] = df["stage"].map(order)
-    keys = [by, "_o"] if by else ["_o"]
-    return Table(df.sort_values(keys).drop(columns="_o").reset_index(drop=True))
-
-
 _TURNS_SQL = """
 SELECT eou_delay_ms, stt_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms
 FROM voice_turns
@@ -234,7 +140,7 @@ class SlowTurnAttribution:
 
 
 def slow_turn_attribution(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     threshold_ms: float | None = None,

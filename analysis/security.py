@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -428,3 +429,36 @@ def api_usage_anomalies(
                 )
             )
     return Detections(found, None if found else "no usage far outside its own history")
+
+
+def security_event_summary(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Events the SDK reported (rate limits, blocked IPs...) per type and severity."""
+    return con.execute(
+        """
+        SELECT event_type, severity, count(*) AS events, count(DISTINCT ip) AS ips,
+               min(occurred_at) AS first_seen, max(occurred_at) AS last_seen
+        FROM security_events WHERE occurred_at >= ? AND occurred_at < ?
+        GROUP BY ALL ORDER BY events DESC
+        """,
+        [start, end],
+    ).df()
+
+
+def auth_failures_hourly(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Per hour: login attempts, failed ones, and the IPs and accounts they came from."""
+    return con.execute(
+        """
+        SELECT CAST(date_trunc('hour', occurred_at) AS TIMESTAMP) AS hour,
+               count(*) AS attempts, count(*) FILTER (WHERE success = false) AS failed,
+               count(DISTINCT ip) FILTER (WHERE success = false) AS failing_ips,
+               count(DISTINCT user_id) FILTER (WHERE success = false) AS failing_accounts
+        FROM auth_events
+        WHERE occurred_at >= ? AND occurred_at < ? AND lower(event_type) = 'login'
+        GROUP BY hour ORDER BY hour
+        """,
+        [start, end],
+    ).df()

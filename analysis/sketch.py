@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -189,3 +190,44 @@ def quantiles_from_rollup(
         est = quantiles_from_buckets(g["bucket"], g["n"], qs, alpha)
         rows.append([*key, est.count, *[est.values.get(float(q), np.nan) for q in qs]])
     return pd.DataFrame(rows, columns=cols)
+
+
+def merged_quantiles(
+    con: duckdb.DuckDBPyConnection,
+    hist_sql: str,
+    params: Sequence[object],
+    keys: Sequence[str],
+    qs: Sequence[float],
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """Per group of `keys` (one row when there are none): the count and the quantiles `qs`
+    (in `columns`) of the merged bucket counts that `hist_sql` returns as keys..., bucket, n.
+
+    The pages' one percentile path, for hourly rollups and for raw rows bucketed with
+    `bucket_sql` alike. The merge and the rank search run in DuckDB (a month of histograms is
+    ~10^5 rows) by `quantiles_from_buckets`' rule (DDSketch, Algorithm 2): the q-quantile is
+    the value of the first bucket, in bucket order, whose cumulative count exceeds the 0-based
+    rank q * (n - 1). `hist_sql` and `keys` are the caller's fixed text, never input.
+    """
+    out_columns = [*keys, "n", *columns]
+    group = ", ".join(keys)
+    lead = f"{group}, " if keys else ""
+    partition = f"PARTITION BY {group}" if keys else ""
+    picks = ", ".join(
+        f"min(bucket) FILTER (WHERE cum > ? * (total - 1)) AS b{i}" for i in range(len(qs))
+    )
+    grouped = f"GROUP BY ALL ORDER BY {group}" if keys else ""
+    sql = f"""
+        WITH h AS (SELECT {lead}bucket, sum(n) AS n FROM ({hist_sql})
+                   WHERE bucket IS NOT NULL AND n > 0 GROUP BY ALL),
+        c AS (SELECT *, sum(n) OVER ({partition} ORDER BY bucket) AS cum,
+                     sum(n) OVER ({partition}) AS total FROM h)
+        SELECT {lead}CAST(any_value(total) AS BIGINT) AS n, {picks} FROM c {grouped}
+    """  # noqa: S608 - the callers' fixed SQL and identifiers; values are bound
+    df = con.execute(sql, [*params, *qs]).df()
+    df = df[df["n"].notna()]  # no keys and no buckets: the one aggregate row is empty
+    if df.empty:
+        return pd.DataFrame(columns=out_columns)
+    for i, column in enumerate(columns):
+        df[column] = bucket_value(df.pop(f"b{i}").to_numpy())
+    return df[out_columns].reset_index(drop=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -319,3 +320,41 @@ def startup_times(con, start: datetime, end: datetime) -> StartupReport:
     if df.empty:
         return StartupReport(df, "no application starts in this window")
     return StartupReport(df.reset_index(drop=True))
+
+
+def probe_uptime_hourly(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Per hour and target: checks, uptime % (up over non-maintenance checks, as Uptime Kuma
+    counts it: a pending check is not up) and mean probe latency in ms."""
+    return con.execute(
+        """
+        SELECT hour, target, sum(n) AS checks,
+               100.0 * sum(n_up) / nullif(sum(n) - sum(n_maintenance), 0) AS uptime_pct,
+               sum(sum_latency_ms) / nullif(sum(n), 0) AS mean_latency_ms
+        FROM probes_hourly WHERE hour >= ? AND hour < ?
+        GROUP BY hour, target ORDER BY hour, target
+        """,
+        [start, end],
+    ).df()
+
+
+def probe_status(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per target: its kind, last check, last status and error, checks in the window, share up
+    and latency p50/p95 (exact, over the window's raw checks)."""
+    return con.execute(
+        """
+        SELECT target, any_value(kind) AS kind,
+               max(checked_at) AS last_checked,
+               arg_max(status, checked_at) AS last_status,
+               arg_max(error, checked_at) AS last_error,
+               count(*) AS checks,
+               100.0 * count(*) FILTER (WHERE status = 'up')
+                   / nullif(count(*) FILTER (WHERE status <> 'maintenance'), 0) AS up_pct,
+               quantile_cont(latency_ms, 0.5) AS latency_p50_ms,
+               quantile_cont(latency_ms, 0.95) AS latency_p95_ms
+        FROM probe_results WHERE checked_at >= ? AND checked_at < ?
+        GROUP BY target ORDER BY target
+        """,
+        [start, end],
+    ).df()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -213,3 +214,53 @@ def feedback_drivers(
         for i, t in enumerate(use, start=1)
     ]
     return FeedbackDrivers(pd.DataFrame(rows, columns=cols), n, events, dropped)
+
+
+def csat_daily(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per day: ratings, CSAT % (share of 4-5) and mean rating, from the feedback rollup."""
+    return con.execute(
+        """
+        SELECT CAST(date_trunc('day', hour) AS TIMESTAMP) AS day, sum(n) AS ratings,
+               100.0 * sum(n_positive) / nullif(sum(n), 0) AS csat_pct,
+               sum(sum_rating) / nullif(sum(n), 0) AS mean_rating
+        FROM feedback_hourly WHERE hour >= ? AND hour < ? GROUP BY day ORDER BY day
+        """,
+        [start, end],
+    ).df()
+
+
+def recent_feedback(
+    con: duckdb.DuckDBPyConnection,
+    start: datetime,
+    end: datetime,
+    limit: int = 50,
+    with_comment: bool = True,
+) -> pd.DataFrame:
+    """The latest feedback in the window, newest first (only rows with a comment by default)."""
+    return con.execute(
+        """
+        SELECT submitted_at, rating, category, comment, call_id, release
+        FROM feedback
+        WHERE submitted_at >= ? AND submitted_at < ?
+          AND (NOT ? OR (comment IS NOT NULL AND trim(comment) <> ''))
+        ORDER BY submitted_at DESC LIMIT ?
+        """,
+        [start, end, with_comment, int(limit)],
+    ).df()
+
+
+def feature_usage_daily(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Per day: uses of each feature, one column per feature (wide)."""
+    df = con.execute(
+        "SELECT CAST(date_trunc('day', used_at) AS TIMESTAMP) AS day, feature_name, "
+        "count(*) AS uses FROM feature_usage WHERE used_at >= ? AND used_at < ? GROUP BY ALL",
+        [start, end],
+    ).df()
+    if df.empty:
+        return pd.DataFrame(columns=["day"])
+    wide = df.pivot_table(
+        index="day", columns="feature_name", values="uses", aggfunc="sum", fill_value=0
+    )
+    return wide.reset_index().rename_axis(columns=None)

@@ -1,8 +1,9 @@
 """Time each analysis over 30 days of demo-sized data (target: <= 500 ms each).
 
 Run: .venv/bin/python bench/bench_analysis.py [--days 30] [--repeat 3]
-Loads the demo simulator's rows into an in-memory DuckDB with the warehouse migration, then
-reports the best of `repeat` wall-clock runs per analysis over the whole range.
+Loads the demo simulator's rows into an in-memory DuckDB with the warehouse migration and builds
+the hourly rollups the published snapshot carries, then reports the best of `repeat` wall-clock
+runs per analysis over the whole range.
 """
 
 from __future__ import annotations
@@ -14,7 +15,20 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import errors, performance, security, sketch, uptime, ux, voice_quality
+from analysis import (
+    errors,
+    infrastructure,
+    latency,
+    metrics,
+    overview,
+    performance,
+    security,
+    sketch,
+    uptime,
+    ux,
+    voice_quality,
+)
+from collectors.rollups import ROLLUPS
 from collectors.sources.demo import DemoSimulator
 
 MIGRATION = Path(__file__).resolve().parents[1] / "collectors" / "migrations" / "0001_initial.sql"
@@ -34,6 +48,10 @@ def load(days: int) -> tuple[duckdb.DuckDBPyConnection, datetime, datetime, dict
         con.register("src", tab)
         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")
         con.unregister("src")
+    for rollup in ROLLUPS:  # as the publisher does, over whole tables
+        con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT * FROM {rollup.source}")
+        con.execute(f"CREATE OR REPLACE TABLE {rollup.name} AS {rollup.select}")
+    con.execute("DROP VIEW src")
     sizes = {k: v.num_rows for k, v in tables.items()}
     return con, start.replace(tzinfo=None), anchor.replace(tzinfo=None), sizes
 
@@ -45,14 +63,21 @@ def cases(con, s, e):
         "uptime.incidents": lambda: uptime.incidents(con, s, e, retries=2),
         "uptime.slo_status": lambda: uptime.slo_status(con, e),
         "uptime.startup_times": lambda: uptime.startup_times(con, s, e),
-        "performance.route_latency": lambda: performance.route_latency(con, s, e),
+        "latency.route_percentiles": lambda: latency.route_percentiles(con, s, e),
         "performance.slow_requests": lambda: performance.slow_requests(con, s, e),
         "performance.db_query_stats": lambda: performance.db_query_stats(con, s, e),
-        "performance.resource_usage": lambda: performance.resource_usage(con, s, e),
-        "performance.stage_latency(release)": lambda: performance.stage_latency(
+        "infrastructure.resource_usage": lambda: infrastructure.resource_usage(con, s, e),
+        "latency.stage_percentiles(release)": lambda: latency.stage_percentiles(
             con, s, e, by="release"
         ),
         "performance.slow_turn_attribution": lambda: performance.slow_turn_attribution(con, s, e),
+        "metrics.metric_series(p95_e2e_latency)": lambda: metrics.metric_series(
+            con, "p95_e2e_latency", s, e
+        ),
+        "metrics.metric_series(p95_e2e_latency, raw)": lambda: metrics.metric_series(
+            con, "p95_e2e_latency", s, e, source="raw"
+        ),
+        "overview.kpis": lambda: overview.kpis(con, s, e),
         "sketch.histogram_rollup+quantiles": lambda: sketch.quantiles_from_rollup(
             sketch.histogram_rollup(con, "requests", "duration_ms", s, e, ["route"]).frame,
             (0.5, 0.95, 0.99),

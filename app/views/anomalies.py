@@ -7,8 +7,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis import overview, page_queries
+from analysis import overview
 from analysis.anomalies import DetectorConfig, detect_anomalies, label_with_deployments
+from analysis.deployments import deployment_marks, deployments
+from analysis.metrics import hourly_values, metrics_on
 from app import data
 from app.charts import show, time_chart
 from app.widgets import data_table, freshness_banner, period_picker
@@ -23,11 +25,9 @@ if end is None:
 start, end = period_picker(end)
 
 left, middle, right = st.columns(3)
+metrics = metrics_on("anomalies")
 metric = left.selectbox(
-    "Metric",
-    list(page_queries.METRICS),
-    format_func=lambda k: page_queries.METRICS[k].label,
-    key="metric",
+    "Metric", list(metrics), format_func=lambda k: metrics[k].title, key="metric"
 )
 z = middle.number_input(
     "Spike threshold (robust z)", min_value=2.0, max_value=20.0, value=4.5, step=0.5
@@ -36,23 +36,23 @@ lookback = right.number_input(
     "Deployment counts if within (hours) before", min_value=1, max_value=72, value=6
 )
 
-series = page_queries.metric_series(con, metric, start, end)
+series = hourly_values(con, metrics[metric], start, end)
 scan = detect_anomalies(series, config=DetectorConfig(z_threshold=z))
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 # deployments shortly before the window can precede its first anomalies
 anomalies = label_with_deployments(
     scan.anomalies,
-    page_queries.deployment_marks(con, start - timedelta(hours=lookback), end),
+    deployment_marks(con, start - timedelta(hours=lookback), end),
     lookback=timedelta(hours=lookback),
 )
-deployed_at = page_queries.deployment_table(con, start - timedelta(hours=lookback), end).set_index(
-    "deployment_id"
-)["created_at"]
+deployed_at = deployments(con, start - timedelta(hours=lookback), end).set_index("deployment_id")[
+    "created_at"
+]
 
-unit = page_queries.METRICS[metric].unit
+unit = metrics[metric].unit
 frame = series.rename("value").reset_index()
 figure = time_chart(
-    frame, "hour", {"value": page_queries.METRICS[metric].label}, deploys, title=f"{unit} per hour"
+    frame, "hour", {"value": metrics[metric].title}, deploys, title=f"{unit} per hour"
 )
 for a in anomalies:
     color = "#ff7f0e" if a.kind == "level_shift" else "#d62728"

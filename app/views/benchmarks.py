@@ -10,6 +10,7 @@ import streamlit as st
 
 from analysis import benchmarks as bm
 from analysis import overview, report
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.safe_text import markdown_literal, plain
@@ -186,7 +187,7 @@ show(
         trend,
         "hour",
         {"p95_e2e_ms": "p95 turn latency (ms)"},
-        overview.deployments(con, span_start, end),
+        deployments(con, span_start, end),
         title="Turn latency per hour, with releases",
         secondary={"error_rate_pct": "5xx error rate (%)"},
     )

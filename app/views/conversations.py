@@ -3,7 +3,10 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis import overview, page_queries, ux
+from analysis import conversations, overview, ux
+from analysis.deployments import deployments
+from analysis.latency import STAGE_LABELS, stage_percentiles
+from analysis.vocabulary import OUTCOMES, STAGES
 from app import data
 from app.charts import show, time_chart
 from app.failures import fragment
@@ -18,7 +21,7 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
 summary = ux.session_summary(con, start, end)
 if summary.reason:
@@ -32,17 +35,17 @@ c.metric("Abandoned", f"{overall['abandoned_share'] * 100:.1f} %")
 d.metric("Mean duration", f"{overall['mean_duration_s']:.0f} s")
 e.metric("Interruptions per call", f"{overall['mean_interruptions']:.2f}")
 
-outcomes = page_queries.outcomes_hourly(con, start, end)
+outcomes = conversations.outcomes_hourly(con, start, end)
 show(
     time_chart(
         outcomes,
         "hour",
-        {o: o for o in page_queries.OUTCOMES},
+        {o: o for o in OUTCOMES},
         deploys,
         title="Call outcomes per hour",
     )
 )
-turns = page_queries.turns_hourly(con, start, end)
+turns = conversations.turns_hourly(con, start, end)
 show(
     time_chart(
         turns,
@@ -69,14 +72,14 @@ data_table(
 
 st.subheader("Per-turn latency")
 st.caption("Each stage beside end to end; the stages overlap, so they do not add up.")
-data_table(page_queries.stage_percentiles(con, start, end), hide_index=True, width="stretch")
+data_table(stage_percentiles(con, start, end), hide_index=True, width="stretch")
 
 
 @fragment
 def call_drilldown():
     st.subheader("Calls")
-    outcome = st.selectbox("Outcome", ["all", *page_queries.OUTCOMES], key="outcome")
-    calls = page_queries.recent_calls(
+    outcome = st.selectbox("Outcome", ["all", *OUTCOMES], key="outcome")
+    calls = conversations.recent_calls(
         con, start, end, outcome=None if outcome == "all" else outcome, limit=200
     )
     if calls.empty:
@@ -85,15 +88,12 @@ def call_drilldown():
     st.caption(f"The latest {len(calls)} calls (at most 200).")
     data_table(calls, hide_index=True, width="stretch")
     call_id = st.selectbox("Open a call", list(calls["call_id"]), format_func=plain, key="call_id")
-    call_turns = page_queries.call_turns(con, call_id)
+    call_turns = conversations.call_turns(con, call_id)
     if call_turns.empty:
         st.caption("This call has no recorded turns.")
         return
     figure = go.Figure(
-        [
-            go.Bar(x=call_turns["turn_index"], y=call_turns[s], name=page_queries.STAGE_LABELS[s])
-            for s in page_queries.STAGES
-        ]
+        [go.Bar(x=call_turns["turn_index"], y=call_turns[s], name=STAGE_LABELS[s]) for s in STAGES]
     )
     figure.update_layout(
         barmode="group",

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from analysis import errors, overview, page_queries
+from analysis import errors, overview
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.failures import fragment
@@ -17,9 +18,9 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
-hourly = page_queries.errors_hourly(con, start, end)
+hourly = errors.errors_hourly(con, start, end)
 show(
     time_chart(
         hourly,
@@ -118,7 +119,7 @@ def group_detail():
     y.metric("First seen", str(group["first_seen"])[:19])
     z.metric("Last seen", str(group["last_seen"])[:19])
     st.markdown(f"**Latest message:** {markdown_literal(group['example_message'])}")
-    found = page_queries.error_occurrences(con, start, end, chosen, group["error_type"])
+    found = errors.error_occurrences(con, start, end, chosen, group["error_type"])
     if found.stack_trace:
         st.code(plain(found.stack_trace, None), language="python")
     if found.reason:

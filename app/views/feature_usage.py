@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from analysis import overview, page_queries, ux
+from analysis import overview, ux
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.widgets import data_table, freshness_banner, period_picker
@@ -15,7 +16,7 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
 usage = ux.feature_usage(con, start, end)
 if usage.reason:
@@ -32,6 +33,6 @@ data_table(
         "mean_duration_s": st.column_config.NumberColumn("mean duration (s)", format="%.1f"),
     },
 )
-daily = page_queries.feature_usage_daily(con, start, end)
+daily = ux.feature_usage_daily(con, start, end)
 features = [c for c in daily.columns if c != "day"]
 show(time_chart(daily, "day", {f: f for f in features}, deploys, title="Uses per day"))

@@ -3,7 +3,8 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis import overview, page_queries, ux
+from analysis import overview, ux
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.safe_text import markdown_literal, quote_block
@@ -17,7 +18,7 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
 overall = ux.csat(con, start, end, by=None)
 if overall.reason:
@@ -33,7 +34,7 @@ else:
     )
     b.metric("Ratings", f"{row['ratings']:,}")
     c.metric("Mean rating", f"{row['mean_rating']:.2f} / 5")
-    daily = page_queries.csat_daily(con, start, end)
+    daily = ux.csat_daily(con, start, end)
     show(
         time_chart(
             daily,
@@ -100,7 +101,7 @@ else:
     data_table(frame, hide_index=True, width="stretch")
 
 st.subheader("Recent comments")
-comments = page_queries.recent_feedback(con, start, end, limit=30)
+comments = ux.recent_feedback(con, start, end, limit=30)
 if comments.empty:
     st.caption("No comments in this period.")
 for item in comments.itertuples():

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from analysis import overview, page_queries, uptime
+from analysis import overview, uptime
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.safe_text import markdown_literal
@@ -17,7 +18,7 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
 st.subheader("Uptime per target")
 lenient = st.toggle(
@@ -42,7 +43,7 @@ else:
             "unknown_s": st.column_config.NumberColumn("unknown (s)", help="Gaps with no checks"),
         },
     )
-    hourly = page_queries.probe_uptime_hourly(con, start, end)
+    hourly = uptime.probe_uptime_hourly(con, start, end)
     wide = hourly.pivot(index="hour", columns="target", values="uptime_pct").reset_index()
     targets = [c for c in wide.columns if c != "hour"]
     show(time_chart(wide, "hour", {t: t for t in targets}, deploys, title="Uptime per hour (%)"))

@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from analysis import collector_health, overview, page_queries, performance
+from analysis import collector_health, infrastructure, overview, uptime
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.safe_text import markdown_literal
@@ -18,22 +19,22 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
 st.subheader("Deployments")
-deployments = page_queries.deployment_table(con, start, end)
-if deployments.empty:
+shipped = deployments(con, start, end, newest_first=True)
+if shipped.empty:
     st.caption("No deployments in this period.")
 else:
     data_table(
-        deployments.drop(columns="deployment_id"),
+        shipped.drop(columns="deployment_id"),
         hide_index=True,
         width="stretch",
         column_config={"message": st.column_config.TextColumn("message", width="large")},
     )
 
 st.subheader("Dependency probes")
-probes = page_queries.probe_status(con, start, end)
+probes = uptime.probe_status(con, start, end)
 if probes.empty:
     st.caption("No probe results in this period.")
 else:
@@ -51,7 +52,7 @@ else:
         width="stretch",
         column_config={"up_pct": st.column_config.NumberColumn("up", format="%.3f %%")},
     )
-    hourly = page_queries.probe_uptime_hourly(con, start, end)
+    hourly = uptime.probe_uptime_hourly(con, start, end)
     latency = hourly.pivot(index="hour", columns="target", values="mean_latency_ms").reset_index()
     targets = [c for c in latency.columns if c != "hour"]
     show(
@@ -65,7 +66,7 @@ else:
     )
 
 st.subheader("Host resources")
-usage = page_queries.resources_hourly(con, start, end)
+usage = infrastructure.resources_hourly(con, start, end)
 if usage.empty:
     st.caption("No resource samples in this period.")
 else:
@@ -75,7 +76,7 @@ else:
         figure = time_chart(
             wide, "hour", {h: h for h in hosts}, deploys, title=f"{label} use (%, hourly mean)"
         )
-        limit = performance.DEFAULT_RESOURCE_THRESHOLDS.get(metric)
+        limit = infrastructure.DEFAULT_RESOURCE_THRESHOLDS.get(metric)
         if limit is not None:
             figure.add_hline(y=limit, line_dash="dot", line_color="#d62728")
         show(figure)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from analysis import overview
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.failures import fragment
@@ -22,10 +23,10 @@ def body():
     start, end = period_picker(end)
     kpis = overview.kpis(con, start, end)
     for column, kpi in zip(st.columns(len(kpis)), kpis, strict=True):
-        fmt = {"%": "{:.2f} %", "ms": "{:,.0f} ms", "": "{:.2f}"}[kpi.unit]
+        fmt = {"%": "{:.2f} %", "ms": "{:,.0f} ms"}.get(kpi.unit, "{:.2f}")
         value = fmt.format(kpi.value) if kpi.value is not None else "n/a"
         # A change of a percentage is in percentage points, not percent.
-        delta_fmt = {"%": "{:+.2f} pp", "ms": "{:+,.0f} ms", "": "{:+.2f}"}[kpi.unit]
+        delta_fmt = {"%": "{:+.2f} pp", "ms": "{:+,.0f} ms"}.get(kpi.unit, "{:+.2f}")
         delta = None if kpi.change is None else delta_fmt.format(kpi.change)
         column.metric(
             kpi.label,
@@ -35,7 +36,7 @@ def body():
             help=kpi.reason or "Change against the previous period of equal length.",
         )
     trend = overview.hourly_trend(con, start, end)
-    deploys = overview.deployments(con, start, end)
+    deploys = deployments(con, start, end)
     show(
         time_chart(
             trend,

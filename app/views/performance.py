@@ -4,7 +4,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis import overview, page_queries, performance
+from analysis import infrastructure, latency, overview, performance
+from analysis.deployments import deployments
+from analysis.vocabulary import STAGES
 from app import data
 from app.charts import show, time_chart
 from app.widgets import data_table, freshness_banner, period_picker
@@ -17,10 +19,10 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
 st.subheader("Requests per route")
-routes = page_queries.route_percentiles(con, start, end)
+routes = latency.route_percentiles(con, start, end)
 data_table(
     routes,
     hide_index=True,
@@ -35,7 +37,7 @@ data_table(
     },
 )
 st.caption("Percentiles from hourly latency histograms (about 1 % relative error).")
-hourly = page_queries.requests_hourly(con, start, end)
+hourly = latency.requests_hourly(con, start, end)
 show(
     time_chart(
         hourly,
@@ -74,7 +76,7 @@ else:
     )
 
 st.subheader("Resources")
-resources = performance.resource_usage(con, start, end)
+resources = infrastructure.resource_usage(con, start, end)
 if resources.reason:
     st.caption(f"Resources: {resources.reason}.")
 else:
@@ -88,14 +90,14 @@ else:
             )
         },
     )
-    usage = page_queries.resources_hourly(con, start, end)
+    usage = infrastructure.resources_hourly(con, start, end)
     cpu = usage.pivot(index="hour", columns="host", values="cpu_pct").reset_index()
     hosts = [c for c in cpu.columns if c != "hour"]
     figure = time_chart(
         cpu, "hour", {h: h for h in hosts}, deploys, title="CPU per host (%, hourly mean)"
     )
     figure.add_hline(
-        y=performance.DEFAULT_RESOURCE_THRESHOLDS["cpu_pct"],
+        y=infrastructure.DEFAULT_RESOURCE_THRESHOLDS["cpu_pct"],
         line_dash="dot",
         line_color="#d62728",
         annotation_text="threshold",
@@ -107,9 +109,9 @@ st.caption(
     "The stages overlap in time (transcription runs during the end-of-utterance wait), so "
     "each is shown on its own beside end to end, never added up."
 )
-stages = page_queries.stage_percentiles(con, start, end)
+stages = latency.stage_percentiles(con, start, end)
 data_table(stages, hide_index=True, width="stretch")
-distributions = page_queries.stage_distributions(con, start, end)
+distributions = latency.stage_distributions(con, start, end)
 if not distributions.empty:
     figure = px.line(
         distributions,
@@ -122,12 +124,12 @@ if not distributions.empty:
     )
     figure.update_layout(height=360, legend={"orientation": "h", "y": -0.2})
     show(figure)
-stage_p95 = page_queries.stage_quantile_hourly(con, start, end, q=0.95)
+stage_p95 = latency.stage_quantile_hourly(con, start, end, q=0.95)
 show(
     time_chart(
         stage_p95,
         "hour",
-        {s: page_queries.STAGE_LABELS[s] for s in page_queries.STAGES},
+        {s: latency.STAGE_LABELS[s] for s in STAGES},
         deploys,
         title="p95 per stage per hour (ms)",
     )

@@ -4,7 +4,8 @@ spikes, each with the rows that triggered it; events the SDK reported."""
 import pandas as pd
 import streamlit as st
 
-from analysis import overview, page_queries, security
+from analysis import overview, security
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.failures import fragment
@@ -19,7 +20,7 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
 with st.expander("Detection settings"):
     a, b, c = st.columns(3)
@@ -107,7 +108,7 @@ else:
     evidence()
 
 st.subheader("Login attempts")
-logins = page_queries.auth_failures_hourly(con, start, end)
+logins = security.auth_failures_hourly(con, start, end)
 if logins.empty:
     st.caption("No login attempts in this period.")
 else:
@@ -123,7 +124,7 @@ else:
     )
 
 st.subheader("Events reported by the SDK")
-events = page_queries.security_event_summary(con, start, end)
+events = security.security_event_summary(con, start, end)
 if events.empty:
     st.caption("No security events in this period.")
 else:

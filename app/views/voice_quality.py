@@ -3,6 +3,7 @@
 import streamlit as st
 
 from analysis import overview, voice_quality
+from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.widgets import data_table, freshness_banner, period_picker
@@ -15,7 +16,7 @@ if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = overview.deployments(con, start, end)
+deploys = deployments(con, start, end)
 
 grain = st.radio("Resolution", ["hour", "day"], horizontal=True, key="grain")
 trend = voice_quality.quality_trend(con, start, end, grain=grain)

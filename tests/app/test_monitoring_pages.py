@@ -175,9 +175,9 @@ def test_security_finds_the_planted_api_spike_as_rate_limit_violations(with_demo
 
 def test_anomalies_scans_every_metric(with_demo):
     at = run_page("anomalies")
-    from analysis.page_queries import METRICS
+    from analysis.metrics import metrics_on
 
-    for key in METRICS:
+    for key in metrics_on("anomalies"):
         at.selectbox(key="metric").select(key).run()
         assert not at.exception, key
         assert at.get("plotly_chart")

@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from analysis import errors, overview, page_queries, security, ux
+from analysis import conversations, errors, latency, overview, security, ux
 from analysis import experiments as ex
 from analysis.metrics import metric_registry
 from analysis.sketch import ALPHA
@@ -282,17 +282,17 @@ def _assert_conversations(truth: Truth, con, start: datetime, end: datetime) -> 
     assert dict(zip(by_region["region"], by_region["sessions"], strict=True)) == dict(
         truth.calls_by_region
     )
-    hourly = page_queries.outcomes_hourly(con, start, end)
+    hourly = conversations.outcomes_hourly(con, start, end)
     assert int(hourly["calls"].sum()) == truth.calls
     assert {o: int(hourly[o].sum()) for o in OUTCOMES} == {o: truth.outcomes[o] for o in OUTCOMES}
-    turns = page_queries.turns_hourly(con, start, end)
+    turns = conversations.turns_hourly(con, start, end)
     assert int(turns["turns"].sum()) == truth.turns
     assert int(turns["interrupted"].sum()) == truth.interruptions
 
 
 def _assert_latency(truth: Truth, con, start: datetime, end: datetime) -> None:
     qs = (0.5, 0.9, 0.95, 0.99)
-    table = page_queries.stage_percentiles(con, start, end, qs).set_index("stage")
+    table = latency.stage_percentiles(con, start, end, qs).set_index("stage")
     assert list(table.index) == list(STAGES)
     for stage in STAGES:
         values = truth.stage_values[stage]
@@ -300,7 +300,7 @@ def _assert_latency(truth: Truth, con, start: datetime, end: datetime) -> None:
         for q in qs:
             estimate = table.loc[stage, f"p{round(q * 100)}_ms"]
             assert sketch_quantile_matches(estimate, values, q), (stage, q, estimate)
-    routes = page_queries.route_percentiles(con, start, end)
+    routes = latency.route_percentiles(con, start, end)
     got = {(r.route, r.method): r for r in routes.itertuples()}
     assert set(got) == set(truth.requests)
     for key, n in truth.requests.items():
@@ -312,7 +312,7 @@ def _assert_latency(truth: Truth, con, start: datetime, end: datetime) -> None:
 
 
 def _assert_errors(truth: Truth, con, start: datetime, end: datetime) -> None:
-    hourly = page_queries.errors_hourly(con, start, end)
+    hourly = errors.errors_hourly(con, start, end)
     assert int(hourly["events"].sum()) == sum(truth.errors.values())
     groups = errors.error_groups(con, start, end)
     assert groups.reason is None
@@ -342,7 +342,7 @@ def _assert_feedback(truth: Truth, con, start: datetime, end: datetime) -> None:
         assert [by_category.loc[category, f"r{k}"] for k in range(1, 6)] == [
             counts[k] for k in range(1, 6)
         ], category
-    daily = page_queries.csat_daily(con, start, end)
+    daily = ux.csat_daily(con, start, end)
     assert int(daily["ratings"].sum()) == ratings
 
 
@@ -379,10 +379,10 @@ def _assert_security(truth: Truth, con, start: datetime, end: datetime) -> None:
     ):
         found = security.failed_login_bursts(con, start, end, by=by)
         assert {d.entity: d.count for d in found.items} == expected, by
-    attempts = page_queries.auth_failures_hourly(con, start, end)
+    attempts = security.auth_failures_hourly(con, start, end)
     assert int(attempts["attempts"].sum()) == truth.login_attempts
     assert int(attempts["failed"].sum()) == truth.login_failures
-    events = page_queries.security_event_summary(con, start, end)
+    events = security.security_event_summary(con, start, end)
     assert dict(zip(events["event_type"], events["events"], strict=True)) == dict(
         truth.security_events
     )

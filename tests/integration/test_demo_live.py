@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from analysis import page_queries, ux
+from analysis import latency, ux
 from collectors.engine import run_source
 from collectors.publish import publish
 from collectors.simulated_agent import play
@@ -100,7 +100,7 @@ def test_live_traffic_through_the_sdk_joins_the_history_without_a_gap(tmp_path, 
     first, last = first.replace(tzinfo=None), last.replace(tzinfo=None)
     summary = ux.session_summary(snap, first, last).frame.iloc[0]
     assert summary["sessions"] == whole["calls"].num_rows
-    stages = page_queries.stage_percentiles(snap, first, last).set_index("stage")
+    stages = latency.stage_percentiles(snap, first, last).set_index("stage")
     assert stages.loc["llm_ttft_ms", "turns"] == whole["voice_turns"].num_rows
 
 

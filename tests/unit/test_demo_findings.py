@@ -9,10 +9,11 @@ import duckdb
 import pytest
 
 from analysis.errors import error_groups, error_rate_by_release
-from analysis.performance import stage_latency
+from analysis.latency import stage_percentiles
 from analysis.security import api_usage_anomalies, credential_stuffing, failed_login_bursts
 from analysis.uptime import incidents
 from analysis.ux import feedback_drivers
+from bench.bench_experiment import build_rollups
 
 demo = pytest.importorskip("collectors.sources.demo")
 
@@ -37,6 +38,7 @@ def world():
         con.register("src", tab)
         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")
         con.unregister("src")
+    build_rollups(con)  # latency percentiles are read from the hourly histograms, as pages do
     yield con, sim.truth, naive(start), naive(ANCHOR)
     con.close()
 
@@ -80,7 +82,7 @@ def test_credential_stuffing_found_with_taken_over_accounts(world):
 def test_bad_release_has_higher_llm_ttft_and_error_rate(world):
     con, truth, start, end = world
     bad = truth.bad_release
-    st = stage_latency(con, start, end, by="release").frame
+    st = stage_percentiles(con, start, end, by="release")
     llm = st[st.stage == "llm_ttft_ms"].set_index("release")["p50_ms"]
     assert llm[bad.release] > 1.4 * llm[bad.previous_release]
     rates = error_rate_by_release(con, start, end).frame.set_index("release")

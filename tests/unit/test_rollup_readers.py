@@ -1,4 +1,6 @@
-"""Page queries on a small synthetic warehouse with its rollups built as the publisher does."""
+"""What the pages read from the hourly rollups (latency percentiles, hourly series, deploy
+marks, error occurrences, outcomes, a call's turns) on a small synthetic warehouse with its
+rollups built as the publisher does."""
 
 from __future__ import annotations
 
@@ -9,8 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import page_queries as pq
-from analysis.errors import error_groups
+from analysis.conversations import call_turns, outcomes_hourly
+from analysis.deployments import deployment_marks
+from analysis.errors import error_groups, error_occurrences, errors_hourly
+from analysis.latency import (
+    route_percentiles,
+    stage_distributions,
+    stage_percentiles,
+    stage_quantile_hourly,
+)
+from analysis.metrics import hourly_values
+from analysis.vocabulary import OUTCOMES, STAGES
 from collectors.rollups import ROLLUPS
 from collectors.warehouse import migrate
 
@@ -116,7 +127,7 @@ def world():
 
 def test_route_percentiles_are_within_the_sketch_error_of_exact_quantiles(world):
     con, requests, _ = world
-    out = pq.route_percentiles(con, T0, T0 + timedelta(days=2)).set_index("route")
+    out = route_percentiles(con, T0, T0 + timedelta(days=2)).set_index("route")
     assert list(out.index) == ["/slow", "/fast"]  # slowest p95 first
     for route, g in requests.groupby("route"):
         for q, col in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")):
@@ -130,18 +141,18 @@ def test_route_percentiles_are_within_the_sketch_error_of_exact_quantiles(world)
 
 def test_stage_percentiles_list_stages_in_pipeline_order_with_e2e_last(world):
     con, _, turns = world
-    out = pq.stage_percentiles(con, T0, T0 + timedelta(days=2))
-    assert list(out["stage"]) == list(pq.STAGES)
+    out = stage_percentiles(con, T0, T0 + timedelta(days=2))
+    assert list(out["stage"]) == list(STAGES)
     for row in out.itertuples():
         assert row.p95_ms == pytest.approx(np.quantile(turns[row.stage], 0.95), rel=0.03)
         assert row.turns == len(turns)
-    dist = pq.stage_distributions(con, T0, T0 + timedelta(days=2))
+    dist = stage_distributions(con, T0, T0 + timedelta(days=2))
     assert dist.groupby("stage")["share"].sum().to_numpy() == pytest.approx(np.ones(5))
 
 
 def test_stage_quantile_hourly_matches_exact_per_hour_quantiles(world):
     con, _, turns = world
-    wide = pq.stage_quantile_hourly(con, T0, T0 + timedelta(days=2), q=0.5).set_index("hour")
+    wide = stage_quantile_hourly(con, T0, T0 + timedelta(days=2), q=0.5).set_index("hour")
     hour = pd.Timestamp(T0 + timedelta(hours=10))
     in_hour = turns[
         (turns["started_at"] >= hour) & (turns["started_at"] < hour + pd.Timedelta("1h"))
@@ -153,27 +164,27 @@ def test_stage_quantile_hourly_matches_exact_per_hour_quantiles(world):
 
 def test_calls_series_has_zero_in_empty_hours_and_rates_are_missing(world):
     con, requests, _ = world
-    calls = pq.metric_series(con, "calls", T0, T0 + timedelta(hours=48))
+    calls = hourly_values(con, "calls", T0, T0 + timedelta(hours=48))
     # 47 hours: the 48th holds the latest request, so it counts as still being collected
     assert len(calls) == 47 and calls.iloc[0] == 24  # a call every 150 s
     assert calls.iloc[46] == 0  # after the last call (hour 41): zero, not missing
-    rate = pq.metric_series(con, "error_5xx_pct", T0, T0 + timedelta(hours=48))
+    rate = hourly_values(con, "error_rate", T0, T0 + timedelta(hours=48))
     assert np.isnan(rate.iloc[30])  # no requests that hour: nothing to measure
     first = requests[requests["started_at"] < T0 + timedelta(hours=1)]
     assert rate.iloc[0] == pytest.approx(100 * (first["status_code"] >= 500).mean())
-    assert pq.metric_series(con, "nope", T0, T0 + timedelta(hours=2)).empty
+    assert hourly_values(con, "nope", T0, T0 + timedelta(hours=2)).empty
 
 
 def test_the_hour_still_being_collected_is_left_out(world):
     con, requests, _ = world
     last = pd.Timestamp(requests["started_at"].max()).floor("h")
-    series = pq.metric_series(con, "calls", T0, (last + pd.Timedelta("1h")).to_pydatetime())
+    series = hourly_values(con, "calls", T0, (last + pd.Timedelta("1h")).to_pydatetime())
     assert series.index[-1] == last - pd.Timedelta("1h")
 
 
 def test_deployment_marks_are_hourly_and_skip_failed_deploys(world):
     con, _, _ = world
-    marks = pq.deployment_marks(con, T0, T0 + timedelta(days=1))
+    marks = deployment_marks(con, T0, T0 + timedelta(days=1))
     assert marks == [(T0 + timedelta(hours=14), "v2", "d1")]
 
 
@@ -184,27 +195,27 @@ def test_error_occurrences_are_the_rows_of_the_group(world):
     # the traced ValueErrors form one group (frames decide), the untraced ones another
     assert len(by_type["ValueError"]) == 2
     traced = groups[(groups.error_type == "ValueError") & (groups.frames != "")].iloc[0]
-    found = pq.error_occurrences(con, T0, T0 + timedelta(days=1), traced.fingerprint, "ValueError")
+    found = error_occurrences(con, T0, T0 + timedelta(days=1), traced.fingerprint, "ValueError")
     assert found.total == 2 and set(found.frame["message"]) == {"bad id 17", "bad id 18"}
     assert "tools.py" in found.stack_trace
-    none = pq.error_occurrences(con, T0, T0 + timedelta(days=1), "0" * 16, "ValueError")
+    none = error_occurrences(con, T0, T0 + timedelta(days=1), "0" * 16, "ValueError")
     assert none.total == 0 and none.reason
 
 
 def test_errors_hourly_corrects_for_sampling(world):
     con, _, _ = world
-    hourly = pq.errors_hourly(con, T0, T0 + timedelta(days=1))
+    hourly = errors_hourly(con, T0, T0 + timedelta(days=1))
     assert hourly["events"].sum() == 6 and hourly["estimated_events"].sum() == 12
 
 
 def test_outcomes_hourly_has_a_column_per_outcome(world):
     con, _, _ = world
-    out = pq.outcomes_hourly(con, T0, T0 + timedelta(hours=2))
-    assert list(out.columns) == ["hour", "calls", *pq.OUTCOMES]
-    assert (out["calls"] == out[list(pq.OUTCOMES)].sum(axis=1)).all()
+    out = outcomes_hourly(con, T0, T0 + timedelta(hours=2))
+    assert list(out.columns) == ["hour", "calls", *OUTCOMES]
+    assert (out["calls"] == out[list(OUTCOMES)].sum(axis=1)).all()
 
 
 def test_call_turns_are_in_turn_order(world):
     con, _, _ = world
-    turns = pq.call_turns(con, "c3")
+    turns = call_turns(con, "c3")
     assert list(turns["turn_index"]) == [0, 1, 2, 3, 4]
