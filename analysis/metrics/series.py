@@ -74,7 +74,7 @@ def _from_rollup(
     able = rollup is not None and (by is None or by in rollup.groups)
     if source == "rollup" and not able:
         raise ValueError(f"metric {metric.name!r} has no rollup reading split by {by!r}")
-    if source == "raw" or not able:
+    if source == "raw" or not able or rollup is None:
         return False
     return source == "rollup" or _has_table(con, rollup.table)
 

@@ -184,6 +184,28 @@ def test_anomalies_scans_every_metric(with_demo):
         assert at.caption  # what was found, or why the series was not scanned
 
 
+def test_a_metric_added_to_the_catalogue_is_offered_and_scanned(with_demo, monkeypatch):
+    from analysis.metrics import BUILTIN, Facts, builtin
+    from analysis.metrics.definition import from_facts
+
+    short = from_facts(
+        "short_call_rate",
+        Facts("calls", "started_at", "CASE WHEN duration_s < 60 THEN 1.0 ELSE 0.0 END"),
+        "proportion",
+        "call",
+        lower_is_better=True,
+        unit="%",
+        label="Short calls",
+        description="Share of calls shorter than a minute",
+    )
+    monkeypatch.setattr(builtin, "BUILTIN", (*BUILTIN, short))
+    at = run_page("anomalies")
+    picker = at.selectbox(key="metric")
+    assert "Short calls" in picker.options
+    picker.select("short_call_rate").run()
+    assert not at.exception and at.get("plotly_chart")
+
+
 @pytest.fixture
 def with_hostile_feedback(demo_dir, tmp_path, monkeypatch):
     """A copy of the demo snapshot whose newest feedback comment is markdown and HTML."""
