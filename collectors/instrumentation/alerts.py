@@ -161,20 +161,28 @@ class AlertManager:
             if rate_limited and last is not None and now - last < self.cooldown:
                 self.suppressed += 1
                 return False
+            if len(self._last) >= 100_000:  # keys of long-gone alerts: keep memory bounded
+                self._last.clear()
             self._last[key] = now
-        self.raised += 1
+            self.raised += 1
         self._ensure_thread()
         try:
             self._q.put_nowait(alert)
         except queue.Full:
-            self.suppressed += 1
+            with self._lock:
+                self.suppressed += 1
             return False
         return True
 
     def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="monitoring-alerts", daemon=True)
-            self._thread.start()
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="monitoring-alerts", daemon=True
+                )
+                self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -195,7 +203,8 @@ class AlertManager:
             try:
                 handler(alert)
             except Exception:  # noqa: BLE001 - a custom handler's bug must not stop the others
-                self.handler_failures += 1
+                with self._lock:
+                    self.handler_failures += 1
                 log.exception("alert handler %r failed", handler)
 
     def join(self, timeout: float = 10.0) -> None:

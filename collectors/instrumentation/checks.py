@@ -2,6 +2,8 @@
 
 Each check returns a CheckResult; every result becomes a `probe_results` row, and an alert is
 raised only when a check's status changes (up -> down, down -> up, ...), never on every run.
+A result's `error` (rows, alerts) has its secrets scrubbed; its `reason` (the health report)
+never holds an exception's text, only its type or the SDK's own words.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.instrumentation.alerts import Alert, alert_manager
+from collectors.instrumentation.redact import exception_text, scrub, scrub_value
 from collectors.instrumentation.runtime import state
 
 log = logging.getLogger("collectors.instrumentation")
@@ -26,9 +29,28 @@ class CheckResult:
     status: str  # up|degraded|down|pending
     latency_ms: float | None = None
     status_code: int | None = None
-    error: str | None = None
+    error: str | None = None  # scrubbed text, for probe rows and alerts
     details: dict[str, Any] = field(default_factory=dict)
     checked_at: float = field(default_factory=time.time)
+    reason: str | None = None  # for the health report: no exception text
+
+    def __post_init__(self) -> None:
+        if self.error is not None:
+            self.error = scrub(str(self.error))
+            if self.reason is None:
+                self.reason = self.error
+        self.details = scrub_value(self.details) if isinstance(self.details, dict) else {}
+
+
+def failed(exc: BaseException, t0: float) -> CheckResult:
+    """A check that raised: down, with the exception's type as the public reason."""
+    return CheckResult(
+        "down",
+        (time.perf_counter() - t0) * 1000,
+        None,
+        exception_text(exc),
+        reason=type(exc).__name__,
+    )
 
 
 @dataclass
@@ -64,12 +86,7 @@ def http_check(
                 method, endpoint, headers=headers or {}, timeout=timeout, follow_redirects=False
             )
         except Exception as exc:  # noqa: BLE001 - any failure to connect is "down"
-            return CheckResult(
-                "down",
-                (time.perf_counter() - t0) * 1000,
-                None,
-                f"{type(exc).__name__}: {exc}"[:2048],
-            )
+            return failed(exc, t0)
         ms = (time.perf_counter() - t0) * 1000
         if r.status_code not in expected:
             return CheckResult(
@@ -95,12 +112,7 @@ def custom_check(func: Callable[[], Any]) -> Callable[[], CheckResult]:
         try:
             out = func()
         except Exception as exc:  # noqa: BLE001 - a failing user check is "down", not a crash
-            return CheckResult(
-                "down",
-                (time.perf_counter() - t0) * 1000,
-                None,
-                f"{type(exc).__name__}: {exc}"[:2048],
-            )
+            return failed(exc, t0)
         ms = (time.perf_counter() - t0) * 1000
         if isinstance(out, CheckResult):
             return out
@@ -120,7 +132,10 @@ def custom_check(func: Callable[[], Any]) -> Callable[[], CheckResult]:
                 "pending": "pending",
             }.get(raw, "degraded")
             details = out.get("details") if isinstance(out.get("details"), dict) else {}
-            return CheckResult(status, ms, None, out.get("error") or None, details)
+            error = out.get("error")
+            return CheckResult(
+                status, ms, None, None if error is None else str(error)[:2048] or None, details
+            )
         return CheckResult(
             "degraded", ms, None, f"check returned {type(out).__name__}, expected a dict or bool"
         )
@@ -142,10 +157,11 @@ class CheckRunner:
         self._wake.set()
 
     def run_once(self, check: Check) -> CheckResult:
+        t0 = time.perf_counter()
         try:
             result = check.run()
         except Exception as exc:  # noqa: BLE001
-            result = CheckResult("down", None, None, f"{type(exc).__name__}: {exc}")
+            result = failed(exc, t0)
         previous = check.last.status if check.last else None
         check.last = result
         state.pipeline.emit(
@@ -200,8 +216,8 @@ class CheckRunner:
             c.next_due = now + c.interval
             self.run_once(c)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             self.run_due()
             with self._lock:
                 nxt = min((c.next_due for c in self.checks.values()), default=None)
@@ -212,19 +228,22 @@ class CheckRunner:
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="monitoring-checks", daemon=True)
+        self._stop = threading.Event()  # a thread left running by stop() keeps its own
+        self._thread = threading.Thread(
+            target=self._loop, args=(self._stop,), name="monitoring-checks", daemon=True
+        )
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread; a check still running (a hanging endpoint) is left to finish."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=max(0.0, timeout))
         self._thread = None
 
     def reset(self) -> None:
-        self.stop()
+        self.stop(timeout=1.0)
         with self._lock:
             self.checks.clear()
 

@@ -19,13 +19,20 @@ from types import TracebackType
 from typing import Any
 
 from collectors.instrumentation.config import number, string_list, text
+from collectors.instrumentation.live import live
 from collectors.instrumentation.pipeline import new_id
 from collectors.instrumentation.runtime import (
+    MAX,
+    InvalidCall,
     MonitorBase,
+    choice,
+    http_method,
     never_raises,
+    opt_id,
     opt_str,
     req_str,
     state,
+    tail_str,
 )
 
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -98,6 +105,15 @@ def fingerprint(error_type: str, message: str, frames: list[tuple[str, str, bool
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
+def exception_message(exc: BaseException) -> str:
+    """str(exc) cut to the column's limit; a placeholder if str() raises."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises is still an error
+        return f"<unprintable {type(exc).__name__}>"
+    return message[: MAX["message"]] if isinstance(message, str) else ""
+
+
 def _type_names(exc: BaseException) -> set[str]:
     names = set()
     for cls in type(exc).__mro__:
@@ -152,24 +168,20 @@ class ErrorMonitor(MonitorBase):
     ) -> None:
         """Record an error event (dropped with a counted warning if the arguments are bad)."""
         error_type = req_str("error_type", error_type)
-        message = opt_str("message", message, 4096) or ""
-        stack_trace = opt_str("stack_trace", stack_trace, 65536)
-        if severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
         state.pipeline.submit(
             (
                 "error",
                 error_type,
                 {error_type},
-                message,
-                stack_trace,
+                opt_str("message", message, MAX["message"]) or "",
+                tail_str("stack_trace", stack_trace, MAX["stack_trace"]),
                 None,
                 opt_str("request_path", request_path),
-                opt_str("request_method", request_method),
-                severity,
-                opt_str("user_id", user_id),
-                opt_str("call_id", call_id),
-                opt_str("request_id", request_id),
+                None if request_method is None else http_method("request_method", request_method),
+                choice("severity", severity, SEVERITIES),
+                opt_id("user_id", user_id),
+                opt_id("call_id", call_id),
+                opt_id("request_id", request_id),
                 time.time(),
             )
         )
@@ -188,9 +200,16 @@ class ErrorMonitor(MonitorBase):
     ) -> None:
         """Record a caught exception with its traceback."""
         if not isinstance(exc, BaseException):
-            raise TypeError(f"capture_exception needs an exception, got {type(exc).__name__}")
+            raise InvalidCall(f"capture_exception needs an exception, got {type(exc).__name__}")
         self.queue_exception(
-            exc, route, method, severity, user_id, call_id, request_id, time.time()
+            exc,
+            opt_str("route", route),
+            None if method is None else http_method("method", method),
+            choice("severity", severity, SEVERITIES),
+            opt_id("user_id", user_id),
+            opt_id("call_id", call_id),
+            opt_id("request_id", request_id),
+            time.time(),
         )
 
     def queue_exception(
@@ -209,7 +228,7 @@ class ErrorMonitor(MonitorBase):
                 "error",
                 type(exc).__name__,
                 _type_names(exc),
-                str(exc),
+                exception_message(exc),
                 None,
                 exc.__traceback__,
                 route,
@@ -255,6 +274,7 @@ class ErrorMonitor(MonitorBase):
             frames = frames_from_text(stack_trace or "")
         fp = fingerprint(error_type, message, frames)
         self.tracked += 1
+        live.error(fp, error_type, message, route, at)
         state.pipeline._process_row(
             "errors",
             {
@@ -262,7 +282,7 @@ class ErrorMonitor(MonitorBase):
                 "occurred_at": at,
                 "error_type": error_type[:512],
                 "message": message[:4096],
-                "stack_trace": (stack_trace or "")[-65536:] or None,
+                "stack_trace": (stack_trace or "")[-MAX["stack_trace"] :] or None,
                 "fingerprint": fp,
                 "severity": severity,
                 "route": route,

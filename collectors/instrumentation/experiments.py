@@ -13,20 +13,32 @@ unreachable the last good copy stays in use.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collectors.instrumentation.config import MonitoringConfigError
-from collectors.instrumentation.runtime import never_raises, state
+from collectors.instrumentation.config import MonitoringConfigError, short
+from collectors.instrumentation.runtime import never_raises, opt_str, req_id, state
 
 log = logging.getLogger("collectors.instrumentation")
 
 RUNNING = "running"
 STATUSES = ("draft", "running", "paused", "stopped")
 MAX_REMEMBERED_EXPOSURES = 1_000_000
+DEFINITION_KEYS = (
+    "variants",
+    "weights",
+    "status",
+    "coverage",
+    "seed",
+    "hash_version",
+    "unit_type",
+    "name",
+    "description",
+)
 
 
 def fnv1a32(text: str) -> int:
@@ -73,54 +85,81 @@ class Experiment:
     unit_type: str = "call"
 
     @classmethod
-    def from_mapping(cls, key: str, d: Mapping[str, Any]) -> Experiment:
-        where = f"experiments.definitions.{key}"
-        variants = tuple(d.get("variants") or ("control", "treatment"))
-        if len(variants) < 2 or not all(isinstance(v, str) and v for v in variants):
-            raise MonitoringConfigError(
-                f"Monitoring config key '{where}.variants' must list at least two variant "
-                f"names, got {d.get('variants')!r}."
+    def from_mapping(cls, key: str, d: Mapping[str, Any], strict: bool = True) -> Experiment:
+        """A validated definition. `strict` (the config) refuses unknown keys; a row of
+        Supabase's `experiments` table may carry more columns."""
+        where = f"experiments.definitions.{key[:100]}"
+
+        def fail(field: str, expected: str, value: Any) -> MonitoringConfigError:
+            return MonitoringConfigError(
+                f"Monitoring config key '{where}.{field}' must be {expected}, got {short(value)}."
             )
+
+        if not isinstance(d, Mapping):
+            raise MonitoringConfigError(
+                f"Monitoring config key '{where}' must be a dictionary, got {short(d)}."
+            )
+        if strict:
+            for k in d:
+                if k not in DEFINITION_KEYS:
+                    raise MonitoringConfigError(
+                        f"Unknown monitoring config key '{where}.{str(k)[:100]}'; use "
+                        f"{', '.join(DEFINITION_KEYS)}."
+                    )
+        raw_variants = d.get("variants")
+        if raw_variants is None:
+            raw_variants = ["control", "treatment"]
+        if (
+            not isinstance(raw_variants, list | tuple)
+            or not 2 <= len(raw_variants) <= 100
+            or not all(isinstance(v, str) and 0 < len(v) <= 512 for v in raw_variants)
+        ):
+            raise fail("variants", "a list of at least two variant names", raw_variants)
+        variants = tuple(v[:] for v in raw_variants)
         weights = d.get("weights")
         if weights is None:
             weights = [1 / len(variants)] * len(variants)
         if (
-            len(weights) != len(variants)
+            not isinstance(weights, list | tuple)
+            or len(weights) != len(variants)
             or not all(
-                isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights
+                isinstance(w, int | float)
+                and not isinstance(w, bool)
+                and math.isfinite(w)
+                and w >= 0
+                for w in weights
             )
             or abs(sum(weights) - 1) > 1e-6
         ):
-            raise MonitoringConfigError(
-                f"Monitoring config key '{where}.weights' must be one non-negative weight per "
-                f"variant summing to 1, got {weights!r}."
-            )
+            raise fail("weights", "one non-negative weight per variant summing to 1", weights)
         status = d.get("status", RUNNING)
         if status not in STATUSES:
-            raise MonitoringConfigError(
-                f"Monitoring config key '{where}.status' must be one of {', '.join(STATUSES)}, "
-                f"got {status!r}."
-            )
+            raise fail("status", f"one of {', '.join(STATUSES)}", status)
         coverage = d.get("coverage", 1.0)
-        if not isinstance(coverage, int | float) or not 0 <= coverage <= 1:
-            raise MonitoringConfigError(
-                f"Monitoring config key '{where}.coverage' must be between 0 and 1, "
-                f"got {coverage!r}."
-            )
+        if (
+            isinstance(coverage, bool)
+            or not isinstance(coverage, int | float)
+            or not (0 <= coverage <= 1)
+        ):
+            raise fail("coverage", "a number from 0 to 1", coverage)
         hv = d.get("hash_version", 2)
-        if hv not in (1, 2):
-            raise MonitoringConfigError(
-                f"Monitoring config key '{where}.hash_version' must be 1 or 2, got {hv!r}."
-            )
+        if isinstance(hv, bool) or hv not in (1, 2):
+            raise fail("hash_version", "1 or 2", hv)
+        seed = d.get("seed")
+        if seed is not None and (not isinstance(seed, str) or len(seed) > 512):
+            raise fail("seed", "a string", seed)
+        unit_type = d.get("unit_type")
+        if unit_type is not None and (not isinstance(unit_type, str) or len(unit_type) > 64):
+            raise fail("unit_type", "a string", unit_type)
         return cls(
             key,
             variants,
             tuple(float(w) for w in weights),
-            status,
+            str(status),
             float(coverage),
-            str(d.get("seed") or key),
-            hv,
-            str(d.get("unit_type") or "call"),
+            seed or key,
+            int(hv),
+            unit_type or "call",
         )
 
     def variant_for(self, unit_id: str) -> tuple[str, bool]:
@@ -167,6 +206,11 @@ class Experiments:
 
     def set_definition(self, key: str, **definition: Any) -> Experiment:
         """Add or replace a local definition (validated)."""
+        if not isinstance(key, str) or not 0 < len(key) <= 512:
+            raise MonitoringConfigError(
+                f"Monitoring config key 'experiments.definitions' needs experiment keys of 1 "
+                f"to 512 characters, got {short(key)}."
+            )
         exp = Experiment.from_mapping(key, definition)
         self.local[key] = exp
         return exp
@@ -174,26 +218,27 @@ class Experiments:
     @never_raises
     def assign(self, experiment_key: str, unit_id: str, unit_type: str | None = None) -> str:
         """The unit's variant; records its first exposure. Unknown experiment: 'control'."""
-        if not isinstance(experiment_key, str) or not experiment_key:
-            raise ValueError(f"experiment_key must be a non-empty string, got {experiment_key!r}")
-        if not isinstance(unit_id, str) or not unit_id:
-            raise ValueError(f"unit_id must be a non-empty string, got {unit_id!r}")
+        experiment_key = req_id("experiment_key", experiment_key)
+        unit_id = req_id("unit_id", unit_id)  # bounded: hashing a huge id would stall
+        unit_type = opt_str("unit_type", unit_type, 64)
         exp = self.remote.get(experiment_key) or self.local.get(experiment_key)
         if exp is None:
-            raise KeyError(f"unknown experiment {experiment_key!r}; everyone gets 'control'")
+            raise KeyError(f"unknown experiment {experiment_key[:80]!r}; everyone gets 'control'")
         variant, exposed = exp.variant_for(unit_id)
         if exposed:
             key = (experiment_key, unit_id)
-            if key not in self._exposed:
-                with self._lock:
+            with self._lock:
+                first = key not in self._exposed
+                if first:
                     if len(self._exposed) >= MAX_REMEMBERED_EXPOSURES:
                         self._exposed.clear()  # the warehouse's key still keeps one per unit
                     self._exposed.add(key)
+            if first:
                 state.pipeline.emit(
                     "experiment_exposures",
                     {
                         "experiment_key": experiment_key,
-                        "unit_id": unit_id[:512],
+                        "unit_id": unit_id,
                         "unit_type": unit_type or exp.unit_type,
                         "variant": variant,
                         "exposed_at": time.time(),
@@ -225,40 +270,45 @@ class Experiments:
             for row in rows:
                 key = row.get("key") or row.get("experiment_key")
                 try:
-                    loaded[key] = Experiment.from_mapping(key, row)
+                    if not isinstance(key, str) or not 0 < len(key) <= 512:
+                        raise MonitoringConfigError(f"its key is {short(key)}.")
+                    loaded[key] = Experiment.from_mapping(key, row, strict=False)
                 except MonitoringConfigError as exc:
-                    log.warning("monitoring: ignoring experiment %r from Supabase: %s", key, exc)
+                    log.warning(
+                        "monitoring: ignoring experiment %s from Supabase: %s", short(key), exc
+                    )
             self.remote = loaded
             self.remote_loaded_at = time.time()
             return True
         except Exception as exc:  # noqa: BLE001 - Supabase down: keep the last good copy
             self.refresh_failures += 1
             log.warning(
-                "monitoring: could not refresh experiments from Supabase (%s); "
+                "monitoring: could not refresh experiments from Supabase (%s: %s); "
                 "keeping %d known definitions",
-                exc,
+                type(exc).__name__,
+                str(exc)[:200],
                 len(self.remote),
             )
             return False
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             self.refresh()
-            self._stop.wait(self.refresh_interval)
+            stop.wait(self.refresh_interval)
 
     def start(self) -> None:
         if not self._use_remote or (self._thread is not None and self._thread.is_alive()):
             return
-        self._stop.clear()
+        self._stop = threading.Event()  # a thread left running by stop() keeps its own
         self._thread = threading.Thread(
-            target=self._loop, name="monitoring-experiments", daemon=True
+            target=self._loop, args=(self._stop,), name="monitoring-experiments", daemon=True
         )
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=max(0.0, timeout))
         self._thread = None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from typing import Any
 
@@ -16,6 +17,9 @@ from collectors.instrumentation.config import (
     text,
     url,
 )
+from collectors.instrumentation.config import headers as valid_headers
+from collectors.instrumentation.config import method as valid_method
+from collectors.instrumentation.redact import redact_url
 from collectors.instrumentation.runtime import MonitorBase, state
 
 THRESHOLDS = ("cpu_usage", "memory_usage", "disk_usage")
@@ -37,6 +41,7 @@ class HealthMonitor(MonitorBase):
         self.ready_at: float | None = None
         self.last_sample: dict[str, Any] = {}
         self._over: dict[str, bool] = {}
+        self._ready_lock = threading.Lock()
 
     def configure(self, cfg: dict[str, Any]) -> None:
         for name, value in cfg["thresholds"].items():
@@ -71,29 +76,25 @@ class HealthMonitor(MonitorBase):
         critical: bool = True,
     ) -> None:
         """Check `endpoint` every `check_interval` s; a critical check down makes the app down."""
-        text("health.endpoints.name", name)
-        url(f"health.endpoints[{name}].url", endpoint)
-        method = text(f"health.endpoints[{name}].method", method).upper()
-        if headers is not None and not isinstance(headers, dict):
-            raise MonitoringConfigError(
-                f"Monitoring config key 'health.endpoints[{name}].headers' must be a "
-                f"dictionary, got {headers!r}."
-            )
+        name = text("health.endpoints.name", name)
+        key = f"health.endpoints[{name}]"
+        url(f"{key}.url", endpoint)
+        verb = valid_method(f"{key}.method", method)
         check_runner.add(
             Check(
                 name,
                 "http",
                 http_check(
                     endpoint,
-                    method,
-                    headers or {},
-                    integer(f"health.endpoints[{name}].expected_status", expected_status, 100),
-                    number(f"health.endpoints[{name}].timeout", timeout, positive=True),
+                    verb,
+                    valid_headers(f"{key}.headers", headers),
+                    integer(f"{key}.expected_status", expected_status, 100, 599),
+                    number(f"{key}.timeout", timeout, positive=True),
                 ),
-                number(f"health.endpoints[{name}].check_interval", check_interval, positive=True),
-                flag(f"health.endpoints[{name}].critical", critical),
+                number(f"{key}.check_interval", check_interval, positive=True),
+                flag(f"{key}.critical", critical),
                 "health",
-                describe={"endpoint": endpoint, "method": method},
+                describe={"endpoint": endpoint, "method": verb},
             )
         )
 
@@ -189,9 +190,10 @@ class HealthMonitor(MonitorBase):
 
     def mark_ready(self) -> None:
         """Record start-up time (process start -> ready) and init time (configure -> ready)."""
-        if self.ready_at is not None:
-            return
-        self.ready_at = time.time()
+        with self._ready_lock:  # the first request and the lifespan may race
+            if self.ready_at is not None:
+                return
+            self.ready_at = time.time()
         started = self.ready_at
         try:
             import psutil
@@ -213,34 +215,48 @@ class HealthMonitor(MonitorBase):
         )
 
     # -- report ----------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """Every registered check and dependency with an overall status."""
-        checks = []
+    def overall(self) -> str:
+        """healthy, degraded, or down (a critical check is down)."""
         overall = "healthy"
+        for c in list(check_runner.checks.values()):
+            status = c.last.status if c.last else "pending"
+            if status == "down" and c.critical:
+                return "down"
+            if status in ("down", "degraded"):
+                overall = "degraded"
+        return overall
+
+    def liveness(self) -> dict[str, str]:
+        """What anyone may see: up or down, nothing else."""
+        return {"status": "down" if self.overall() == "down" else "up"}
+
+    def status(self) -> dict[str, Any]:
+        """Every registered check and dependency with an overall status: URLs without
+        credentials or query values, and no exception's text (only its type)."""
+        checks = []
         for _key, c in sorted(check_runner.checks.items()):
             r = c.last
-            status = r.status if r else "pending"
+            described = {
+                k: redact_url(v) if k == "endpoint" and isinstance(v, str) else v
+                for k, v in c.describe.items()
+            }
             checks.append(
                 {
                     "name": c.name,
                     "group": c.group,
                     "kind": c.kind,
-                    "status": status,
+                    "status": r.status if r else "pending",
                     "critical": c.critical,
                     "latency_ms": None if not r or r.latency_ms is None else round(r.latency_ms, 1),
                     "status_code": r.status_code if r else None,
-                    "error": r.error if r else None,
+                    "error": r.reason if r else None,
                     "details": r.details if r else {},
                     "checked_at": r.checked_at if r else None,
-                    **c.describe,
+                    **described,
                 }
             )
-            if status == "down" and c.critical:
-                overall = "down"
-            elif status in ("down", "degraded") and overall == "healthy":
-                overall = "degraded"
         return {
-            "status": overall,
+            "status": self.overall(),
             "service": state.service,
             "release": state.release,
             "host": self.host,

@@ -16,6 +16,7 @@ from collectors.instrumentation.checks import (
     CheckResult,
     check_runner,
     custom_check,
+    failed,
     http_check,
 )
 from collectors.instrumentation.config import (
@@ -23,9 +24,12 @@ from collectors.instrumentation.config import (
     flag,
     integer,
     number,
+    short,
     text,
     url,
 )
+from collectors.instrumentation.config import headers as valid_headers
+from collectors.instrumentation.config import method as valid_method
 from collectors.instrumentation.runtime import MonitorBase
 
 RAILWAY_API = "https://backboard.railway.com/graphql/v2"
@@ -86,6 +90,7 @@ class InfrastructureMonitor(MonitorBase):
                     project_id=dep["project_id"],
                     api_key=dep["api_key"],
                     endpoint=dep.get("endpoint", RAILWAY_API),
+                    token_type=dep.get("token_type", "account"),
                     **common,
                 )
             elif kind == "custom":
@@ -93,6 +98,11 @@ class InfrastructureMonitor(MonitorBase):
 
     def reset(self) -> None:
         pass
+
+    @staticmethod
+    def _key(name: str) -> str:
+        """The config key naming dependency `name` in messages (the name checked first)."""
+        return f"infrastructure.dependencies[{text('infrastructure.dependencies.name', name)}]"
 
     @staticmethod
     def _add(
@@ -103,7 +113,7 @@ class InfrastructureMonitor(MonitorBase):
         critical: bool,
         **describe: Any,
     ) -> None:
-        key = f"infrastructure.dependencies[{name}]"
+        key = InfrastructureMonitor._key(name)
         check_runner.add(
             Check(
                 text(f"{key}.name", name),
@@ -127,16 +137,16 @@ class InfrastructureMonitor(MonitorBase):
         headers: dict[str, str] | None = None,
         critical: bool = False,
     ) -> None:
-        key = f"infrastructure.dependencies[{name}]"
+        key = self._key(name)
         url(f"{key}.endpoint", endpoint)
         self._add(
             name,
             "http",
             http_check(
                 endpoint,
-                text(f"{key}.method", method).upper(),
-                headers or {},
-                integer(f"{key}.expected_status", expected_status, 100),
+                valid_method(f"{key}.method", method),
+                valid_headers(f"{key}.headers", headers),
+                integer(f"{key}.expected_status", expected_status, 100, 599),
                 number(f"{key}.timeout", timeout, positive=True),
             ),
             check_interval,
@@ -153,12 +163,12 @@ class InfrastructureMonitor(MonitorBase):
         timeout: float = 5.0,
         critical: bool = False,
     ) -> None:
-        key = f"infrastructure.dependencies[{name}]"
+        key = self._key(name)
         base = url(f"{key}.endpoint", endpoint).rstrip("/")
         headers = {}
-        if api_key:
+        if api_key is not None:
             headers = {
-                "apikey": text(f"{key}.api_key", api_key),
+                "apikey": text(f"{key}.api_key", api_key, max_len=4096),
                 "Authorization": f"Bearer {api_key}",
             }
         self._add(
@@ -184,14 +194,8 @@ class InfrastructureMonitor(MonitorBase):
         timeout: float = 5.0,
         critical: bool = False,
     ) -> None:
-        key = f"infrastructure.dependencies[{name}]"
-        if not isinstance(endpoint, str) or not endpoint.startswith(
-            ("http://", "https://", "ws://", "wss://")
-        ):
-            raise MonitoringConfigError(
-                f"Monitoring config key '{key}.endpoint' must be an http(s):// or ws(s):// URL, "
-                f"got {endpoint!r}."
-            )
+        key = self._key(name)
+        url(f"{key}.endpoint", endpoint, schemes=("http", "https", "ws", "wss"))
         base = _https(endpoint).rstrip("/")
         self._add(
             name,
@@ -217,14 +221,14 @@ class InfrastructureMonitor(MonitorBase):
     ) -> None:
         """Latest deployment status of a Railway project (poll every few minutes: the API is
         rate limited per hour)."""
-        key = f"infrastructure.dependencies[{name}]"
+        key = self._key(name)
         text(f"{key}.project_id", project_id)
-        text(f"{key}.api_key", api_key)
+        text(f"{key}.api_key", api_key, max_len=4096)
         url(f"{key}.endpoint", endpoint)
         if token_type not in ("account", "project"):
             raise MonitoringConfigError(
                 f"Monitoring config key '{key}.token_type' must be 'account' or 'project', "
-                f"got {token_type!r}."
+                f"got {short(token_type)}."
             )
         headers = (
             {"Project-Access-Token": api_key}
@@ -254,15 +258,11 @@ class InfrastructureMonitor(MonitorBase):
                     )
                 body = r.json()
                 if body.get("errors"):
-                    return CheckResult("down", ms, 200, str(body["errors"][0].get("message"))[:500])
+                    message = str(body["errors"][0].get("message"))[:500]
+                    return CheckResult("down", ms, 200, message, reason="Railway API error")
                 edges = body["data"]["deployments"]["edges"]
             except Exception as exc:  # noqa: BLE001
-                return CheckResult(
-                    "down",
-                    (time.perf_counter() - t0) * 1000,
-                    None,
-                    f"{type(exc).__name__}: {exc}"[:2048],
-                )
+                return failed(exc, t0)
             if not edges:
                 return CheckResult("pending", ms, 200, "no deployments")
             node = edges[0]["node"]
@@ -289,10 +289,11 @@ class InfrastructureMonitor(MonitorBase):
         critical: bool = False,
     ) -> None:
         """`check_func()` returns {"status": "healthy"|"degraded"|"unhealthy", "details": {}}."""
+        key = self._key(name)
         if not callable(check_func):
             raise MonitoringConfigError(
-                f"Monitoring config key 'infrastructure.dependencies[{name}].check_func' must "
-                f"be a callable, got {check_func!r}."
+                f"Monitoring config key '{key}.check_func' must be a callable, "
+                f"got {short(check_func)}."
             )
         self._add(name, "custom", custom_check(check_func), check_interval, critical)
 

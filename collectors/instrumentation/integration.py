@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,11 @@ from collectors.instrumentation.errors import error_monitor
 from collectors.instrumentation.experiments import experiments
 from collectors.instrumentation.health import health_monitor
 from collectors.instrumentation.infrastructure import infrastructure_monitor
+from collectors.instrumentation.live import live
 from collectors.instrumentation.middleware import MonitoringMiddleware
 from collectors.instrumentation.performance import performance_monitor
+from collectors.instrumentation.pipeline import call_within, iso_utc
+from collectors.instrumentation.redact import scrub
 from collectors.instrumentation.runtime import invalid_calls_total, state
 from collectors.instrumentation.security import security_monitor
 from collectors.instrumentation.sinks import MemorySink, NullSink, SpoolSink, SupabaseSink
@@ -27,6 +30,7 @@ log = logging.getLogger("collectors.instrumentation")
 
 __all__ = [
     "configure_monitoring",
+    "flush_monitoring",
     "shutdown_monitoring",
     "reset_monitoring",
     "monitoring_stats",
@@ -122,7 +126,7 @@ def configure_monitoring(
     if app is None or not cfg["enabled"]:
         return app
     if hasattr(app, "add_middleware"):
-        app.add_middleware(MonitoringMiddleware)
+        app.add_middleware(MonitoringMiddleware, host_app=app)
         return app
     return MonitoringMiddleware(app)
 
@@ -135,34 +139,47 @@ def _start() -> None:
 
 
 def on_startup() -> None:
-    """ASGI lifespan startup: restart workers in a forked worker process, record readiness."""
+    """ASGI lifespan startup: (re)start the workers (a forked worker process, or an app
+    started again in the same process), record readiness."""
     if state.configured and state.config["enabled"]:
-        if state.pipeline._pid != os.getpid():
+        if not state.pipeline.workers_running():
             _start()
         health_monitor.mark_ready()
 
 
 def on_shutdown() -> None:
-    if state.configured:
-        state.pipeline.flush()
-        try:
-            state.pipeline.sink.close()  # seal spool files so the collectors can read them
-        except Exception:  # noqa: BLE001
-            log.exception("monitoring: closing the sink failed")
+    """ASGI lifespan shutdown (run on a thread, never on the event loop): ship what is
+    queued and close the sink (sealing spool files so the collectors can read them), within
+    `sink.shutdown_timeout` seconds."""
+    if not state.configured:
+        return
+    timeout = state.config["sink"]["shutdown_timeout"]
+    deadline = time.monotonic() + timeout
+    if not state.pipeline.flush(timeout):
+        log.warning("monitoring: the shutdown flush did not finish within %.1f s", timeout)
+    call_within(state.pipeline.sink.close, deadline, "close")
 
 
-def flush_monitoring(timeout: float = 10.0) -> None:
-    """Process and ship every queued event now and wait for queued alerts (scripts, tests)."""
-    state.pipeline.flush(timeout)
-    alert_manager.join(timeout)
+def flush_monitoring(timeout: float = 10.0) -> bool:
+    """Process and ship every queued event now and wait for queued alerts (scripts, tests).
+    Safe from any thread at any time; returns False if `timeout` seconds were not enough."""
+    deadline = time.monotonic() + timeout
+    done = state.pipeline.flush(timeout)
+    alert_manager.join(max(0.0, deadline - time.monotonic()))
+    return done
 
 
-def shutdown_monitoring(flush: bool = True, timeout: float = 10.0) -> None:
-    """Stop the background workers, ship what is queued, and close the sink."""
-    check_runner.stop()
-    experiments.stop()
-    state.pipeline.stop(flush=flush)
-    alert_manager.join(timeout)
+def shutdown_monitoring(flush: bool = True, timeout: float = 10.0) -> bool:
+    """Stop the background workers, ship what is queued, and close the sink, in at most
+    `timeout` seconds (a check or a sink still running then is left to finish on its own
+    daemon thread). Returns False if the time was not enough."""
+    deadline = time.monotonic() + timeout
+    # Checks and experiment refreshes may hang on the network: they get little of the time.
+    check_runner.stop(timeout=min(0.5, timeout / 10))
+    experiments.stop(timeout=min(0.5, timeout / 10))
+    done = state.pipeline.stop(flush=flush, timeout=max(0.0, deadline - time.monotonic()))
+    alert_manager.join(max(0.0, deadline - time.monotonic()))
+    return done
 
 
 def _reset_monitors() -> None:
@@ -177,40 +194,77 @@ def _reset_monitors() -> None:
     ):
         m.reset()
     experiments.reset()
+    live.clear()
 
 
 def reset_monitoring() -> None:
     """Forget all configuration, handlers and queued events (tests, notebooks)."""
-    shutdown_monitoring(flush=False)
+    shutdown_monitoring(flush=False, timeout=5.0)
     _reset_monitors()
     alert_manager.reset()
-    state.pipeline.queue.clear()
-    state.pipeline.outbox.clear()
-    state.pipeline.stats.clear()
+    state.pipeline.clear()
+    state.pipeline.reset_counters()
     state.pipeline.sink = NullSink()
-    state.invalid_calls.clear()
+    with state.invalid_lock:
+        state.invalid_calls.clear()
     state.config = config_module.DEFAULTS
     state.release = state.service = None
     state.configured = False
 
 
 def monitoring_stats() -> dict[str, Any]:
-    """Counters a user can check: queued, dropped and invalid events, alerts, sink state."""
-    p = state.pipeline
-    sink = p.sink
+    """Counters a user can check. The books add up: `tracked` rows = `shipped` (reached the
+    sink's destination) + `spooled` (on disk, sent when the sink answers) + `dropped` (by
+    reason) + `pending` (in memory). `queued` events are not rows yet."""
+    b = state.pipeline.books()
+    sink = b["sink"]
+    invalid = invalid_calls_total()
+    dropped = {
+        "queue_full": b["dropped_queue"],
+        "invalid": invalid,
+        "processing": b["processing_errors"],
+        "outbox_full": b["dropped_outbox"],
+        "sink_error": b["dropped_sink_error"],
+    }
+    for reason, n in sink.get("dropped", {}).items():
+        dropped[reason] = dropped.get(reason, 0) + n
+    dropped_total = sum(dropped.values())
+    tracked = b["rows_built"] + b["dropped_queue"] + invalid + b["processing_errors"]
+    shipped = sink.get("shipped", 0)
+    spooled = sink.get("spooled", 0)
+    pending = b["outbox"] + b["in_write"] + sink.get("pending", 0)
+    failing_since = sink.get("failing_since")
+    last_error = sink.get("last_error")
     return {
-        "queued": len(p.queue),
-        "outbox": len(p.outbox),
-        **dict(p.stats),
-        "invalid_calls": invalid_calls_total(),
+        "tracked": tracked,
+        "shipped": shipped,
+        "spooled": spooled,
+        "dropped_total": dropped_total,
+        "pending": pending,
+        "balanced": tracked == shipped + spooled + dropped_total + pending,
+        "dropped": dropped,
+        "queued": b["queued"],
+        "processed": b["processed"],
+        "worker_restarts": b["worker_restarts"],
+        "sink": type(state.pipeline.sink).__name__,
+        "sink_up": bool(sink.get("up", True)),
+        "sink_failing_since": None if failing_since is None else iso_utc(failing_since),
+        "sink_last_error": None if last_error is None else scrub(str(last_error), 300),
+        "replayed": sink.get("replayed", 0),
+        "invalid_calls": invalid,
         "alerts_raised": alert_manager.raised,
         "alerts_suppressed": alert_manager.suppressed,
         "alert_handler_failures": alert_manager.handler_failures,
-        "sink": type(sink).__name__,
-        "sink_dropped": getattr(sink, "dropped", 0),
         "errors_sampled_out": error_monitor.sampled_out,
         "errors_ignored": error_monitor.ignored_count,
         "requests_blocked": security_monitor.blocked,
+        # earlier names of the same counters
+        "outbox": b["outbox"],
+        "dropped_queue": b["dropped_queue"],
+        "dropped_outbox": b["dropped_outbox"],
+        "processing_errors": b["processing_errors"],
+        "rows_lost_sink": b["dropped_sink_error"],
+        "sink_dropped": sink.get("dropped", {}).get("disk_full", 0),
     }
 
 
@@ -218,6 +272,6 @@ def monitoring_stats() -> dict[str, Any]:
 def _flush_at_exit() -> None:
     if state.configured:
         try:
-            shutdown_monitoring(flush=True, timeout=5.0)
+            shutdown_monitoring(flush=True, timeout=state.config["sink"]["shutdown_timeout"])
         except Exception:  # noqa: BLE001 - never fail interpreter shutdown
             pass

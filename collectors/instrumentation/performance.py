@@ -7,17 +7,25 @@ from collections import Counter
 from typing import Any
 
 from collectors.instrumentation.config import number
+from collectors.instrumentation.live import live
 from collectors.instrumentation.pipeline import new_id
 from collectors.instrumentation.runtime import (
+    MAX,
     MonitorBase,
+    epoch_s,
+    http_method,
     never_raises,
     opt_bool,
+    opt_id,
     opt_int,
     opt_num,
     opt_str,
+    req_id,
     req_str,
     state,
 )
+
+DAY_MS = 86_400_000.0  # a latency part longer than a day is a unit mistake
 
 
 class PerformanceMonitor(MonitorBase):
@@ -64,19 +72,20 @@ class PerformanceMonitor(MonitorBase):
         call_id: str | None = None,
     ) -> None:
         """Record one request; `endpoint` should be the route template, `response_time` in s."""
+        seconds = opt_num("response_time", response_time, 0, 86400, required=True)
+        assert seconds is not None
         row = {
-            "request_id": opt_str("request_id", request_id) or new_id(),
-            "started_at": time.time()
-            - opt_num("response_time", response_time, 0, 86400, required=True),
+            "request_id": opt_id("request_id", request_id) or new_id(),
+            "started_at": time.time() - seconds,
             "route": req_str("endpoint", endpoint),
-            "method": req_str("method", method, 16).upper(),
+            "method": http_method("method", method),
             "status_code": opt_int("status_code", status_code, 100, 599, required=True),
-            "duration_ms": response_time * 1000.0,
+            "duration_ms": seconds * 1000.0,
             "release": state.release,
             "service": state.service,
-            "user_id": opt_str("user_id", user_id),
-            "ip": opt_str("ip_address", ip_address),
-            "call_id": opt_str("call_id", call_id),
+            "user_id": opt_id("user_id", user_id),
+            "ip": opt_str("ip_address", ip_address, MAX["ip"]),
+            "call_id": opt_id("call_id", call_id),
         }
         state.pipeline.submit(("request_row", row))
 
@@ -85,17 +94,19 @@ class PerformanceMonitor(MonitorBase):
         self, query: str, duration: float, rows: int | None = None, database: str | None = None
     ) -> None:
         """Record one database statement taking `duration` seconds."""
-        ms = opt_num("duration", duration, 0, required=True) * 1000.0
+        seconds = opt_num("duration", duration, 0, 86400, required=True)
+        assert seconds is not None
+        ms = seconds * 1000.0
         self.emit(
             "db_queries",
             {
                 "query_id": new_id(),
                 "observed_at": time.time(),
-                "statement": req_str("query", query, 8192),
+                "statement": req_str("query", query, MAX["statement"]),
                 "calls": 1,
                 "total_ms": ms,
                 "mean_ms": ms,
-                "rows": opt_int("rows", rows, 0),
+                "rows": opt_int("rows", rows, 0, 2**63 - 1),
                 "database": opt_str("database", database),
                 "release": state.release,
             },
@@ -124,15 +135,15 @@ class PerformanceMonitor(MonitorBase):
         self.emit(
             "voice_turns",
             {
-                "turn_id": opt_str("turn_id", turn_id) or new_id(),
-                "call_id": req_str("call_id", call_id),
+                "turn_id": opt_id("turn_id", turn_id) or new_id(),
+                "call_id": req_id("call_id", call_id),
                 "turn_index": opt_int("turn_index", turn_index, 0),
-                "started_at": opt_num("started_at", started_at, 0) or time.time(),
-                "eou_delay_ms": opt_num("eou_delay_ms", eou_delay_ms, 0),
-                "stt_ms": opt_num("stt_ms", stt_ms, 0),
-                "llm_ttft_ms": opt_num("llm_ttft_ms", llm_ttft_ms, 0),
-                "tts_ttfb_ms": opt_num("tts_ttfb_ms", tts_ttfb_ms, 0),
-                "e2e_ms": opt_num("e2e_ms", e2e_ms, 0),
+                "started_at": epoch_s("started_at", started_at) or time.time(),
+                "eou_delay_ms": opt_num("eou_delay_ms", eou_delay_ms, 0, DAY_MS),
+                "stt_ms": opt_num("stt_ms", stt_ms, 0, DAY_MS),
+                "llm_ttft_ms": opt_num("llm_ttft_ms", llm_ttft_ms, 0, DAY_MS),
+                "tts_ttfb_ms": opt_num("tts_ttfb_ms", tts_ttfb_ms, 0, DAY_MS),
+                "e2e_ms": opt_num("e2e_ms", e2e_ms, 0, DAY_MS),
                 "interrupted": opt_bool("interrupted", interrupted),
                 "llm_prompt_tokens": opt_int("llm_prompt_tokens", llm_prompt_tokens, 0),
                 "llm_completion_tokens": opt_int("llm_completion_tokens", llm_completion_tokens, 0),
@@ -163,3 +174,4 @@ class PerformanceMonitor(MonitorBase):
 
 
 performance_monitor = PerformanceMonitor()
+state.pipeline.row_observers["voice_turns"] = live.voice_turn

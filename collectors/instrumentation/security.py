@@ -8,16 +8,21 @@ sliding-window count for paths that have a rate limit, answering 403 or 429.
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
-from collectors.instrumentation.config import MonitoringConfigError, integer, number, text
+from collectors.instrumentation.config import MonitoringConfigError, integer, number, short, text
 from collectors.instrumentation.pipeline import new_id
 from collectors.instrumentation.runtime import (
+    MAX,
+    InvalidCall,
     MonitorBase,
+    choice,
+    json_text,
     never_raises,
+    opt_id,
     opt_str,
     req_str,
     state,
@@ -80,14 +85,21 @@ class IPList:
         return bool(self.networks)
 
 
-def client_ip(scope: dict[str, Any], trust_forwarded_for: bool) -> str | None:
+def client_ip(scope: Any, trust_forwarded_for: bool) -> str | None:
     """The caller's IP: the proxy-appended X-Forwarded-For entry if trusted, else the peer."""
     if trust_forwarded_for:
         for k, v in scope.get("headers") or ():
             if k == b"x-forwarded-for":
-                return v.decode("latin-1").split(",")[-1].strip() or None
+                return v.decode("latin-1").split(",")[-1].strip()[:64] or None
     client = scope.get("client")
     return client[0] if client else None
+
+
+def user_agent(headers: Iterable[tuple[bytes, bytes]] | None) -> str | None:
+    for k, v in headers or ():
+        if k == b"user-agent":
+            return v.decode("latin-1")[: MAX["user_agent"]]
+    return None
 
 
 class SecurityMonitor(MonitorBase):
@@ -150,7 +162,7 @@ class SecurityMonitor(MonitorBase):
         if not path.startswith("/"):
             raise MonitoringConfigError(
                 f"Monitoring config key 'security.rate_limits' needs paths starting with '/', "
-                f"got {path!r}."
+                f"got {short(path)}."
             )
         self.rate_limits[path] = (
             integer(f"security.rate_limits.{path}.limit", limit, 1),
@@ -159,13 +171,15 @@ class SecurityMonitor(MonitorBase):
 
     def _ip(self, key: str, ip: str) -> str:
         try:
+            if not isinstance(ip, str):
+                raise TypeError
             ipaddress.ip_network(ip, strict=False)
         except (ValueError, TypeError):
             raise MonitoringConfigError(
                 f"Monitoring config key 'security.{key}' needs IP addresses or CIDR networks, "
-                f"got {ip!r}."
+                f"got {short(ip)}."
             ) from None
-        return ip
+        return ip[:]
 
     def add_to_blacklist(self, ip: str) -> None:
         self.blacklist.add(self._ip("ip_blacklist", ip))
@@ -185,17 +199,13 @@ class SecurityMonitor(MonitorBase):
         details: dict[str, Any] | None = None,
     ) -> None:
         """Record a security event; warning and above also raise an alert."""
-        if severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
-        if details is not None and not isinstance(details, dict):
-            raise TypeError(f"details must be a dict, got {type(details).__name__}")
         self._event(
             req_str("event_type", event_type),
-            severity,
-            opt_str("user_id", user_id),
-            opt_str("ip_address", ip_address, 64),
+            choice("severity", severity, SEVERITIES),
+            opt_id("user_id", user_id),
+            opt_str("ip_address", ip_address, MAX["ip"]),
             opt_str("path", path),
-            details,
+            json_text("details", details),
             time.time(),
         )
 
@@ -206,9 +216,12 @@ class SecurityMonitor(MonitorBase):
         user_id: str | None,
         ip: str | None,
         path: str | None,
-        details: dict[str, Any] | None,
+        details: str | dict[str, Any] | None,
         at: float,
     ) -> None:
+        """Record one security event; `details` is JSON text (or a dict of plain values)."""
+        if isinstance(details, dict):
+            details = json_text("details", details)
         self.emit(
             "security_events",
             {
@@ -219,7 +232,7 @@ class SecurityMonitor(MonitorBase):
                 "user_id": user_id,
                 "ip": ip,
                 "path": path,
-                "details": json.dumps(details, default=str)[:8192] if details else None,
+                "details": details or None,
             },
         )
         if severity in ("warning", "error", "critical"):
@@ -230,7 +243,7 @@ class SecurityMonitor(MonitorBase):
                 + (f" (user {user_id})" if user_id else ""),
                 severity,
                 key=f"security:{event_type}:{ip}:{path}",
-                details={"ip": ip, "path": path, "user_id": user_id, **(details or {})},
+                details={"ip": ip, "path": path, "user_id": user_id, "details": details},
             )
 
     @never_raises
@@ -245,15 +258,15 @@ class SecurityMonitor(MonitorBase):
     ) -> None:
         """Record an authentication attempt; repeated failures raise a brute-force event."""
         if not isinstance(success, bool):
-            raise TypeError(f"success must be true or false, got {success!r}")
+            raise InvalidCall(f"success must be true or false, got {short(success)}")
         state.pipeline.submit(
             (
                 "auth",
                 req_str("event_type", event_type),
-                success,
-                opt_str("user_id", user_id),
-                opt_str("ip_address", ip_address, 64),
-                opt_str("user_agent", user_agent, 1024),
+                bool(success),
+                opt_id("user_id", user_id),
+                opt_str("ip_address", ip_address, MAX["ip"]),
+                opt_str("user_agent", user_agent, MAX["user_agent"]),
                 opt_str("path", path),
                 time.time(),
             )
@@ -333,7 +346,7 @@ class SecurityMonitor(MonitorBase):
         method: str,
         status: int,
         ip: str | None,
-        user_agent: str | None,
+        headers: Iterable[tuple[bytes, bytes]] | None,
         at: float,
         blocked: bool,
     ) -> None:
@@ -341,15 +354,24 @@ class SecurityMonitor(MonitorBase):
         if blocked:
             kind = "blacklisted_ip_blocked" if status == 403 else "rate_limit_exceeded"
             self._event(
-                kind, "warning", None, ip, raw_path, {"enforced": True, "status_code": status}, at
+                kind,
+                "warning",
+                None,
+                ip,
+                raw_path[:512],
+                {"enforced": True, "status_code": status},
+                at,
             )
             return
-        if (route in self.login_paths or raw_path in self.login_paths) and method == "POST":
+        if method == "POST" and (route in self.login_paths or raw_path in self.login_paths):
             if 200 <= status < 400 or status in (401, 403):
-                self.process_auth("login", status < 400, None, ip, user_agent, route, at)
-        if ip is None or ip in self.whitelist:
+                agent = user_agent(headers)
+                self.process_auth("login", status < 400, None, ip, agent, route, at)
+        if ip is None or (status != 404 and not self.rate_limits and not self.blacklist):
+            return  # the common case: nothing more to look at
+        if ip in self.whitelist:
             return
-        if ip in self.blacklist:
+        if self.blacklist and ip in self.blacklist:
             self._event(
                 "blacklisted_ip_access", "warning", None, ip, route, {"enforced": False}, at
             )

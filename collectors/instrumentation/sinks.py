@@ -1,8 +1,9 @@
 """Where finished rows go: Supabase (through supabase-py), a local spool, memory, or nowhere.
 
-A sink is called only from the pipeline's shipper thread (and at shutdown), never from a
-request. `write` may block (a slow Supabase only delays the shipper); the pipeline's bounded
-queues keep memory bounded meanwhile.
+A sink's `write` is called only from the pipeline's shipper thread (and at shutdown), never
+from a request; `flush` and `close` from the thread that flushes or shuts down. `write` should
+not block: Supabase sends from its own thread and falls back to disk. Every sink of ours keeps
+`books()`: what became of each row handed to `write`.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ class Sink(Protocol):
     def write(self, table: str, rows: list[dict[str, Any]]) -> None: ...
     def tick(self) -> None: ...
     def flush(self, timeout: float | None = None) -> None: ...
-    def close(self) -> None: ...
+    def close(self, timeout: float | None = None) -> None: ...
 
 
-class NullSink:
-    def write(self, table: str, rows: list[dict[str, Any]]) -> None:
-        pass
+class BaseSink:
+    """No-op maintenance, flush and close."""
 
     def tick(self) -> None:
         pass
@@ -45,28 +45,49 @@ class NullSink:
     def flush(self, timeout: float | None = None) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         pass
 
 
-class MemorySink(NullSink):
+class NullSink(BaseSink):
+    """Discards rows (sink type `none`, and before configure_monitoring); counted."""
+
+    def __init__(self) -> None:
+        self.discarded = 0
+        self._lock = threading.Lock()
+
+    def write(self, table: str, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.discarded += len(rows)
+
+    def books(self) -> dict[str, Any]:
+        return {"shipped": 0, "spooled": 0, "pending": 0, "dropped": {"no_sink": self.discarded}}
+
+
+class MemorySink(BaseSink):
     """Keeps rows per table in memory (tests and local experiments)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._count = 0
 
     def write(self, table: str, rows: list[dict[str, Any]]) -> None:
         with self._lock:
             self.rows.setdefault(table, []).extend(rows)
+            self._count += len(rows)
 
     def table(self, name: str) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.rows.get(name, []))
 
+    def books(self) -> dict[str, Any]:
+        return {"shipped": self._count, "spooled": 0, "pending": 0, "dropped": {}}
 
-class SpoolSink(NullSink):
-    """JSON-lines files the collectors' `SpoolSource` ingests."""
+
+class SpoolSink(BaseSink):
+    """JSON-lines files the collectors' `SpoolSource` ingests (a row written there has
+    arrived: it is `shipped`)."""
 
     def __init__(self, directory: str | Path, **kw: Any) -> None:
         self.writer = SpoolWriter(directory, **kw)
@@ -81,8 +102,25 @@ class SpoolSink(NullSink):
     def tick(self) -> None:
         self.writer.tick()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         self.writer.close()
+
+    def books(self) -> dict[str, Any]:
+        w = self.writer
+        with w._lock:
+            return {
+                "shipped": w.written,
+                "spooled": 0,
+                "pending": 0,
+                "dropped": {
+                    "disk_full": w.dropped,
+                    "unserialisable": w.unserialisable,
+                    "disk_error": w.disk_errors,
+                },
+                "up": w.failing_since is None,
+                "failing_since": w.failing_since,
+                "last_error": w.last_error,
+            }
 
 
 class SupabaseWriteError(RuntimeError):
@@ -90,6 +128,7 @@ class SupabaseWriteError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.transient = transient
+        self.unsent: list[dict[str, Any]] = []
 
 
 def merged_parts(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -105,7 +144,7 @@ def merged_parts(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[
     return list(merged.values())
 
 
-class SupabaseSink(NullSink):
+class SupabaseSink(BaseSink):
     """Upserts rows into Supabase from a sender thread; the disk outbox takes over whenever
     Supabase is slow, failing or hanging, and is replayed once it answers again.
 
@@ -119,9 +158,13 @@ class SupabaseSink(NullSink):
     for tables whose rows arrive in parts (a call's start, then its end), which merge
     (`resolution=merge-duplicates`; the migration's trigger keeps every known value).
     401/403 (wrong key), 5xx, 429 and timeouts keep the rows on disk; 413 splits the batch;
-    other 4xx isolate and drop the offending rows. Several processes may share one outbox
-    folder: each writes its own files, and one at a time (holding a lock file) sends the
-    sealed ones, including files of processes that died.
+    other 4xx, and a row that cannot be serialised, isolate and drop the offending rows.
+    Several processes may share one outbox folder: each writes its own files, and one at a
+    time (holding a lock file) sends the sealed ones, including files of processes that died.
+
+    `books()` accounts for every row handed to `write`: sent from memory (`shipped`), written
+    to the outbox (`spooled`), waiting in memory (`pending`) or dropped by reason. Rows sent
+    from the outbox later are counted apart (`replayed`): they may be another process's.
     """
 
     def __init__(
@@ -147,15 +190,19 @@ class SupabaseSink(NullSink):
             file_bytes=file_bytes,
             rotate_seconds=rotate_seconds,
         )
-        self.rows_sent = 0
-        self.rows_spooled = 0
-        self.rows_rejected = 0
+        self.rows_sent = 0  # every row Supabase accepted, from memory or from the outbox
+        self.rows_replayed = 0  # of which from the outbox
+        self.rows_spooled = 0  # rows handed to write() that went to the outbox
+        self.rows_rejected = 0  # rows Supabase refused, or that cannot be serialised
+        self.replay_rejected = 0  # of which from the outbox
+        self._unserialisable_direct = 0  # of rows_rejected: not JSON (never sent)
         self.last_error: str | None = None
         self.failing_since: float | None = None  # wall time of the first failure in a row
+        self._sending = 0  # rows handed to write() that the sender holds now
         self._status = threading.local()
         self._down_until = 0.0
         self._backoff = 1.0
-        self._lock = threading.Lock()  # the queue and the up/down state; never held on I/O
+        self._lock = threading.Lock()  # the queue, the counters, up/down; never held on I/O
         self._send_lock = threading.Lock()  # one sender at a time: the thread, flush or close
         self._queue: deque[tuple[str, list[dict[str, Any]]]] = deque()
         self._wake = threading.Event()
@@ -173,6 +220,28 @@ class SupabaseSink(NullSink):
     @property
     def up(self) -> bool:
         return self.failing_since is None
+
+    def books(self) -> dict[str, Any]:
+        with self._lock:
+            pending = self._sending + sum(len(rows) for _, rows in self._queue)
+            sent_direct = self.rows_sent - self.rows_replayed
+            rejected_direct = self.rows_rejected - self.replay_rejected
+            return {
+                "shipped": sent_direct,
+                "spooled": self.rows_spooled,
+                "pending": pending,
+                "dropped": {
+                    "refused": rejected_direct - self._unserialisable_direct,
+                    "unserialisable": self._unserialisable_direct + self.outbox.unserialisable,
+                    "disk_full": self.outbox.dropped,
+                    "disk_error": self.outbox.disk_errors,
+                },
+                "replayed": self.rows_replayed,
+                "replay_refused": self.replay_rejected,
+                "up": self.failing_since is None,
+                "failing_since": self.failing_since,
+                "last_error": self.last_error,
+            }
 
     def _make_client(self, url: str, api_key: str) -> Any:
         import httpx  # lazy: only when this sink is used
@@ -217,7 +286,8 @@ class SupabaseSink(NullSink):
         except APIError as exc:
             status = getattr(self._status, "code", None)
             code = str(getattr(exc, "code", "") or "")
-            msg = f"Supabase refused {table} rows (HTTP {status}, {code}): {exc.message}"
+            message = str(getattr(exc, "message", "") or "")[:200]
+            msg = f"Supabase refused {table} rows (HTTP {status}, {code[:20]}): {message}"
             transient = (
                 status is None
                 or status >= 500
@@ -226,29 +296,56 @@ class SupabaseSink(NullSink):
                 or code.startswith("PGRST0")
             )
             raise SupabaseWriteError(msg, status, transient) from exc
+        except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+            # raised while serialising the body, before anything was sent: a bad row
+            raise SupabaseWriteError(
+                f"a {table} row cannot be serialised: {type(exc).__name__}", None, False
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - network faults of any kind are transient
             raise SupabaseWriteError(
-                f"Supabase at {self.url} is unreachable: {type(exc).__name__}: {exc}", None, True
+                f"Supabase at {self.url} is unreachable: {type(exc).__name__}: {str(exc)[:200]}",
+                None,
+                True,
             ) from exc
 
-    def _send(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """Send rows, splitting on 413 and isolating bad rows; raises only transient errors."""
-        try:
-            self._post(table, rows)
-            self.rows_sent += len(rows)
-        except SupabaseWriteError as exc:
-            if exc.transient:
-                raise
-            if len(rows) > 1:  # 413 or a bad row somewhere: halve until the culprit is alone
-                mid = len(rows) // 2
-                self._send(table, rows[:mid])
-                self._send(table, rows[mid:])
-                return
-            self.rows_rejected += 1
-            self.last_error = str(exc)[:500]
-            log.warning(
-                "monitoring: dropped one %s row Supabase will not accept: %s", table, exc.status
-            )
+    def _send(self, table: str, rows: list[dict[str, Any]], replay: bool = False) -> None:
+        """Send rows, splitting on 413 and isolating bad rows. A transient failure raises
+        SupabaseWriteError with `unsent`: the rows not sent yet, in order."""
+        parts = [rows]
+        while parts:
+            part = parts.pop()
+            try:
+                self._post(table, part)
+            except SupabaseWriteError as exc:
+                if exc.transient:
+                    exc.unsent = part + [r for p in reversed(parts) for r in p]
+                    raise
+                if len(part) > 1:  # 413 or a bad row somewhere: halve until the culprit is alone
+                    mid = len(part) // 2
+                    parts.append(part[mid:])
+                    parts.append(part[:mid])
+                    continue
+                with self._lock:
+                    self.rows_rejected += 1
+                    if replay:
+                        self.replay_rejected += 1
+                    else:
+                        self._sending -= 1
+                        if exc.status is None:
+                            self._unserialisable_direct += 1
+                    self.last_error = str(exc)[:300]
+                log.warning(
+                    "monitoring: dropped one %s row Supabase will not accept: %s",
+                    table,
+                    str(exc)[:300],
+                )
+                continue
+            with self._lock:
+                self.rows_sent += len(part)
+                if replay:
+                    self.rows_replayed += len(part)
+                else:
+                    self._sending -= len(part)
 
     # -- up and down ------------------------------------------------------------------------
     def _mark_down(self, exc: Exception) -> None:
@@ -257,10 +354,12 @@ class SupabaseSink(NullSink):
         with self._lock:
             if self.failing_since is None:
                 log.warning(
-                    "monitoring: %s; writing events to %s until it recovers", exc, self.outbox_dir
+                    "monitoring: %s; writing events to %s until it recovers",
+                    str(exc)[:300],
+                    self.outbox_dir,
                 )
                 self.failing_since = time.time()
-            self.last_error = str(exc)[:500]
+            self.last_error = str(exc)[:300]
             self._down_until = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, 300.0)
         self._spill_waiting()
@@ -332,10 +431,14 @@ class SupabaseSink(NullSink):
                     if not self._queue:
                         break
                     table, rows = self._queue.popleft()
+                    self._sending += len(rows)
                 try:
                     self._send(table, rows)
                 except SupabaseWriteError as exc:
-                    self._spill(table, rows)
+                    unsent = exc.unsent
+                    with self._lock:
+                        self._sending -= len(unsent)
+                    self._spill(table, unsent)
                     self._mark_down(exc)
                     return sent
                 sent += len(rows)
@@ -384,7 +487,7 @@ class SupabaseSink(NullSink):
             for rows, offset in file_chunks(f.path, start, max_bytes=1 << 20):
                 try:
                     for i in range(0, len(rows), 500):
-                        self._send(table, rows[i : i + 500])
+                        self._send(table, rows[i : i + 500], replay=True)
                 except SupabaseWriteError as exc:
                     self._mark_down(exc)
                     return sent
@@ -454,12 +557,14 @@ class SupabaseSink(NullSink):
         for table, rows in waiting:
             self._spill(table, rows)
 
-    def close(self) -> None:
-        """Stop the sender; batches still waiting in memory go to disk for the next start."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the sender; batches still waiting in memory go to disk for the next start.
+        Waits at most `timeout` (a request timeout and a second by default) for a request
+        in flight."""
         self._closed = True
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.timeout + 1)
+            self._thread.join(timeout=self.timeout + 1 if timeout is None else timeout)
         self._spill_waiting()
         self.outbox.close()
         if self._replayer is not None:

@@ -20,11 +20,17 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
+
+try:
+    from _json import make_encoder as c_make_encoder
+except ImportError:  # pragma: no cover - not CPython
+    c_make_encoder = None
 
 log = logging.getLogger("collectors.instrumentation")
 
@@ -240,8 +246,30 @@ def spool_bytes(directory: Path) -> int:
     return total
 
 
+def _row_encoder() -> Callable[[dict[str, Any]], str]:
+    """One JSON line per row, compact and ASCII, with the encoder built once (json.dumps
+    builds a new one per call, which costs as much as the encoding itself)."""
+    if c_make_encoder is None:  # not CPython: the pure-Python encoder
+        encoder = json.JSONEncoder(separators=(",", ":"), default=str)
+        return encoder.encode
+    # markers=None skips the cycle check: a cyclic row ends in RecursionError, caught per row
+    fast = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def encode(row: dict[str, Any]) -> str:
+        return "".join(fast(row, 0))
+
+    return encode
+
+
+encode_row = _row_encoder()
+
+
 class SpoolWriter:
-    """Appends rows to per-table spool files; thread-safe; bounded by `max_bytes` on disk."""
+    """Appends rows to per-table spool files; thread-safe; bounded by `max_bytes` on disk.
+
+    Never raises: a row that cannot be serialised is dropped alone (`unserialisable`), rows
+    beyond the size limit are dropped (`dropped`) and a failing disk drops the batch
+    (`disk_errors`, with `last_error`); all are counted."""
 
     def __init__(
         self,
@@ -255,10 +283,16 @@ class SpoolWriter:
         self.max_bytes = max_bytes
         self.file_bytes = file_bytes
         self.rotate_seconds = rotate_seconds
-        self.dropped = 0
+        self.written = 0
+        self.dropped = 0  # the size limit
+        self.unserialisable = 0
+        self.disk_errors = 0
+        self.last_error: str | None = None
+        self.failing_since: float | None = None
         self._lock = threading.Lock()
         self._open: dict[str, tuple[Any, Path, float]] = {}  # table -> (fh, path, opened_at)
         self._seq = 0
+        self._last_log = -1e9
         self.directory.mkdir(parents=True, exist_ok=True)
         self._seal_orphans()
         self._bytes = spool_bytes(self.directory)
@@ -296,37 +330,75 @@ class SpoolWriter:
 
     def _seal(self, table: str) -> None:
         fh, path, _ = self._open.pop(table)
-        fh.close()
-        self._seal_path(path)
+        try:
+            fh.close()
+        finally:
+            self._seal_path(path)
+
+    def _warn(self, message: str, *args: Any) -> None:
+        """At most one line a minute: a full or failing disk must not flood the log."""
+        now = time.monotonic()
+        if now - self._last_log >= 60.0:
+            self._last_log = now
+            log.warning(message, *args)
 
     def write(self, table: str, rows: list[dict[str, Any]]) -> int:
         """Append rows (one JSON line each), fsync, and return how many were written."""
         if not rows:
             return 0
-        data = b"".join(
-            json.dumps(r, separators=(",", ":"), default=str).encode() + b"\n" for r in rows
-        )
+        lines = []
+        for r in rows:
+            try:
+                lines.append(encode_row(r))
+            except Exception:  # noqa: BLE001 - one row that will not serialise, not the batch
+                lines.append("")
+        bad = lines.count("")
+        if bad:
+            lines = [line for line in lines if line]
+        data = ("\n".join(lines) + "\n").encode() if lines else b""
         with self._lock:
+            if bad:
+                self.unserialisable += bad
+                self._warn("spool: dropped %d %s rows that cannot be serialised", bad, table)
+            if not lines:
+                return 0
             if self._bytes + len(data) > self.max_bytes:
                 self._bytes = spool_bytes(self.directory)  # the reader may have freed space
                 if self._bytes + len(data) > self.max_bytes:
-                    self.dropped += len(rows)
-                    log.warning(
+                    self.dropped += len(lines)
+                    self._warn(
                         "spool %s is full (%d bytes): dropped %d %s rows",
                         self.directory,
                         self.max_bytes,
-                        len(rows),
+                        len(lines),
                         table,
                     )
                     return 0
-            fh, path, _ = self._open.get(table) or self._new_file(table)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            try:
+                fh, path, _ = self._open.get(table) or self._new_file(table)
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                self.disk_errors += len(lines)
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                if self.failing_since is None:
+                    self.failing_since = time.time()
+                self._warn(
+                    "spool %s: dropped %d %s rows: %s", self.directory, len(lines), table, exc
+                )
+                if table in self._open:
+                    try:
+                        self._seal(table)  # start a fresh file: this one may end torn
+                    except OSError:
+                        pass
+                return 0
+            self.failing_since = None
             self._bytes += len(data)
+            self.written += len(lines)
             if fh.tell() >= self.file_bytes:
                 self._seal(table)
-        return len(rows)
+        return len(lines)
 
     def tick(self) -> None:
         """Seal files older than `rotate_seconds`, so readers can move past idle ones."""

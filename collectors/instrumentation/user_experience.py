@@ -9,11 +9,17 @@ from typing import Any
 
 from collectors.instrumentation.pipeline import new_id
 from collectors.instrumentation.runtime import (
+    MAX,
+    InvalidCall,
     MonitorBase,
+    choice,
+    count_invalid,
     never_raises,
+    opt_id,
     opt_int,
     opt_num,
     opt_str,
+    req_id,
     req_str,
     state,
 )
@@ -38,12 +44,15 @@ class Session:
     region: str | None = None
     network: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    recorded: bool = True  # False: start_session was given bad arguments; end() does nothing
 
     @property
     def duration_s(self) -> float | None:
         return None if self.ended_at is None else max(0.0, self.ended_at - self.started_at)
 
     def end(self, outcome: str | None = None) -> Session:
+        if not self.recorded:
+            return self
         return user_experience_monitor.end_session(self.session_id, outcome=outcome) or self
 
     def row(self) -> dict[str, Any]:
@@ -77,7 +86,6 @@ class UserExperienceMonitor(MonitorBase):
     def reset(self) -> None:
         self.__init__()
 
-    @never_raises
     def start_session(
         self,
         session_id: str,
@@ -89,22 +97,30 @@ class UserExperienceMonitor(MonitorBase):
         network: str | None = None,
         **metadata: Any,
     ) -> Session:
-        """Open a session (a call) and record its start; returns the Session."""
-        s = Session(
-            req_str("session_id", session_id),
-            opt_str("user_id", user_id),
-            experiment_key=opt_str("experiment_key", experiment_key),
-            variant=opt_str("variant", variant),
-            region=opt_str("region", region),
-            network=opt_str("network", network),
-            metadata=metadata,
-        )
-        with self._lock:
-            if len(self.sessions) >= MAX_OPEN_SESSIONS:  # sessions never ended: forget the oldest
-                self.sessions.pop(next(iter(self.sessions)))
-            self.sessions[s.session_id] = s
-        self.emit("calls", s.row())
-        return s
+        """Open a session (a call) and record its start; returns the Session. Given bad
+        arguments it records nothing and returns a session whose end() does nothing, so the
+        caller's code runs on."""
+        try:
+            s = Session(
+                req_id("session_id", session_id),
+                opt_id("user_id", user_id),
+                experiment_key=opt_id("experiment_key", experiment_key),
+                variant=opt_str("variant", variant),
+                region=opt_str("region", region),
+                network=opt_str("network", network),
+                metadata=metadata,
+            )
+            with self._lock:
+                if len(self.sessions) >= MAX_OPEN_SESSIONS:  # never ended: forget the oldest
+                    self.sessions.pop(next(iter(self.sessions)))
+                self.sessions[s.session_id] = s
+            self.emit("calls", s.row())
+            return s
+        except Exception as exc:  # noqa: BLE001 - the SDK must never break the host
+            count_invalid("UserExperienceMonitor.start_session", exc)
+            return Session(
+                session_id[:512] if isinstance(session_id, str) else "<invalid>", recorded=False
+            )
 
     @never_raises
     def end_session(
@@ -115,19 +131,21 @@ class UserExperienceMonitor(MonitorBase):
         interruptions: int | None = None,
     ) -> Session | None:
         """Close a session: records end time, duration and outcome."""
-        req_str("session_id", session_id)
-        if outcome is not None and outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        session_id = req_id("session_id", session_id)
+        if outcome is not None:
+            outcome = choice("outcome", outcome, OUTCOMES)
+        turns = opt_int("turns", turns, 0)
+        interruptions = opt_int("interruptions", interruptions, 0)
         with self._lock:
             s = self.sessions.pop(session_id, None)
         if s is None:
-            raise KeyError(f"no open session {session_id!r}")
+            raise InvalidCall(f"no open session {session_id[:80]!r}")
         s.ended_at = time.time()
         s.outcome = outcome
         if turns is not None:
-            s.turns = opt_int("turns", turns, 0)
+            s.turns = turns
         if interruptions is not None:
-            s.interruptions = opt_int("interruptions", interruptions, 0)
+            s.interruptions = interruptions
         self.emit("calls", s.row())
         return s
 
@@ -152,10 +170,10 @@ class UserExperienceMonitor(MonitorBase):
                 "submitted_at": time.time(),
                 "rating": opt_int("rating", rating, 1, 5, required=True),
                 "category": opt_str("category", category),
-                "comment": opt_str("comment", comment, 4096),
-                "user_id": opt_str("user_id", user_id),
-                "session_id": opt_str("session_id", session_id),
-                "call_id": opt_str("call_id", call_id) or session_id,
+                "comment": opt_str("comment", comment, MAX["message"]),
+                "user_id": opt_id("user_id", user_id),
+                "session_id": opt_id("session_id", session_id),
+                "call_id": opt_id("call_id", call_id) or opt_id("session_id", session_id),
                 "release": state.release,
             },
         )
@@ -179,10 +197,10 @@ class UserExperienceMonitor(MonitorBase):
             "voice_quality",
             {
                 "sample_id": new_id(),
-                "call_id": req_str("conversation_id", conversation_id),
+                "call_id": req_id("conversation_id", conversation_id),
                 "measured_at": time.time(),
-                "latency_ms": opt_num("latency_ms", latency_ms, 0),
-                "jitter_ms": opt_num("jitter_ms", jitter_ms, 0),
+                "latency_ms": opt_num("latency_ms", latency_ms, 0, 86_400_000),
+                "jitter_ms": opt_num("jitter_ms", jitter_ms, 0, 86_400_000),
                 "packet_loss_pct": opt_num("packet_loss", packet_loss, 0, 100),
                 "audio_level": opt_num("audio_level", audio_level),
                 "noise_level": opt_num("noise_level", noise_level),
@@ -210,10 +228,10 @@ class UserExperienceMonitor(MonitorBase):
                 "usage_id": new_id(),
                 "used_at": time.time(),
                 "feature_name": req_str("feature_name", feature_name),
-                "user_id": opt_str("user_id", user_id),
-                "session_id": opt_str("session_id", session_id),
-                "call_id": opt_str("call_id", call_id) or session_id,
-                "duration_s": opt_num("duration", duration, 0),
+                "user_id": opt_id("user_id", user_id),
+                "session_id": opt_id("session_id", session_id),
+                "call_id": opt_id("call_id", call_id) or opt_id("session_id", session_id),
+                "duration_s": opt_num("duration", duration, 0, 86400 * 365),
             },
         )
 

@@ -75,7 +75,7 @@ def test_requests_errors_limits_and_health_over_real_http(server):
         assert client.get("/v1/boom", headers={"connection": "close"}).status_code == 500
         assert [client.get("/v1/calls/hot").status_code for _ in range(4)] == [200] * 3 + [429]
         health = client.get("/monitoring/health")
-    assert health.status_code == 200 and health.json()["status"] in ("healthy", "degraded")
+    assert health.status_code == 200 and health.json() == {"status": "up"}  # nothing more
     flush_monitoring()
     requests = sink.table("requests")
     assert {r["route"] for r in requests} == {

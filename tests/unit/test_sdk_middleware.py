@@ -202,8 +202,12 @@ def test_enforce_answers_429_over_the_limit_and_403_to_blacklisted_ips():
     assert monitoring_stats()["requests_blocked"] == 2
 
 
+TOKEN = "t0ken-for-the-monitoring-routes"
+
+
 def test_health_route_reports_checks_with_200_or_503():
-    _, client, _, alerts = setup()
+    _, client, _, alerts = setup({"routes": {"token": TOKEN}})
+    client.headers["authorization"] = f"Bearer {TOKEN}"  # the detailed report
     infrastructure_monitor.add_custom_dependency("pool", lambda: {"status": "unhealthy"})
     health_monitor.add_health_check_endpoint("self", "http://127.0.0.1:9/health", timeout=0.2)
     check_runner.stop()  # run the checks here rather than on the background thread

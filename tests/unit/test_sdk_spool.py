@@ -123,4 +123,4 @@ def test_the_pipeline_queue_is_bounded_and_counts_drops():
     p = Pipeline(MemorySink(), max_queue=100)
     for i in range(250):
         p.emit("requests", {"request_id": str(i)})
-    assert len(p.queue) == 100 and p.stats["dropped_queue"] == 150
+    assert len(p.queue) == 100 and p.dropped_queue == 150
