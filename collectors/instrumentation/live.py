@@ -25,6 +25,7 @@ STAGES = ("eou_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "e2e_ms")
 _GAMMA = 1.04  # bucket width: values within 2 % of a bucket's centre share it
 _INV_LOG_GAMMA = 1.0 / math.log(_GAMMA)
 _FLOOR_BUCKET = math.ceil(math.log(0.001) * _INV_LOG_GAMMA)  # below 1 µs
+_log, _ceil = math.log, math.ceil
 
 
 def bucket_of(ms: float) -> int:
@@ -98,9 +99,12 @@ class LiveStats:
 
     # -- writers (processor thread) ----------------------------------------------------------
     def request(self, method: str, route: str, status: int, ms: float, at: float) -> None:
-        m = self._minute(at)
-        if m is None:
-            return
+        m = self._current
+        if m.minute != int(at // 60):
+            found = self._minute(at)
+            if found is None:
+                return
+            m = found
         key = (method, route)
         r = m.routes.get(key)
         if r is None:
@@ -112,7 +116,7 @@ class LiveStats:
         r[0] += 1
         if status >= 500:
             r[1] += 1
-        b = math.ceil(math.log(ms) * _INV_LOG_GAMMA) if ms > 0.001 else _FLOOR_BUCKET
+        b = _ceil(_log(ms) * _INV_LOG_GAMMA) if ms > 0.001 else _FLOOR_BUCKET
         h = r[2]
         h[b] = h.get(b, 0) + 1
 

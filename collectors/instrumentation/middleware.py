@@ -1,10 +1,10 @@
 """Pure-ASGI middleware: time every request, queue one tuple, let the worker do the rest.
 
-The request path reads `perf_counter` twice, wraps `send` to see the status, and appends
-(start, end, scope, status, exception, blocked) to a deque. The route template
-(`scope["route"].path`, set by the router during the call), client IP, login detection,
-rate limits, slow-request alerts, error fingerprints and the dashboard's counters are all
-worked out on the worker.
+The request path reads `perf_counter` twice, wraps `send` to see the status, and appends a
+tuple of plain values (times, the route template `scope["route"].path` that the router set
+during the call, method, path, client, status, exception) to a deque. The row, client IP,
+login detection, rate limits, slow-request alerts, error fingerprints and the dashboard's
+counters are all worked out on the worker.
 
 It also answers GET and HEAD on two paths, unless the app has a route of its own there
 (`routes.override_app_routes` says otherwise) or `routes.enabled` is false:
@@ -56,12 +56,6 @@ _SAFE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
-
-
-def route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path[: MAX["name"]] if isinstance(path, str) else UNMATCHED
 
 
 def app_declares(host: Any, path: str) -> bool:
@@ -128,7 +122,7 @@ class MonitoringMiddleware:
                 await _respond(
                     send, verdict, b"Forbidden" if verdict == 403 else b"Too Many Requests"
                 )
-                state.pipeline.submit(("http", start, perf_counter(), scope, verdict, None, True))
+                _queue(scope, start, None, verdict, None, True)
                 return
         status = [500]
 
@@ -140,9 +134,9 @@ class MonitoringMiddleware:
         try:
             await self.app(scope, receive, send_status)
         except BaseException as exc:
-            state.pipeline.submit(("http", start, perf_counter(), scope, status[0], exc, False))
+            _queue(scope, start, scope.get("route"), status[0], exc, False)
             raise
-        state.pipeline.submit(("http", start, perf_counter(), scope, status[0], None, False))
+        _queue(scope, start, scope.get("route"), status[0], None, False)
 
     def _serves(self, path: str) -> bool:
         routes = state.config["routes"]
@@ -226,6 +220,35 @@ def _dashboard_data() -> dict[str, Any]:
     return dashboard.dashboard_data(monitoring_stats())
 
 
+def _queue(
+    scope: Scope, start: float, route: Any, status: int, exc: BaseException | None, blocked: bool
+) -> None:
+    """Queue what the worker needs, never the scope itself: a tuple of plain values that the
+    garbage collector stops tracking at once, where a scope (with the app, its router and
+    state) would be promoted through the generations while it waits and make full
+    collections, paid by the agent, more frequent. Headers only for a POST (login
+    detection) or when the client IP comes from X-Forwarded-For."""
+    method = scope.get("method")
+    headers = (
+        scope.get("headers") if method == "POST" or security_monitor.trust_forwarded_for else None
+    )
+    state.pipeline.submit(
+        (
+            "http",
+            start,
+            perf_counter(),
+            getattr(route, "path", None),
+            method,
+            scope.get("path"),
+            scope.get("client"),
+            headers,
+            status,
+            exc,
+            blocked,
+        )
+    )
+
+
 async def _respond(
     send: Send,
     status: int,
@@ -245,39 +268,54 @@ async def _respond(
 
 
 # -- worker side -----------------------------------------------------------------------------
-def process_http(
-    start: float, end: float, scope: Scope, status: int, exc: BaseException | None, blocked: bool
-) -> None:
-    """Turn one queued request into a `requests` row, maybe an `errors` row, detections and
-    the dashboard's counters."""
-    route = route_template(scope)
+def process_http(item: tuple[Any, ...]) -> None:
+    """Turn one queued request ("http", start, end, route, method, path, client, headers,
+    status, exception, blocked) into a `requests` row, maybe an `errors` row, detections and
+    the dashboard's counters. The busiest code of the SDK's threads: every lookup it can skip,
+    it skips."""
+    _, start, end, route, method, path, client, headers, status, exc, blocked = item
+    if route.__class__ is not str:
+        route = UNMATCHED
+    elif len(route) > 512:
+        route = route[:512]
+    if path.__class__ is not str:
+        path = ""
     if blocked:  # never routed: name it by the configured rate-limit path, or as blocked
-        route = scope.get("path", BLOCKED)[: MAX["name"]] if status == 429 else BLOCKED
-    method = scope.get("method") or "GET"
-    if len(method) > MAX["method"]:
-        method = method[: MAX["method"]]
-    clock = state.pipeline.clock
+        route = path[: MAX["name"]] if status == 429 else BLOCKED
+    if method.__class__ is not str or not method:
+        method = "GET"
+    elif len(method) > 16:
+        method = method[:16]
+    pipeline = state.pipeline
+    clock = pipeline.clock
     at = clock.wall0 + (start - clock.perf0)
     duration_s = end - start
     duration_ms = duration_s * 1000.0
-    ip = client_ip(scope, security_monitor.trust_forwarded_for)
+    security = security_monitor
+    if security.trust_forwarded_for:
+        ip = client_ip({"headers": headers, "client": client}, True)
+    else:
+        ip = client[0] if client else None
     request_id = new_id()
-    state.pipeline.output(
-        "requests",
-        {
-            "request_id": request_id,
-            "started_at": iso_utc(at),
-            "route": route,
-            "method": method,
-            "status_code": status,
-            "duration_ms": duration_ms,
-            "release": state.release,
-            "service": state.service,
-            "user_id": None,
-            "ip": ip,
-            "call_id": None,
-        },
-    )
+    row = {
+        "request_id": request_id,
+        "started_at": iso_utc(at),
+        "route": route,
+        "method": method,
+        "status_code": status,
+        "duration_ms": duration_ms,
+        "release": state.release,
+        "service": state.service,
+        "user_id": None,
+        "ip": ip,
+        "call_id": None,
+    }
+    outbox = pipeline.outbox
+    if len(outbox) < pipeline.max_outbox:
+        outbox.append(("requests", row))
+    else:
+        pipeline.dropped_outbox += 1
+    pipeline.rows_built += 1
     if exc is not None and isinstance(exc, Exception):
         error_monitor.process(
             type(exc).__name__,
@@ -295,9 +333,8 @@ def process_http(
         )
     if duration_s > performance_monitor.slow_request_threshold:
         performance_monitor.observe(route, method, status, duration_s)
-    security_monitor.observe(
-        route, scope.get("path", ""), method, status, ip, scope.get("headers"), at, blocked
-    )
+    if blocked or status == 404 or method == "POST" or security.rate_limits or security.blacklist:
+        security.observe(route, path, method, status, ip, headers, at, blocked)
     live.request(method, route, status, duration_ms, at)
     if health_monitor.ready_at is None:
         health_monitor.mark_ready()  # no lifespan events: the first request means ready
@@ -317,5 +354,5 @@ def process_request_row(row: dict[str, Any]) -> None:
     live.request(row["method"], row["route"], row["status_code"], row["duration_ms"], at)
 
 
-state.pipeline.processors["http"] = process_http
+state.pipeline.http_processor = process_http
 state.pipeline.processors["request_row"] = process_request_row

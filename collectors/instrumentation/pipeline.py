@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -44,29 +45,34 @@ _iso_second = (-1, "")
 
 def iso_utc(epoch_s: float) -> str:
     """Epoch seconds as ISO 8601 with microseconds and an explicit +00:00 offset. The text of
-    the whole second is reused while it lasts (most rows of a busy agent share it)."""
+    the whole second is reused while it lasts (most rows of a busy agent share it), and
+    %-formatting is used: it is about three times faster here than an f-string."""
     global _iso_second
-    whole = int(epoch_s // 1)
-    us = int((epoch_s - whole) * 1_000_000)
+    whole = int(epoch_s) if epoch_s >= 0 else math.floor(epoch_s)
     cached = _iso_second
     if cached[0] != whole:
-        cached = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        cached = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
         _iso_second = cached
-    return f"{cached[1]}.{us:06d}+00:00"
+    return "%s%06d+00:00" % (cached[1], (epoch_s - whole) * 1e6)  # noqa: UP031
 
 
-_id_prefix = ("", 0)
 _id_counter = itertools.count()
+_id_prefix = ""
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix
+    _id_prefix = uuid.uuid4().hex[:20]
+
+
+_new_id_prefix()
+os.register_at_fork(after_in_child=_new_id_prefix)  # a forked child never repeats our ids
 
 
 def new_id() -> str:
     """A 32-hex-digit id unique across processes: a random per-process prefix and a counter
     (about 10x cheaper than uuid4, which reads the OS random source every time)."""
-    global _id_prefix
-    pid = os.getpid()
-    if _id_prefix[1] != pid:  # first call, or a forked child: new random prefix
-        _id_prefix = (uuid.uuid4().hex[:20], pid)
-    return f"{_id_prefix[0]}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"
+    return "%s%012x" % (_id_prefix, next(_id_counter))  # noqa: UP031 - the fastest here
 
 
 class Clock:
@@ -173,6 +179,7 @@ class Pipeline:
             FLUSH: self._forward_marker,
         }
         self.row_observers: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self.http_processor: Callable[[tuple[Any, ...]], None] = self._no_http
         # Counters. Each is written by the thread that holds the lock named beside it.
         self.processed = 0  # events processed (_process_lock)
         self.rows_built = 0  # rows put in the outbox (_process_lock)
@@ -219,6 +226,10 @@ class Pipeline:
         self.submit(("row", table, row))
 
     # -- processor side ---------------------------------------------------------------------
+    @staticmethod
+    def _no_http(item: tuple[Any, ...]) -> None:
+        raise LookupError("no processor for http events")
+
     def _process_row(self, table: str, row: dict[str, Any]) -> None:
         observe = self.row_observers.get(table)
         if observe is not None:
@@ -251,6 +262,7 @@ class Pipeline:
         n = 0
         q = self.queue
         processors = self.processors
+        http = self.http_processor
         while q:
             if deadline is None:
                 self._process_lock.acquire()
@@ -265,7 +277,10 @@ class Pipeline:
                         break
                     done += 1
                     try:
-                        processors[item[0]](*item[1:])
+                        if item[0] == "http":  # most events: called with the tuple, unsliced
+                            http(item)
+                        else:
+                            processors[item[0]](*item[1:])
                     except Exception as exc:  # noqa: BLE001 - one bad event must not stop the worker
                         self.processing_errors += 1
                         self._log_processing_error(item[0], exc)
