@@ -310,12 +310,12 @@ def process_http(item: tuple[Any, ...]) -> None:
         "ip": ip,
         "call_id": None,
     }
+    pipeline.rows_built += 1  # pipeline.output(), inlined
     outbox = pipeline.outbox
-    if len(outbox) < pipeline.max_outbox:
+    if len(outbox) < pipeline.max_outbox or pipeline._make_room():
         outbox.append(("requests", row))
     else:
         pipeline.dropped_outbox += 1
-    pipeline.rows_built += 1
     if exc is not None and isinstance(exc, Exception):
         error_monitor.process(
             type(exc).__name__,

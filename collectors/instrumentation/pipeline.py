@@ -34,6 +34,7 @@ from collectors.schema import TABLES
 log = logging.getLogger("collectors.instrumentation")
 
 FLUSH = "flush"  # the kind of a flush marker in both queues
+OUTBOX_WAIT_S = 2.0  # how long the processor waits for room before it drops (a stuck sink)
 
 # Timestamp columns per table, so rows can carry epoch floats until the worker formats them.
 _TIME_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -198,6 +199,7 @@ class Pipeline:
         self._ship_wake = threading.Event()
         self._stop = threading.Event()  # a new one per start: old threads keep theirs
         self._running = False
+        self._outbox_stuck_until = 0.0
         self._final_drain = True
         self._pid = 0
         self._processor: threading.Thread | None = None
@@ -245,12 +247,33 @@ class Pipeline:
 
     def output(self, table: str, row: dict[str, Any]) -> None:
         """Hand a finished row to the shipper (bounded). Processor side only."""
-        if len(self.outbox) < self.max_outbox:
+        self.rows_built += 1
+        if len(self.outbox) < self.max_outbox or self._make_room():
             self.outbox.append((table, row))
-            self.rows_built += 1
         else:
             self.dropped_outbox += 1
-            self.rows_built += 1
+
+    def _make_room(self) -> bool:
+        """The outbox is full. The processor waits for the shipper, which keeps handing rows
+        to the sink (Supabase's goes to its disk outbox while Supabase is slow), so nothing
+        is dropped here while the sink takes rows; the queue in front keeps the request path
+        from ever waiting. Only a sink that does not return for OUTBOX_WAIT_S costs rows
+        here, counted, and then without waiting again for a second. Without workers (an
+        inline flush), the caller ships here."""
+        if threading.current_thread() is not self._processor:
+            self.ship_pending(time.monotonic() + OUTBOX_WAIT_S)
+            return len(self.outbox) < self.max_outbox
+        now = time.monotonic()
+        if now < self._outbox_stuck_until:
+            return False
+        deadline = now + OUTBOX_WAIT_S
+        while len(self.outbox) >= self.max_outbox:
+            self._ship_wake.set()
+            if time.monotonic() >= deadline:
+                self._outbox_stuck_until = time.monotonic() + 1.0
+                return False
+            time.sleep(0.001)
+        return True
 
     def _forward_marker(self, marker: FlushMarker) -> None:
         self.outbox.append((FLUSH, marker))  # never dropped: one per waiting flush() call

@@ -199,6 +199,7 @@ class SupabaseSink(BaseSink):
         self.last_error: str | None = None
         self.failing_since: float | None = None  # wall time of the first failure in a row
         self._sending = 0  # rows handed to write() that the sender holds now
+        self._request_since: float | None = None  # monotonic start of the request in flight
         self._status = threading.local()
         self._down_until = 0.0
         self._backoff = 1.0
@@ -219,10 +220,25 @@ class SupabaseSink(BaseSink):
 
     @property
     def up(self) -> bool:
-        return self.failing_since is None
+        return self.failing_since is None and self._hanging_for() is None
+
+    def _hanging_for(self) -> float | None:
+        """Seconds the request in flight has waited, once that is longer than a healthy
+        Supabase takes (half the timeout, at most 5 s); else None."""
+        since = self._request_since
+        if since is None:
+            return None
+        waited = time.monotonic() - since
+        return waited if waited > min(5.0, self.timeout / 2) else None
 
     def books(self) -> dict[str, Any]:
+        hanging = self._hanging_for()
         with self._lock:
+            failing_since = self.failing_since
+            last_error = self.last_error
+            if hanging is not None and failing_since is None:
+                failing_since = time.time() - hanging
+                last_error = f"Supabase at {self.url} has not answered for {hanging:.0f} s"
             pending = self._sending + sum(len(rows) for _, rows in self._queue)
             sent_direct = self.rows_sent - self.rows_replayed
             rejected_direct = self.rows_rejected - self.replay_rejected
@@ -238,9 +254,9 @@ class SupabaseSink(BaseSink):
                 },
                 "replayed": self.rows_replayed,
                 "replay_refused": self.replay_rejected,
-                "up": self.failing_since is None,
-                "failing_since": self.failing_since,
-                "last_error": self.last_error,
+                "up": failing_since is None,
+                "failing_since": failing_since,
+                "last_error": last_error,
             }
 
     def _make_client(self, url: str, api_key: str) -> Any:
@@ -271,6 +287,7 @@ class SupabaseSink(BaseSink):
         if spec.arrives_in_parts:
             rows = merged_parts(rows, spec.key)
         self._status.code = None
+        self._request_since = time.monotonic()
         try:
             (
                 self._client.table(table)

@@ -404,3 +404,57 @@ def test_migration_creates_the_tables_with_service_role_only():
             con.execute(f"SET ROLE {role}")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 con.execute("SELECT * FROM requests")
+
+
+def test_stats_count_spooled_rows_apart_and_say_when_supabase_fails(stub, tmp_path):
+    """Before: rows diverted to the outbox were counted as shipped, and nothing said whether
+    Supabase was up."""
+    from collectors.instrumentation import performance_monitor
+
+    stub.faults.extend([("status", 503)] * 1000)
+    sink = sink_for(stub, tmp_path, timeout=1.0)
+    configure_monitoring(None, {"sink": {"batch_size": 100}}, sink=sink)
+    for i in range(300):
+        performance_monitor.track_request(f"/r/{i}", "GET", 0.01, 200)
+    assert flush_monitoring()
+    down = monitoring_stats()
+    assert down["sink_up"] is False and down["sink_failing_since"].endswith("+00:00")
+    assert "HTTP 503" in down["sink_last_error"]
+    assert down["spooled"] == 300 and down["shipped"] == 0 and down["dropped_total"] == 0
+    assert down["balanced"], down
+    stub.faults.clear()
+    assert delivered(sink, stub, "requests", 300)
+    up = monitoring_stats()
+    assert up["sink_up"] is True and up["sink_failing_since"] is None
+    assert up["replayed"] >= 300 and up["balanced"], up
+
+
+def test_a_hanging_supabase_costs_no_row_at_the_pipelines_bounds(stub, tmp_path):
+    """Supabase holds every request past the sink's timeout while the agent records far more
+    rows than the pipeline's outbox holds: the shipper keeps moving them to the disk outbox,
+    so nothing is dropped, and it all arrives once Supabase answers."""
+    from collectors.instrumentation import performance_monitor
+
+    stub.faults.extend([("delay", 3.0)] * 6)
+    sink = sink_for(stub, tmp_path, timeout=1.5)
+    configure_monitoring(
+        None,
+        {"sink": {"max_outbox": 300, "max_queue": 2000, "batch_size": 100, "flush_interval": 0.05}},
+        sink=sink,
+    )
+    sent = 0
+    hanging_seen = False
+    until = time.monotonic() + 3.0
+    while time.monotonic() < until:
+        for _ in range(100):
+            performance_monitor.track_request(f"/r/{sent}", "GET", 0.01, 200)
+            sent += 1
+        hanging_seen = hanging_seen or not monitoring_stats()["sink_up"]
+        time.sleep(0.01)
+    assert hanging_seen  # stats said so while the first request hung
+    assert flush_monitoring(timeout=20)
+    assert monitoring_stats()["dropped_total"] == 0
+    assert delivered(sink, stub, "requests", sent, timeout=30)
+    stats = monitoring_stats()
+    assert stats["dropped_total"] == 0 and stats["balanced"], stats
+    assert sent > 3 * 300
