@@ -323,11 +323,13 @@ def hanging_supabase(seconds: float, rate: int, timeout: float) -> list[str]:
     from collectors.instrumentation import (
         configure_monitoring,
         monitoring_stats,
+        reset_monitoring,
         shutdown_monitoring,
     )
     from collectors.instrumentation.runtime import state
     from collectors.instrumentation.sinks import SupabaseSink
 
+    reset_monitoring()  # the books of this phase only
     stub = HangingPostgrest()
     outbox = tempfile.mkdtemp(prefix="sdk-bench-outbox-")
     sink = SupabaseSink(stub.url, "service-key", outbox, timeout=timeout)

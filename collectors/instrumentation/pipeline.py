@@ -34,7 +34,10 @@ from collectors.schema import TABLES
 log = logging.getLogger("collectors.instrumentation")
 
 FLUSH = "flush"  # the kind of a flush marker in both queues
-OUTBOX_WAIT_S = 2.0  # how long the processor waits for room before it drops (a stuck sink)
+# How long the processor waits for room in a full outbox before it drops (a sink that does not
+# return): long enough for the shipper to move a few batches to disk, short enough that a slow
+# custom sink does not hold back alerts for long.
+OUTBOX_WAIT_S = 0.5
 
 # Timestamp columns per table, so rows can carry epoch floats until the worker formats them.
 _TIME_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -258,7 +261,7 @@ class Pipeline:
         to the sink (Supabase's goes to its disk outbox while Supabase is slow), so nothing
         is dropped here while the sink takes rows; the queue in front keeps the request path
         from ever waiting. Only a sink that does not return for OUTBOX_WAIT_S costs rows
-        here, counted, and then without waiting again for a second. Without workers (an
+        here, counted, and then without waiting again for as long. Without workers (an
         inline flush), the caller ships here."""
         if threading.current_thread() is not self._processor:
             self.ship_pending(time.monotonic() + OUTBOX_WAIT_S)
@@ -270,7 +273,7 @@ class Pipeline:
         while len(self.outbox) >= self.max_outbox:
             self._ship_wake.set()
             if time.monotonic() >= deadline:
-                self._outbox_stuck_until = time.monotonic() + 1.0
+                self._outbox_stuck_until = time.monotonic() + OUTBOX_WAIT_S
                 return False
             time.sleep(0.001)
         return True
@@ -386,10 +389,11 @@ class Pipeline:
                     skipped = self._sink_log.ready()
                     if skipped is not None:
                         log.warning(
-                            "monitoring: the sink refused %d %s rows (%d more failures since "
-                            "the last line): %s: %s",
+                            "monitoring: dropped %d %s rows: %s (%d more failures since the "
+                            "last line): %s: %s",
                             lost,
                             table,
+                            "the sink fails every write" if failures > limit else "refused",
                             skipped,
                             type(exc).__name__,
                             _safe_str(exc),

@@ -117,6 +117,15 @@ def test_bad_environment_variable_is_named(monkeypatch):
         lambda: infrastructure_monitor.add_custom_dependency("x", check_func=42),
         lambda: infrastructure_monitor.add_livekit_dependency("lk", endpoint="livekit.local"),
         lambda: health_monitor.add_alert_handler("not callable"),
+        lambda: health_monitor.add_health_check_endpoint("api", "https://a.example", "FETCH"),
+        lambda: health_monitor.add_health_check_endpoint("api", "https://a.example", headers="x"),
+        lambda: health_monitor.add_health_check_endpoint("api", "http://exa mple/h"),
+        lambda: infrastructure_monitor.add_http_dependency("api", "http://"),
+        lambda: infrastructure_monitor.add_http_dependency("api", "https://a.example", "FETCH"),
+        lambda: infrastructure_monitor.add_supabase_dependency("sb", "https://a.example", 42),
+        lambda: infrastructure_monitor.add_railway_dependency("rw", "p", "k", token_type="team"),
+        lambda: performance_monitor.set_slow_request_threshold(math.inf),
+        lambda: security_monitor.add_to_blacklist(None),
     ],
 )
 def test_setters_validate_when_set(call):
