@@ -517,6 +517,8 @@ class Pipeline:
         """Process and ship everything queued so far, then flush the sink; at most `timeout`
         seconds. True if everything was handed over and the sink's flush returned in time."""
         deadline = time.monotonic() + timeout
+        if threading.current_thread() in (self._processor, self._shipper):
+            return False  # a worker cannot wait for itself (a flush from a sink's write)
         if self.workers_running():
             self.ensure_workers()
             marker = FlushMarker()
