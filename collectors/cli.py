@@ -71,6 +71,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     service.poll_tasks = poll_tasks(config, service.control)
+    if config.alerts.enabled:
+        from collectors.alerts.runner import Alerting, receivers_from
+
+        receivers = receivers_from(config.alerts, config.secrets)
+        service.use_alerting(Alerting(service.paths.root, config.alerts, receivers, config.metrics))
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     log.info("collectors service running; data in %s", service.paths.root)

@@ -8,9 +8,9 @@ repr or a log line. Every problem found is one sentence naming the setting and w
 from; `load_config` raises one ConfigError carrying all of them.
 
 What is common lives here: finding and reading the file, the environment and the secrets,
-`[[metrics]]`, and the demo that runs when nothing else is configured. Each kind of source
-parses its own sections and builds itself (collectors/sources/registry.py); the file's layout
-is documented in docs/sources.md. The spec's own shapes are accepted too (spec_shapes.py).
+`[[metrics]]`, `[alerts]` (parsed by collectors/alerts/settings.py), and the demo that runs
+when nothing else is configured. Each kind of source parses its own sections and builds itself
+(collectors/sources/registry.py); the file's layout is documented in docs/sources.md. The spec's own shapes are accepted too (spec_shapes.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from collectors.alerts.settings import AlertSettings, parse_alerts
 from collectors.config_secrets import REPO_ROOT, Secret, Secrets, read_secrets
 from collectors.config_validator import SECRET_KEYS_IN_FILE, Validator
 from collectors.schedules import Schedule, ScheduleDict
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 DEFAULT_FILE = "workbench.toml"
-# Read with the sources' secrets though no source uses it: the agent's alert webhook.
+# Read with the sources' secrets though no source uses it: the alert webhook ([alerts]).
 COMMON_SECRETS = ("ALERT_WEBHOOK_URL",)
 DEMO_SCHEDULE: ScheduleDict = {"kind": "interval", "seconds": 60}
 
@@ -64,6 +65,7 @@ class WorkbenchConfig:
     path: Path | None = None
     configured: list[Configured[Any]] = field(default_factory=list)  # kinds and their settings
     metrics: list[dict[str, Any]] = field(default_factory=list)  # user metrics ([[metrics]])
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # [alerts]: rules, delivery
     demo: bool = True
     secrets: Secrets = field(default_factory=Secrets)
     origins: dict[str, str] = field(default_factory=dict)
@@ -137,6 +139,7 @@ def load_config(
         if settings is not None:
             cfg.configured.append(Configured(kind, settings))
     cfg.metrics = user_metrics(data, v)
+    cfg.alerts = parse_alerts(data, v, _catalogue(cfg.metrics))
     # The demo runs when nothing else is configured, or beside real sources if asked.
     cfg.demo = v.boolean(data.get("demo", {}), "demo", "enabled", default=not cfg.configured)
     if v.problems:
@@ -253,6 +256,13 @@ def user_metrics(data: Mapping[str, Any], v: Validator) -> list[dict[str, Any]]:
         else:
             out.append(dict(metric))
     return out
+
+
+def _catalogue(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metric catalogue alert rules may name: the built-ins and the valid [[metrics]]."""
+    from analysis.metrics import catalogue
+
+    return catalogue(metrics)
 
 
 def _metric_sandbox() -> Any:

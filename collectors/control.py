@@ -1,7 +1,8 @@
 """The control store (data/control.sqlite): what the app asks of the collectors service.
 
-The app writes schedules, "run now" requests and (later) experiments and alert rules here; the
-service reads them within seconds and writes back progress and a heartbeat. SQLite in WAL mode
+The app writes schedules, "run now" requests, experiments, alert rules, silences and
+acknowledgements here; the service reads them within seconds and writes back progress, a
+heartbeat, and every alert's state, history and notifications (collectors/alerts/store.py). SQLite in WAL mode
 is safe across processes, unlike the warehouse, so this is the only place both processes write.
 """
 
@@ -103,8 +104,123 @@ SCHEMA: list[str | list[tuple[str, str, str]]] = [
     # version 4: the app reads user-defined metrics from the configuration; an older service
     # relayed them here, where nothing reads them any more
     "DELETE FROM service WHERE key = 'custom_metrics';",
+    # version 5: alerting (collectors/alerts/store.py). Rules written on the Alerts page; every
+    # alert's state and history; the notification outbox (written in the transaction of the
+    # state change that caused it) with one delivery per receiver; the notification log per
+    # group (Alertmanager's nflog); silences and acknowledgements. Times are naive-UTC ISO.
+    """
+    CREATE TABLE alert_rules (
+        name TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        author TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL,
+        revision INTEGER NOT NULL DEFAULT 1,
+        deleted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE alert_instances (
+        fingerprint TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('inactive', 'pending', 'firing', 'resolved')),
+        episode INTEGER NOT NULL,
+        active_since TEXT,
+        fired_at TEXT,
+        resolved_at TEXT,
+        clear_since TEXT,
+        value REAL,
+        summary TEXT NOT NULL DEFAULT '',
+        evidence TEXT,
+        inhibited_by TEXT,
+        evaluated_at TEXT
+    );
+    CREATE INDEX alert_instances_group ON alert_instances (group_key);
+    CREATE INDEX alert_instances_state ON alert_instances (state);
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        episode INTEGER NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        value REAL,
+        summary TEXT NOT NULL DEFAULT '',
+        evidence TEXT,
+        inhibited_by TEXT,
+        replayed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX alert_events_at ON alert_events (at);
+    CREATE INDEX alert_events_alert ON alert_events (fingerprint, episode);
+    CREATE TABLE alert_groups (
+        group_key TEXT PRIMARY KEY,
+        labels TEXT NOT NULL,
+        notified TEXT NOT NULL DEFAULT '[]',
+        last_sent_at TEXT
+    );
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_key TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('waiting', 'ready', 'skipped')),
+        reason TEXT NOT NULL DEFAULT '',
+        frozen_at TEXT,
+        body TEXT
+    );
+    CREATE INDEX alert_outbox_status ON alert_outbox (status, due_at);
+    CREATE TABLE alert_deliveries (
+        notification INTEGER NOT NULL,
+        receiver TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        sent_at TEXT,
+        last_error TEXT,
+        PRIMARY KEY (notification, receiver)
+    );
+    CREATE INDEX alert_deliveries_pending ON alert_deliveries (receiver, status, notification);
+    CREATE TABLE alert_silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        matchers TEXT NOT NULL,
+        author TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expired_at TEXT
+    );
+    CREATE TABLE alert_acks (
+        fingerprint TEXT NOT NULL,
+        episode INTEGER NOT NULL,
+        author TEXT NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL,
+        PRIMARY KEY (fingerprint, episode)
+    );
+    CREATE TABLE alert_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 ]
-TABLES = ("schedules", "run_requests", "progress", "service", "experiments")
+TABLES = (
+    "schedules",
+    "run_requests",
+    "progress",
+    "service",
+    "experiments",
+    "alert_rules",
+    "alert_instances",
+    "alert_events",
+    "alert_groups",
+    "alert_outbox",
+    "alert_deliveries",
+    "alert_silences",
+    "alert_acks",
+    "alert_meta",
+)
 # SQLite's result codes for a damaged file (the extended codes share the low byte).
 _CORRUPTION_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 

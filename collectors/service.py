@@ -13,6 +13,10 @@ Faults it contains:
   is served by its next run, so a flood of requests costs one run, not one worker each.
 - A stop (SIGTERM) gives running runs a moment to reach a batch boundary, then abandons them.
 - A failing publish is retried with backoff and reported in the control store at once.
+
+Alerting (collectors/alerts), when given, runs on threads of its own: it is woken after each
+publish and evaluates on the published snapshot, so it never holds a run or a publish; the
+alert episodes it reports join the warehouse's `alerts` table and the next snapshot.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -38,6 +42,10 @@ from collectors.engine import WRITE_LOCK, RunSummary, recover_interrupted_runs, 
 from collectors.publish import publish, read_manifest
 from collectors.sources.base import Source
 from collectors.warehouse import open_warehouse
+
+if TYPE_CHECKING:
+    from collectors.alerts.engine import Episode
+    from collectors.alerts.runner import Alerting
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +170,36 @@ class CollectorService:
         self.poll_tasks: list[Callable[[], Any]] = []
         # Called with (job, rows_read, progress) on each throttled progress update (the CLI bar).
         self.on_progress: Callable[[str, int, Mapping[str, Any]], None] | None = None
+        self.alerting: Alerting | None = None  # set before start() (collectors/alerts)
+        self._alert_episodes: list[Episode] = []
+        self._alert_episodes_lock = threading.Lock()
+
+    def use_alerting(self, alerting: Alerting) -> None:
+        """Evaluate alert rules after each publish; their episodes go to the warehouse."""
+        self.alerting = alerting
+        alerting.on_episodes = self._queue_alert_episodes
+
+    def _queue_alert_episodes(self, episodes: list[Episode]) -> None:
+        with self._alert_episodes_lock:
+            self._alert_episodes.extend(episodes)
+        self._publish_pending = True  # the next publish carries them
+
+    def _record_alert_episodes(self) -> None:
+        """Upsert the alert episodes reported since the last publish into `alerts`."""
+        with self._alert_episodes_lock:
+            episodes, self._alert_episodes = self._alert_episodes, []
+        if not episodes:
+            return
+        with WRITE_LOCK:
+            cur = self.con.cursor()
+            try:
+                cur.executemany(
+                    "INSERT OR REPLACE INTO alerts (alert_id, rule, severity, fired_at, "
+                    "resolved_at, summary, labels) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [list(e) for e in episodes],
+                )
+            finally:
+                cur.close()
 
     # ---- runs -----------------------------------------------------------------------------------
 
@@ -341,6 +379,7 @@ class CollectorService:
                 return
             self._publish_pending = False
             try:
+                self._record_alert_episodes()
                 result = publish(self.con, self.paths.serving)
             except Exception as exc:  # noqa: BLE001 - a failed publish must not stop collection
                 self._publish_failed(exc)
@@ -351,6 +390,8 @@ class CollectorService:
                 self._publish_failures = 0
                 self._publish_failing_since = None
                 self._publish_retry_at = 0.0
+                if self.alerting is not None:
+                    self.alerting.wake()
                 if result.days_written:
                     log.info(
                         "published snapshot v%d (%d day partitions) in %.2fs",
@@ -465,6 +506,9 @@ class CollectorService:
             self.publish(force=True)
         self.announce(pid=os.getpid(), started_at=now_iso(), jobs=sorted(self.jobs))
         self.scheduler.start()
+        if self.alerting is not None:
+            self.alerting.start()
+            self.alerting.wake()
         self.reconcile()
         # First start: collect at once instead of waiting a whole interval.
         for name in self.jobs:
@@ -504,6 +548,8 @@ class CollectorService:
         self._stop.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self.alerting is not None:
+            self.alerting.stop()
         running: dict[str, _Run] = {}
         for name, state in self._states.items():
             with state.mutex:

@@ -28,7 +28,9 @@ from analysis.metrics.builtin import builtin_metrics
 from analysis.metrics.definition import Metric
 from analysis.sketch import bucket_sql, merged_quantiles
 
-BUCKETS = ("hour", "day")  # per-period grains; rollups are hourly, so days merge hours
+# Per-period grains. Rollups are hourly, so days merge hours and minutes (alert rules' short
+# windows) are read from the facts.
+BUCKETS = ("minute", "hour", "day")
 SOURCES = ("auto", "rollup", "raw")
 _STATISTICS = ("n", "total", "squares", "denominator")
 
@@ -65,15 +67,22 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def _from_rollup(
-    con: duckdb.DuckDBPyConnection, metric: Metric, by: str | None, source: str
+    con: duckdb.DuckDBPyConnection,
+    metric: Metric,
+    by: str | None,
+    source: str,
+    bucket: str | None = None,
 ) -> bool:
-    """Whether to read the rollup: asked for, or ("auto") available and able to split by `by`."""
+    """Whether to read the rollup: asked for, or ("auto") available and able to split by `by`
+    (and, being hourly, to give the `bucket`)."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     rollup = metric.rollup
-    able = rollup is not None and (by is None or by in rollup.groups)
+    able = rollup is not None and (by is None or by in rollup.groups) and bucket != "minute"
     if source == "rollup" and not able:
-        raise ValueError(f"metric {metric.name!r} has no rollup reading split by {by!r}")
+        raise ValueError(
+            f"metric {metric.name!r} has no rollup reading split by {by!r} per {bucket}"
+        )
     if source == "raw" or not able or rollup is None:
         return False
     return source == "rollup" or _has_table(con, rollup.table)
@@ -167,17 +176,18 @@ def metric_series(
     source: str = "auto",
 ) -> pd.DataFrame:
     """`metric` (a built-in's name, or any catalogue Metric) over [start, end) per `bucket`
-    ("hour" or "day", a column of that name; None for the whole window) and per `by` (a column
-    the metric can be split by, e.g. "release"; a column of that name). Only periods and groups
-    with facts have a row. Columns: the keys, n, value, and the sufficient statistics: total,
-    squares, denominator for rates, means, ratios and counts (NaN where not kept), or the merged
-    histogram as buckets and counts (analysis.sketch indices) for quantiles.
+    ("minute", "hour" or "day", a column of that name; None for the whole window) and per `by`
+    (a column the metric can be split by, e.g. "release"; a column of that name). Only periods
+    and groups with facts have a row. Columns: the keys, n, value, and the sufficient
+    statistics: total, squares, denominator for rates, means, ratios and counts (NaN where not
+    kept), or the merged histogram as buckets and counts (analysis.sketch indices) for
+    quantiles.
 
     Rollups are hourly: a window that does not start and end on whole hours reads whole hours
-    from them (the raw source reads it exactly)."""
+    from them (the raw source reads it exactly), and minutes are always read from the facts."""
     m = _metric(metric)
     keys = _keys(bucket, by)
-    rollup = _from_rollup(con, m, by, source)
+    rollup = _from_rollup(con, m, by, source, bucket)
     sql = _rollup_sql(m, bucket, by) if rollup else _raw_sql(m, bucket, by)
     names = {"grp": by} if by else {}
     params = [start, end]
