@@ -61,6 +61,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -498,13 +499,17 @@ def _parse_objects(arr: np.ndarray) -> pd.DatetimeIndex:
     if len(aware) > 1:
         raise _InputError(_MIXED)
     try:
-        return pd.DatetimeIndex(pd.to_datetime(arr))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
+            return pd.DatetimeIndex(pd.to_datetime(arr))
     except (TypeError, ValueError, OverflowError) as exc:
         message = str(exc)
     if "unconverted data remains" in message or "naive" in message:
         raise _InputError(_MIXED)
     try:  # aware values with different offsets (daylight saving) are fine as instants
-        return pd.DatetimeIndex(pd.to_datetime(arr, utc=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return pd.DatetimeIndex(pd.to_datetime(arr, utc=True))
     except (TypeError, ValueError, OverflowError) as exc:
         raise _InputError(
             f"not enough data: the timestamps could not be read ({str(exc)[:100]})"
@@ -760,6 +765,7 @@ def update(
     notes: list[str] = []
     ignored = dict(state.ignored)
     ok = np.isfinite(x) & (t != _NAT)
+    non_finite = int((~ok).sum())
     if not ok.all():
         n_bad = int((~ok).sum())
         notes.append(f"ignored {n_bad} missing or non-finite values")
@@ -782,7 +788,7 @@ def update(
     if len(t) == 0:
         if given == 0:
             reason = "not enough data: no points"
-        elif ignored.get("non_finite", 0) - state.ignored.get("non_finite", 0) == given:
+        elif non_finite == given:
             reason = f"not enough data: none of the {given} values is a finite number"
         else:
             reason = "not enough data: every point is at or before a time already seen"
@@ -1020,6 +1026,10 @@ def _close_buckets(
         blocks[j] = _value_stats(blk[np.isfinite(blk)])
 
     starts = lay.origin + (c0 + np.arange(n_out, dtype=np.int64)) * lay.width
+    # Whether the `level` buckets before each bucket were all empty (a gap in the data).
+    seen = np.concatenate([[0], np.cumsum(np.isfinite(v_all))])
+    ends = np.arange(c0, c0 + n_out) - v_start  # bucket b - 1 is v_all[ends - 1]
+    empty_before = seen[ends] - seen[np.maximum(ends - lay.level, 0)] == 0
     expected = np.full((len(MODELS), n_out), np.nan)
     seasonal_of = np.zeros((len(MODELS), n_out))
     day_sources: IntArray | None = None
@@ -1044,11 +1054,14 @@ def _close_buckets(
         else:
             seasonal = np.zeros(n_out)
         u_all = np.concatenate([tails.get(f"u_{name}", np.zeros(0)), v_new - seasonal[:n_close]])
-        # Level of bucket b: running median of the deseasonalised values before b.
-        level = _trailing_median(np.concatenate([u_all, [np.nan]]), lay.level, n_out + 1, 1)
-        level = _ffill(level[:-1], carry.get(f"level_{name}", math.nan))
-        if n_close and math.isfinite(level[n_close - 1]):
-            carry[f"level_{name}"] = float(level[n_close - 1])
+        # Level of bucket b: running median of the deseasonalised values before b; across a
+        # stretch of empty buckets the last level stands (not where values exist but the
+        # model cannot use them yet: its level would be stale).
+        raw = _trailing_median(np.concatenate([u_all, [np.nan]]), lay.level, n_out + 1, 1)[:-1]
+        filled = _ffill(raw, carry.get(f"level_{name}", math.nan))
+        level = np.where(np.isnan(raw) & empty_before, filled, raw)
+        if n_close:
+            carry[f"level_{name}"] = float(filled[n_close - 1])
         tails[f"u_{name}"] = _tail(u_all, lay.level)
         expected[m] = level + seasonal
         seasonal_of[m] = seasonal
@@ -1457,10 +1470,10 @@ def scan(timestamps: object, values: object, config: OnlineConfig | None = None)
         episodes[ev.start] = ev
     reason = result.reason
     v = result.verdicts
-    if reason is None and len(v) and not bool(np.any(v.status_code > 0)):
-        reason = _learning_reason(state, v)
-    elif reason is None and len(v) > 1 and float(np.ptp(v.value)) == 0.0:
+    if reason is None and len(v) > 1 and float(np.ptp(v.value)) == 0.0:
         reason = f"not enough data: the series is constant (every value is {v.value[0]:g})"
+    elif reason is None and len(v) and not bool(np.any(v.status_code > 0)):
+        reason = _learning_reason(state, v)
     return OnlineScan(v, list(episodes.values()), state, reason, result.notes)
 
 
