@@ -19,6 +19,7 @@ from typing import Any
 
 import streamlit as st
 
+from collectors.alerts.store import AlertStore
 from collectors.config import ConfigError, config_path, load_config
 from collectors.control import ControlStore, ControlStoreError
 from collectors.serving_format import read_manifest
@@ -102,6 +103,16 @@ def _control_store_at(path: str) -> ControlStore:
 def control_store() -> ControlStore:
     """The control store of the current data folder (cached per folder)."""
     return _control_store_at(str(data_dir() / "control.sqlite"))
+
+
+@st.cache_resource(show_spinner=False)
+def _alert_store_at(path: str) -> AlertStore:
+    return AlertStore(path)
+
+
+def alert_store() -> AlertStore:
+    """The control store with alerting's tables (collectors/alerts/store.py)."""
+    return _alert_store_at(str(data_dir() / "control.sqlite"))
 
 
 def staleness_minutes(manifest_: dict) -> float | None:

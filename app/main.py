@@ -27,7 +27,10 @@ def page(file: str, title: str, icon: str, default: bool = False) -> st.Page:
 
 navigation = st.navigation(
     {
-        "Overview": [page("overview.py", "Overview", "dashboard", default=True)],
+        "Overview": [
+            page("overview.py", "Overview", "dashboard", default=True),
+            page("alerts.py", "Alerts", "notifications_active"),
+        ],
         "Reliability": [
             page("health.py", "Health & uptime", "monitor_heart"),
             page("performance.py", "Performance", "speed"),

@@ -1,4 +1,5 @@
-"""Overview: headline KPIs against the previous period, and the hourly trend with deploys."""
+"""Overview: what is firing, headline KPIs against the previous period, and the hourly trend
+with deploys."""
 
 import streamlit as st
 
@@ -7,13 +8,29 @@ from analysis.deployments import deployments
 from app import data
 from app.charts import show, time_chart
 from app.failures import fragment
+from app.safe_text import markdown_literal
 from app.widgets import freshness_banner, period_picker
+from collectors.alerts.summaries import firing_strip
 
 st.title("Overview")
 
 
+def alerts_strip() -> None:
+    strip = firing_strip(data.alert_store())
+    if strip.firing:
+        text = f"{strip.firing} alert(s) firing: {'; '.join(strip.lines)}"
+        more = strip.firing - len(strip.lines)
+        text += f" and {more} more." if more > 0 else "."
+        (st.error if strip.critical else st.warning)(markdown_literal(text))
+    elif strip.pending:
+        st.caption(f"No alert is firing; {strip.pending} pending (their condition holds).")
+    if (strip.firing or strip.pending) and st.button("Open Alerts", key="overview_alerts"):
+        st.switch_page("views/alerts.py")
+
+
 @fragment(run_every="30s")
 def body():
+    alerts_strip()
     freshness_banner()
     con = data.cursor()
     end = overview.data_end(con)

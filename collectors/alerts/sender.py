@@ -65,6 +65,7 @@ class Sender:
     def run_once(self) -> datetime | None:
         """Freeze what is due, deliver what can be; when there is something to do next."""
         now = self.clock()
+        self.store.schedule_unnotified(now, self.timers, self._muted)
         self.store.flush(now, self.timers, sorted(self.receivers), self._muted, self._describe)
         for _ in range(BATCH):
             due = self.store.due_deliveries(self.clock())

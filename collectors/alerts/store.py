@@ -307,6 +307,38 @@ class AlertStore(ControlStore):
             for r in rows
         )
 
+    @_recovering
+    def schedule_unnotified(self, now: datetime, timers: Timers, muted: Muted) -> int:
+        """Schedule the groups with a firing alert that was never notified and is not muted
+        (any more): a silence or maintenance window ended, or an inhibition did not apply.
+        Muted ones wait, without a notification being written for them."""
+        scheduled = 0
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                rows = con.execute(
+                    "SELECT i.fingerprint, i.episode, i.labels, i.group_key, g.notified "
+                    "FROM alert_instances i LEFT JOIN alert_groups g USING (group_key) "
+                    "WHERE i.state = 'firing' AND i.inhibited_by IS NULL AND i.group_key NOT IN "
+                    "(SELECT group_key FROM alert_outbox WHERE status = 'waiting')"
+                ).fetchall()
+                silences = self._active_silences(con, now)
+                for r in rows:
+                    if f"{r['fingerprint']}:{r['episode']}" in json.loads(r["notified"] or "[]"):
+                        continue
+                    labels = labels_of(json.loads(r["labels"]))
+                    if muted(labels, now) or any(matches_all(s.matchers, labels) for s in silences):
+                        continue
+                    grouped = group_labels(labels, timers.group_by)
+                    scheduled += self._schedule(
+                        con, r["group_key"], grouped, now, timers, "no longer muted"
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return scheduled
+
     # ---- freezing due notifications (the sender) ------------------------------------------
 
     @_recovering
