@@ -22,9 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
+
+# A time: anything pd.Timestamp reads (a Timestamp, datetime, datetime64 or ISO string).
+TimeLike = pd.Timestamp | datetime | np.datetime64 | str
+Stamps = Sequence[TimeLike] | pd.DatetimeIndex | pd.Series
 
 
 @dataclass(frozen=True)
@@ -82,33 +88,43 @@ def scaled_sigmoid(position: float) -> float:
 
 
 def _window_rows(
-    stamps: np.ndarray, windows: Sequence[tuple[object, object]]
+    stamps: NDArray[np.datetime64], windows: Sequence[tuple[TimeLike, TimeLike]]
 ) -> list[tuple[int, int]]:
     """Row index of each window's first and last timestamp (rows sorted by time)."""
     rows = []
     for start, end in windows:
-        left = int(np.searchsorted(stamps, pd.Timestamp(start).to_datetime64(), side="left"))
-        right = int(np.searchsorted(stamps, pd.Timestamp(end).to_datetime64(), side="right")) - 1
+        left = int(np.searchsorted(stamps, [pd.Timestamp(start).to_datetime64()], side="left")[0])
+        right = (
+            int(np.searchsorted(stamps, [pd.Timestamp(end).to_datetime64()], side="right")[0]) - 1
+        )
         if right >= left:
             rows.append((left, right))
     return rows
 
 
-def _alarm_rows(stamps: np.ndarray, alarms: Sequence[object]) -> np.ndarray:
+def _alarm_rows(stamps: NDArray[np.datetime64], alarms: Sequence[TimeLike]) -> np.ndarray:
     """Row of each alarm: the first row at or after its time, kept if inside the file."""
     times = np.array([pd.Timestamp(a).to_datetime64() for a in alarms], dtype="datetime64[ns]")
     rows = np.searchsorted(stamps, times, side="left")
     return np.unique(rows[rows < len(stamps)])
 
 
+def _sorted_stamps(timestamps: Stamps) -> NDArray[np.datetime64]:
+    if isinstance(timestamps, pd.Series | pd.DatetimeIndex):
+        index = pd.DatetimeIndex(timestamps)
+    else:
+        index = pd.DatetimeIndex(list(timestamps))
+    return np.sort(index.to_numpy(dtype="datetime64[ns]"))
+
+
 def count_windows(
-    timestamps: Sequence[object] | pd.DatetimeIndex,
-    alarms: Sequence[object],
-    windows: Sequence[tuple[object, object]],
+    timestamps: Stamps,
+    alarms: Sequence[TimeLike],
+    windows: Sequence[tuple[TimeLike, TimeLike]],
     probation_fraction: float = 0.15,
 ) -> WindowCount:
     """Windows found and alarms inside/outside windows, alarms in the probation ignored."""
-    stamps = np.sort(pd.DatetimeIndex(timestamps).to_numpy(dtype="datetime64[ns]"))
+    stamps = _sorted_stamps(timestamps)
     probation = probation_rows(len(stamps), probation_fraction)
     spans = [(lo, hi) for lo, hi in _window_rows(stamps, windows) if hi >= probation]
     rows = _alarm_rows(stamps, alarms)
@@ -119,14 +135,14 @@ def count_windows(
 
 
 def nab_raw_score(
-    timestamps: Sequence[object] | pd.DatetimeIndex,
-    alarms: Sequence[object],
-    windows: Sequence[tuple[object, object]],
+    timestamps: Stamps,
+    alarms: Sequence[TimeLike],
+    windows: Sequence[tuple[TimeLike, TimeLike]],
     profile: CostProfile = STANDARD_PROFILE,
     probation_fraction: float = 0.15,
 ) -> tuple[float, int]:
     """(NAB raw score, number of scored windows) for one file's binary alarms."""
-    stamps = np.sort(pd.DatetimeIndex(timestamps).to_numpy(dtype="datetime64[ns]"))
+    stamps = _sorted_stamps(timestamps)
     probation = probation_rows(len(stamps), probation_fraction)
     spans = [(lo, hi) for lo, hi in _window_rows(stamps, windows) if hi >= probation]
     max_tp = scaled_sigmoid(-1.0)

@@ -65,6 +65,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -262,6 +263,8 @@ class Verdicts:
 
     @staticmethod
     def concat(parts: Sequence[Verdicts]) -> Verdicts:
+        if len(parts) == 1:
+            return parts[0]
         return Verdicts(
             *(
                 np.concatenate([getattr(p, f.name) for p in parts])
@@ -1094,7 +1097,7 @@ def _close_buckets(
     for j in range(c0 // lay.block, (c0 + n_close) // lay.block + 1):
         lo = max(j * lay.block, c0) - c0
         hi = min((j + 1) * lay.block, c0 + n_out) - c0
-        floor[lo:hi] = _per_block(carry, "floor", j, lambda j=j: [_block_floor(blocks, j, cfg)])[0]
+        floor[lo:hi] = _per_block(carry, "floor", j, partial(_block_floor, blocks, j, cfg))[0]
     return _Baseline(e_act, s_act, np.fmax(scale, floor), tuple(completed))
 
 
@@ -1113,7 +1116,7 @@ def _bucket_limits(
         lo = max(j * lay.block, c0) - c0
         hi = min((j + 1) * lay.block, c0 + n_out) - c0
         block_limits = _per_block(
-            carry, "limits", j, lambda j=j: _block_limits(blocks, j, cfg, minimums)
+            carry, "limits", j, partial(_block_limits, blocks, j, cfg, minimums)
         )
         for rule, limit in enumerate(block_limits):
             limits[rule][lo:hi] = limit
@@ -1178,7 +1181,7 @@ def _weekly_trend(
         lo = max(j * lay.block, c0) - c0
         hi = min((j + 1) * lay.block, c0 + n_close) - c0
         if hi > lo:
-            out[lo:hi] = _per_block(carry, "wtrend", j, lambda j=j: [_remedian(blocks, j)])[0]
+            out[lo:hi] = _per_block(carry, "wtrend", j, partial(_remedian, blocks, j))[0]
     return out
 
 
@@ -1190,12 +1193,13 @@ def _remedian(blocks: dict[int, tuple[float, ...]], j: int) -> float:
 
 
 def _per_block(
-    carry: dict[str, float], key: str, j: int, compute: Callable[[], list[float]]
+    carry: dict[str, float], key: str, j: int, compute: Callable[[], float | list[float]]
 ) -> list[float]:
     """A quantity that depends only on the blocks before block j, computed once per block
     (kept in `carry` for the block in progress)."""
     if carry.get(f"{key}#block") != j:
-        values = compute()
+        computed = compute()
+        values = computed if isinstance(computed, list) else [computed]
         carry[f"{key}#block"] = float(j)
         for i, value in enumerate(values):
             carry[f"{key}#{i}"] = value

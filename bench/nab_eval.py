@@ -25,6 +25,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -109,7 +110,7 @@ def baseline_alarms(frame: pd.DataFrame) -> list[pd.Timestamp]:
 
 
 def evaluate(
-    data: Sequence[Series], alarms_of: Callable[[pd.DataFrame], Sequence[object]]
+    data: Sequence[Series], alarms_of: Callable[[pd.DataFrame], Sequence[pd.Timestamp]]
 ) -> Evaluation:
     files = []
     for name, frame, windows in data:
@@ -136,8 +137,8 @@ def select_default(data: dict[str, list[Series]], base: OnlineConfig) -> str:
     points = [dict(zip(GRID, combo, strict=True)) for combo in itertools.product(*GRID.values())]
     results: list[tuple[dict[str, float], dict[str, Evaluation]]] = []
     for point in points:
-        cfg = replace(base, **point)
-        evs = {f: evaluate(d, lambda fr, c=cfg: online_alarms(fr, c)) for f, d in data.items()}
+        cfg = replace(base, tail_factor=point["tail_factor"], tail_quantile=point["tail_quantile"])
+        evs = {f: evaluate(d, partial(online_alarms, config=cfg)) for f, d in data.items()}
         results.append((point, evs))
     lines = ["grid point" + " " * 36 + "  ".join(f"{f:>36}" for f in data)]
     for point, evs in results:

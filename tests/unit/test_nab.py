@@ -1,5 +1,7 @@
-"""NAB scoring (checked against NAB's published values and hand computation) and the detector's
-results on the twelve labelled NAB series, against the rolling median/MAD baseline."""
+"""NAB scoring (checked against NAB's published values and hand computation), the batch
+detector's results on the twelve labelled NAB series, and the online detector's on both
+development folders (../shared/nab, ../shared/nab-more), against the rolling median/MAD
+baseline."""
 
 from __future__ import annotations
 
@@ -160,3 +162,48 @@ def test_detector_raises_at_least_one_real_alarm_in_four(nab_results):
 def test_detector_beats_the_baseline_precision_and_nab_score(nab_results):
     assert nab_results["detector"].precision > nab_results["baseline"].precision
     assert nab_results["nab_detector"] > nab_results["nab_baseline"]
+
+
+# --- the online detector on both development folders --------------------------------------
+
+
+@pytest.fixture(scope="module", params=["nab", "nab-more"])
+def online_results(request):
+    from analysis.online_anomalies import scan
+
+    root = NAB_ROOT.parent / request.param
+    if not (root / "labels" / "combined_windows.json").exists():
+        from tests.conftest import missing
+
+        missing(f"The NAB data at {root}")
+    windows = json.loads((root / "labels" / "combined_windows.json").read_text())
+    online = baseline = WindowCount(0, 0, 0, 0)
+    raw_online = raw_baseline = 0.0
+    n_windows = 0
+    for name, spans in sorted(windows.items()):
+        frame = pd.read_csv(root / "data" / name, parse_dates=["timestamp"])
+        ts = frame["timestamp"]
+        # An alarm is when the episode was confirmed: what an alert would have seen.
+        alarms = scan(ts.to_numpy(), frame["value"].to_numpy()).alarms
+        naive = rolling_mad_alarms(pd.Series(frame["value"].to_numpy(), index=pd.DatetimeIndex(ts)))
+        online = online + count_windows(ts, alarms, spans)
+        baseline = baseline + count_windows(ts, naive, spans)
+        raw, scored = nab_raw_score(ts, alarms, spans)
+        raw_online += raw
+        raw_baseline += nab_raw_score(ts, naive, spans)[0]
+        n_windows += scored
+    return {
+        "online": online,
+        "baseline": baseline,
+        "nab_online": nab_normalised_score(raw_online, n_windows),
+        "nab_baseline": nab_normalised_score(raw_baseline, n_windows),
+    }
+
+
+def test_online_detector_finds_seven_windows_in_ten_on_each_folder(online_results):
+    assert online_results["online"].recall >= 0.7, online_results["online"]
+
+
+def test_online_detector_beats_the_baseline_on_each_folder(online_results):
+    assert online_results["online"].precision > 2 * online_results["baseline"].precision
+    assert online_results["nab_online"] >= 55 > online_results["nab_baseline"]
