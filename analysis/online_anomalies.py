@@ -15,24 +15,26 @@ Method (per series):
    a mix of the two is refused), values as floats; non-finite values are dropped, and so are
    points not later than the last point seen (duplicates, late rows, re-reads with an
    overlap). Nothing needs a regular grid.
-2. Buckets: the bucket width is the sampling interval (median of the first `infer_points`
-   gaps) rounded to a width that divides a day, at least `min_bucket`; bucket edges lie half
-   a width before the first point's phase, so timestamps jittered by less than half an
-   interval stay in their bucket, and irregular sampling or outages only leave buckets empty.
-   A bucket's value is the median of its points. Seasonal slots are local times in the
-   operator's time zone (IANA), so daily and weekly seasons follow daylight saving.
+2. Buckets: the bucket width is the sampling step (the first quartile of the first
+   `infer_points` gaps: missing points only lengthen gaps) rounded to a width that divides a
+   day, at least `min_bucket`; bucket edges keep the clock grid of the step, half a step
+   before the points, so timestamps jittered by less than half an interval (or offset by
+   half of one) stay in their bucket, and irregular sampling or outages only leave buckets
+   empty. A bucket's value is the median of its points. Seasonal slots are local times in
+   the operator's time zone (IANA), so daily and weekly seasons follow daylight saving.
 3. Baselines, three candidate models side by side, each from closed buckets only:
    none: expected = level, the running median of the last `level_buckets` bucket values
    (Tukey 1977: robust to spikes, keeps steps sharp); daily / weekly: a seasonal component
    S = median of d around the same local time (+-`season_halfwidth` buckets) over the last
-   `cycles` cycles, d = value - trend over one cycle (a running median over a day; the median
-   of the last seven daily medians for a week, a remedian, Rousseeuw & Bassett 1990), the
-   moving-median decomposition made robust as in robust STL (Cleveland et al. 1990), plus the
-   running median of the deseasonalised values. Once per block (a day of buckets) the model
-   is chosen by prequential comparison (Dawid 1984): the mean absolute one-step error over
-   the last `selection_blocks` blocks; a seasonal model replaces a simpler one only if it is
-   at least `season_gain` better. A perfect season (zero error) wins over a plain fit whose
-   errors sit at the edges; a constant series keeps the plain model.
+   `cycles` cycles, d = value - trend, the trend being the moving average over one cycle of
+   classical decomposition (a day's mean; for a week, the mean of the last seven daily
+   means), and the medians making it robust in the manner of robust STL (Cleveland et al.
+   1990); plus the running median of the deseasonalised values. Once per block (a day of
+   buckets) the model is chosen by prequential comparison (Dawid 1984): the mean absolute
+   one-step error over the last `selection_blocks` blocks; a seasonal model replaces a
+   simpler one only if it is at least `season_gain` better. A perfect season (zero error)
+   wins over a plain fit whose errors sit at the edges; a constant series keeps the plain
+   model.
 4. Scale: 1.4826 * median |residual| (MAD, Iglewicz & Hoaglin 1993) of the buckets before the
    point, over the last `scale_buckets` buckets and, for a seasonal model, around the same
    time of day in the last cycles (noise that follows the day); the mean |residual| times
@@ -48,6 +50,8 @@ Method (per series):
    maxima, Gumbel 1958): the largest deviation of a typical day is not news, `tail_factor`
    times it is. Routine bursts are learnt; a burst after quiet days is flagged; a series
    whose deviations are all alike (pure noise, a season) stays quiet.
+   Verdicts start after a warm-up (`warmup`, `warmup_points`); an outage longer than the
+   warm-up starts it again, since the baselines before it are stale.
 6. Episodes: a spike episode closes after `cooldown` without flags. A level shift (the runs
    rule, or a spike episode it confirms) absorbs flags until the level comes back past the
    midpoint between the levels before and after (recovered; it then closes after a quiet
