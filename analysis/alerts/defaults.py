@@ -26,7 +26,9 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
         "metric": "error_rate",
         "objective": 0.999,
         "windows": "page",
-        # the fast and slow pairs take turns; one incident stays one alert
+        # a burn confirmed for two minutes (Pyrra's rules hold theirs too); the fast and slow
+        # pairs take turns, so one incident stays one alert
+        "for": "2m",
         "keep_firing_for": "30m",
         "description": "5xx responses spend the 99.9 % availability budget fast enough to page "
         "(SRE workbook: 14.4x over 1 h and 5 min, or 6x over 6 h and 30 min).",
@@ -37,13 +39,17 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
         "severity": "warning",
         "metric": "p95_e2e_latency",
         "op": ">",
-        "threshold": 3000,
-        "recovery": 2700,
+        # a ratio to the same half hour a week earlier: traffic (and so latency) follows the
+        # day and the week, so a fixed number would page on busy Mondays and miss quiet Sundays
+        "baseline": "7d",
+        "threshold": 1.25,
+        "recovery": 1.15,
         "window": "30m",
-        "min_n": 200,
+        "min_n": 300,
         "for": "10m",
-        "description": "Callers wait more than 3 s for one turn in twenty: end of speech to the "
-        "agent's first audio, p95 over 30 minutes.",
+        "description": "Callers wait 25 % longer than a week ago for one turn in twenty (p95 of "
+        "end of speech to the agent's first audio over 30 minutes, against the same half hour "
+        "a week earlier).",
     },
     {
         "name": "call_audio_poor",

@@ -5,8 +5,9 @@ A group's run starts at an event with no event of the group in the `quiet_period
 The run is *new* when the group was never seen before it (within `history`), *regressed*
 otherwise (Sentry: an issue seen again after it went quiet). For `novel_for` after its start a
 run is novel, and it breaches while it keeps happening: at least `min_events` events
-(sample-corrected, as the Errors page counts them) in the trailing `window`. So one stray event
-is no page, a new group that keeps firing is, and the alert resolves when the group stops.
+(sample-corrected, as the Errors page counts them) in the trailing `window`; a firing alert holds
+while the group has any event in the window (the recovery threshold). So one stray event is no
+page, a new group that keeps happening is, and the alert resolves when the group stops.
 A group cannot be new until the workbench has seen errors for `warmup`: before that, every
 group would be.
 """
@@ -22,6 +23,7 @@ from functools import lru_cache
 from analysis.alerts.model import (
     Context,
     Evidence,
+    Level,
     Param,
     Reading,
     Rule,
@@ -176,9 +178,10 @@ def _reading(
         f"in the last {describe_duration(window)}; "
         f"{'back' if regressed else 'first seen'} at {since:%Y-%m-%d %H:%M} UTC."
     )
+    level: Level = "breach" if events >= float(rule.param("min_events", 3)) else "hold"
     return Reading(
         labels_of({"fingerprint": group.fingerprint, "error_type": group.error_type}),
-        "breach",
+        level,
         events,
         summary,
         Evidence(
@@ -204,10 +207,10 @@ def check(ctx: Context, rule: Rule) -> list[Reading]:
     novel_for = timedelta(seconds=float(rule.param("novel_for", 86400)))
     quiet = timedelta(seconds=float(rule.param("quiet_period", 7 * 86400)))
     history_span = timedelta(seconds=float(rule.param("history", 90 * 86400)))
-    min_events = float(rule.param("min_events", 3))
     t = ctx.now
     recent = _groups(ctx.con.execute(_EVENTS_SQL, [t - window, t, None, None]).fetchall())
-    candidates = {fp for fp, g in recent.items() if sum(g.weights) >= min_events}
+    # a group below min_events may still hold its firing alert
+    candidates = {fp for fp, g in recent.items() if sum(g.weights) > 0}
     if not candidates:
         return []
     types = sorted({recent[fp].error_type for fp in candidates})
@@ -237,20 +240,24 @@ def history(ctx: Context, rule: Rule, start: datetime, end: datetime) -> Timelin
     novel_for = timedelta(seconds=float(rule.param("novel_for", 86400)))
     quiet = timedelta(seconds=float(rule.param("quiet_period", 7 * 86400)))
     history_span = timedelta(seconds=float(rule.param("history", 90 * 86400)))
-    min_events = float(rule.param("min_events", 3))
     lo = start - novel_for - quiet
     groups = _groups(ctx.con.execute(_EVENTS_SQL, [lo, end, None, None]).fetchall())
     earlier = _seen_before(ctx, None, start - history_span, lo)
     data_start = _data_start(ctx)
     out: dict[datetime, list[Reading]] = {}
     for fp, group in groups.items():
-        for first, seen in _run_starts(group, quiet, earlier.get(fp)):
+        runs = _run_starts(group, quiet, earlier.get(fp))
+        for i, (first, seen) in enumerate(runs):
             since = group.times[first]
-            if since + novel_for <= start or not _alerting(rule, seen, since, data_start):
+            # a run is novel until novel_for has passed or the next run starts
+            until = since + novel_for
+            if i + 1 < len(runs):
+                until = min(until, group.times[runs[i + 1][0]])
+            if until <= start or not _alerting(rule, seen, since, data_start):
                 continue
-            for at in steps(max(since, start), min(since + novel_for, end), step):
+            for at in steps(max(since, start), min(until, end), step):
                 events = group.events_between(at - window, at)
-                if events >= min_events:
+                if events > 0:
                     out.setdefault(at, []).append(_reading(rule, group, first, seen, at, events))
     return Timeline(step, out)
 

@@ -66,14 +66,16 @@ def apply_inhibition(
 
 
 def evaluate(
-    ctx: Context,
+    ctx: Context | Callable[[Rule], Context],
     rules: Sequence[Rule],
     alerts: Mapping[str, Instance],
     inhibit: Sequence[InhibitRule] = (),
     due: Callable[[Rule], bool] | None = None,
 ) -> Outcome:
-    """Check every due rule at ctx.now and move its alerts on. A rule whose check fails keeps
-    its alerts as they were, and the failure is reported."""
+    """Check every due rule at the context's moment and move its alerts on (`ctx` may depend
+    on the rule: the service reads recent days for most kinds, the whole history for some). A
+    rule whose check fails keeps its alerts as they were, and the failure is reported."""
+    context_of = ctx if callable(ctx) else (lambda rule: ctx)
     out = Outcome(dict(alerts))
     by_rule: dict[str, dict[str, Instance]] = {}
     for fp, alert in alerts.items():
@@ -82,14 +84,16 @@ def evaluate(
         if due is not None and not due(rule):
             continue
         try:
-            readings = check_rule(ctx, rule)
+            rule_ctx = context_of(rule)
+            readings = check_rule(rule_ctx, rule)
         except Exception as exc:  # noqa: BLE001 - one rule's failure is reported, never fatal
             out.errors[rule.name] = _failure(exc)
             continue
-        evaluated, changes = evaluate_rule(rule, by_rule.get(rule.name, {}), readings, ctx.now)
+        now = rule_ctx.now
+        evaluated, changes = evaluate_rule(rule, by_rule.get(rule.name, {}), readings, now)
         out.alerts.update(evaluated)
         out.changes.extend(changes)
-        out.evaluated[rule.name] = ctx.now
+        out.evaluated[rule.name] = now
     apply_inhibition(out.alerts, inhibit, out.changes)
     return out
 

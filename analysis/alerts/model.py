@@ -156,6 +156,8 @@ class Timeline:
 
 Check = Callable[[Context, Rule], list[Reading]]
 History = Callable[[Context, Rule, datetime, datetime], Timeline]
+# How far back a rule's check reads from its moment; None: it may read the whole history.
+Lookback = Callable[[Rule], timedelta | None]
 # What is inconsistent between a rule's parameters, given the metric catalogue: each problem is
 # "<param> <text>", which the configuration turns into one sentence naming the rule.
 Problems = Callable[[Mapping[str, Any], Mapping[str, "Metric"]], list[str]]
@@ -174,6 +176,7 @@ class RuleKind:
     history: History | None = None
     problems: Problems | None = None
     every_s: float = 60.0  # its rules' default evaluation interval
+    lookback: Lookback = lambda rule: None  # the evaluator reads only that far back
 
 
 # ---- durations ----------------------------------------------------------------------------

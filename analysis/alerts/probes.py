@@ -100,4 +100,5 @@ PROBE_DOWN = RuleKind(
     PARAMS,
     check,
     history,
+    lookback=lambda rule: timedelta(seconds=float(rule.param("stale", 600))),
 )

@@ -182,6 +182,11 @@ def problems(params: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]
     return []
 
 
+def lookback(rule: Rule) -> timedelta | None:
+    """api_abuse compares with four weeks of history; the others look back an hour or two."""
+    return LOOKBACK.get(str(rule.param("detection")))
+
+
 SECURITY = RuleKind(
     "security",
     "Security detection",
@@ -190,4 +195,5 @@ SECURITY = RuleKind(
     check,
     history,
     problems,
+    lookback=lookback,
 )

@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import pandas as pd
-
 from analysis.alerts.model import (
     Context,
     Evidence,
@@ -67,7 +65,7 @@ PARAMS = (
 )
 
 
-def _bad_share(metric: Metric, value: pd.Series) -> pd.Series:
+def _bad_share(metric: Metric, value: float) -> float:
     share = value / metric.scale
     return share if metric.lower_is_better else 1.0 - share
 
@@ -80,19 +78,19 @@ def _burns(
     budget = 1.0 - float(rule.param("objective", 0.999))
     by = rule.param("by")
     out: dict[tuple[datetime, object], list[tuple[BurnPair, float, float, int]]] = {}
-    frames: dict[timedelta, pd.DataFrame] = {}
+    spans: dict[timedelta, dict[tuple[datetime, object], tuple[float, int]]] = {}
     pairs = WINDOWS[str(rule.param("windows", "page"))]
     for span in sorted({w for pair in pairs for w in pair[:2]}, reverse=True):
-        frame = window_values(ctx, metric, ends, span, by)
-        frame = frame.assign(burn=_bad_share(metric, frame["value"].astype(float)) / budget)
-        frames[span] = frame.set_index(["end", "grp"])
+        spans[span] = {
+            (w.end, w.grp): (_bad_share(metric, w.value) / budget, w.n)
+            for w in window_values(ctx, metric, ends, span, by)
+        }
     for pair in pairs:
         long_w, short_w, _ = pair
-        joined = frames[long_w][["burn", "n"]].join(
-            frames[short_w][["burn"]], rsuffix="_short", how="inner"
-        )
-        for (end, grp), burn, n, short in joined[["burn", "n", "burn_short"]].itertuples():
-            out.setdefault((end, grp), []).append((pair, float(burn), float(short), int(n)))
+        for key, (burn, n) in spans[long_w].items():
+            short = spans[short_w].get(key)
+            if short is not None:
+                out.setdefault(key, []).append((pair, burn, short[0], n))
     return metric, out
 
 
@@ -153,6 +151,10 @@ def problems(params: Mapping[str, Any], metrics: Mapping[str, Metric]) -> list[s
     return []
 
 
+def lookback(rule: Rule) -> timedelta:
+    return max(pair[0] for pair in WINDOWS[str(rule.param("windows", "page"))])
+
+
 SLO_BURN = RuleKind(
     "slo_burn",
     "SLO burn rate",
@@ -161,4 +163,5 @@ SLO_BURN = RuleKind(
     check,
     history,
     problems,
+    lookback=lookback,
 )

@@ -5,8 +5,11 @@ a firing alert resolves only once the value is back past `recovery`).
     value over [t - window, t)  op  threshold        -> breach
     otherwise, value            op  recovery         -> hold (a firing alert stays firing)
 
-Windows with fewer than `min_n` facts are no reading at all (a p95 over three turns at night
-says nothing). The value is the catalogue's own (analysis.alerts.windows, which agrees with
+With `baseline` (e.g. 7d) the value compared is its ratio to the same window that long
+before: threshold 1.3 is "30 % above the same time last week", which follows the daily and
+weekly rhythm of traffic where a fixed number cannot (a quiet Sunday's slow release and a busy
+Monday's normal afternoon can share a p95). Windows with fewer than `min_n` facts (now or
+then) are no reading at all (a p95 over three turns at night says nothing). The value is the catalogue's own (analysis.alerts.windows, which agrees with
 analysis.metrics.metric_value); `by` splits the metric by a column of its table, one alert
 per value (a release, a probe target).
 """
@@ -17,13 +20,12 @@ import math
 import operator
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
-
-import pandas as pd
+from typing import Any, NamedTuple
 
 from analysis.alerts.model import (
     Context,
     Evidence,
+    Level,
     Page,
     Param,
     Reading,
@@ -84,6 +86,13 @@ PARAMS = (
         "text",
         "Split by a column of the metric's table (release, target, ...): one alert per value.",
     ),
+    Param(
+        "baseline",
+        "duration",
+        "Compare with the same window this long before (e.g. 7d): threshold and recovery are "
+        "then ratios (1.3: 30 % above).",
+        low=3600,
+    ),
 )
 
 
@@ -122,35 +131,78 @@ def evidence_for(
     return Evidence(page, f"{metric.title} over time.", start, end)
 
 
-def _readings(rule: Rule, metric: Metric, frame: pd.DataFrame) -> dict[datetime, list[Reading]]:
+class Compared(NamedTuple):
+    end: datetime
+    grp: object
+    n: int
+    value: float
+    then: float  # the baseline's value (nan without one)
+    n_then: int
+    compared: float  # what the threshold applies to: the value, or its ratio to `then`
+
+
+def _frame(ctx: Context, rule: Rule, metric: Metric, ends: list[datetime]) -> list[Compared]:
+    """Per step and group: n and value, and with a baseline the value then and the ratio."""
+    window = timedelta(seconds=float(rule.param("window", 900)))
+    by = rule.param("by")
+    now = window_values(ctx, metric, ends, window, by)
+    baseline = rule.param("baseline")
+    if baseline is None:
+        return [Compared(w.end, w.grp, w.n, w.value, math.nan, 0, w.value) for w in now]
+    shift = timedelta(seconds=float(baseline))
+    then = {
+        (w.end + shift, w.grp): w
+        for w in window_values(ctx, metric, [e - shift for e in ends], window, by)
+    }
+    out = []
+    for w in now:
+        before = then.get((w.end, w.grp))
+        if before is not None and before.value:
+            out.append(
+                Compared(w.end, w.grp, w.n, w.value, before.value, before.n, w.value / before.value)
+            )
+    return out
+
+
+def _readings(rule: Rule, metric: Metric, frame: list[Compared]) -> dict[datetime, list[Reading]]:
     compare = OPS[str(rule.param("op", ">"))]
     threshold = float(rule.param("threshold"))
     recovery = float(rule.param("recovery", threshold))
     min_n = int(rule.param("min_n", 1))
     window = timedelta(seconds=float(rule.param("window", 900)))
     by = rule.param("by")
+    baseline = rule.param("baseline")
     out: dict[datetime, list[Reading]] = {}
-    for end, grp, n, value in frame[["end", "grp", "n", "value"]].itertuples(index=False):
-        if n < min_n or value is None or not math.isfinite(value):
+    for end, grp, n, value, then, n_then, compared in frame:
+        if n < min_n or not math.isfinite(compared):
             continue
-        if compare(value, threshold):
-            level = "breach"
-        elif compare(value, recovery):
+        if baseline is not None and n_then < min_n:
+            continue
+        if compare(compared, threshold):
+            level: Level = "breach"
+        elif compare(compared, recovery):
             level = "hold"
         else:
             continue
         group = None if by is None else str(grp)
         where = "" if group is None else f" for {by} {group}"
+        span = describe_duration(window.total_seconds())
+        if baseline is None:
+            limit = f"{rule.param('op', '>')} {format_value(metric, threshold)}"
+        else:
+            limit = (
+                f"{compared:.2f}x its {format_value(metric, then)} {describe_duration(float(baseline))} "
+                f"earlier; alert {rule.param('op', '>')} {threshold:g}x"
+            )
         summary = (
-            f"{metric.title}{where} is {format_value(metric, value)} over the last "
-            f"{describe_duration(window.total_seconds())} ({rule.param('op', '>')} "
-            f"{format_value(metric, threshold)}; {n:,} facts)."
+            f"{metric.title}{where} is {format_value(metric, value)} over the last {span} "
+            f"({limit}; {n:,} facts)."
         )
         out.setdefault(end, []).append(
             Reading(
                 labels_of({} if group is None else {str(by): group}),
-                level,  # type: ignore[arg-type]
-                float(value),
+                level,
+                float(compared),
                 summary,
                 evidence_for(metric, by, group, end - window, end),
             )
@@ -161,16 +213,13 @@ def _readings(rule: Rule, metric: Metric, frame: pd.DataFrame) -> dict[datetime,
 def check(ctx: Context, rule: Rule) -> list[Reading]:
     metric = metric_of(ctx, rule)
     at = floor_minute(ctx.now)
-    window = timedelta(seconds=float(rule.param("window", 900)))
-    frame = window_values(ctx, metric, [at], window, rule.param("by"))
-    return _readings(rule, metric, frame).get(at, [])
+    return _readings(rule, metric, _frame(ctx, rule, metric, [at])).get(at, [])
 
 
 def history(ctx: Context, rule: Rule, start: datetime, end: datetime) -> Timeline:
     metric = metric_of(ctx, rule)
     step = timedelta(seconds=rule.every_s)
-    window = timedelta(seconds=float(rule.param("window", 900)))
-    frame = window_values(ctx, metric, steps(start, end, step), window, rule.param("by"))
+    frame = _frame(ctx, rule, metric, steps(start, end, step))
     return Timeline(step, _readings(rule, metric, frame))
 
 
@@ -197,6 +246,14 @@ def problems(params: Mapping[str, Any], metrics: Mapping[str, Metric]) -> list[s
     return out
 
 
+def lookback(rule: Rule) -> timedelta | None:
+    """The window; with a baseline the whole history (its second window lies days back, which
+    the recent reader would have to widen for every rule)."""
+    if rule.param("baseline") is not None:
+        return None
+    return timedelta(seconds=float(rule.param("window", 900)))
+
+
 THRESHOLD = RuleKind(
     "threshold",
     "Threshold on a metric",
@@ -205,4 +262,5 @@ THRESHOLD = RuleKind(
     check,
     history,
     problems,
+    lookback=lookback,
 )

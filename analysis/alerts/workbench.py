@@ -10,7 +10,7 @@ They describe the present only: a replay of the past has nothing to replay them 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analysis.alerts.model import Context, Evidence, Param, Reading, Rule, RuleKind, labels_of
@@ -118,6 +118,7 @@ COLLECTOR = RuleKind(
     "A source whose last run failed, hung, or that stopped running.",
     COLLECTOR_PARAMS,
     collector_check,
+    lookback=lambda rule: timedelta(0),  # the control store, and the run log (bookkeeping)
 )
 PUBLISH = RuleKind(
     "publish",
@@ -125,4 +126,5 @@ PUBLISH = RuleKind(
     "The service cannot publish the snapshot the pages read.",
     (),
     publish_check,
+    lookback=lambda rule: timedelta(0),
 )

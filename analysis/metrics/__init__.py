@@ -27,7 +27,13 @@ from analysis.metrics.definition import (
     metric_from_config,
 )
 from analysis.metrics.sandbox import check_metric_sql, lock_down
-from analysis.metrics.series import MetricValue, hourly_values, metric_series, metric_value
+from analysis.metrics.series import (
+    MetricValue,
+    hourly_values,
+    metric_minutes,
+    metric_series,
+    metric_value,
+)
 
 __all__ = [
     "BUILTIN",
@@ -46,6 +52,7 @@ __all__ = [
     "hourly_values",
     "lock_down",
     "metric_from_config",
+    "metric_minutes",
     "metric_registry",
     "metric_series",
     "metric_value",

@@ -209,6 +209,24 @@ def metric_series(
     return out.rename(columns=names).reset_index(drop=True)
 
 
+def metric_minutes(
+    con: duckdb.DuckDBPyConnection,
+    metric: str | Metric,
+    start: datetime,
+    end: datetime,
+    by: str | None = None,
+) -> dict[str, np.ndarray]:
+    """The metric's facts per minute over [start, end), read from the facts SQL, as numpy
+    arrays: `minute` (and `grp` with `by`), then `n`, `total` and `denominator` (NaN where not
+    kept) for rates, means, ratios and counts, or unmerged histogram rows `bucket`, `n` for
+    quantiles (a minute and bucket may repeat). For callers that sum windows of their own (alert
+    rules evaluate dozens of windows a minute: no DataFrame per read)."""
+    m = _metric(metric)
+    sql = _raw_sql(m, "minute", by)
+    found: dict[str, np.ndarray] = con.execute(sql, [start, end]).fetchnumpy()
+    return found
+
+
 def metric_value(
     con: duckdb.DuckDBPyConnection,
     metric: str | Metric,

@@ -13,6 +13,7 @@ nobody; alerts still firing at the end of the replay are notified like any new a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -27,14 +28,16 @@ from analysis.alerts.model import Context, Rule, WatchedExperiment, describe_dur
 from analysis.alerts.states import Change, resolve_all
 from analysis.experiments import experiment_definition
 from analysis.metrics import Metric, catalogue
+from collectors.alerts.reading import SnapshotReader
 from collectors.alerts.settings import AlertSettings, rule_definition, rule_from_definition
 from collectors.alerts.store import AlertStore, Timers, iso
-from collectors.serving_format import read_manifest
-from collectors.snapshot import Snapshot, SnapshotUnreadable, open_snapshot
+from collectors.serving_format import Manifest, read_manifest
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 REPLAY_DAYS = 30
+# The recent reader holds a day more than the due rules' longest lookback (windows cross days).
+RECENT_MARGIN = timedelta(days=1)
 # A rule is due when its interval has passed, give or take this (evaluations are not exact).
 DUE_SLACK_S = 2.0
 # The warehouse's alerts table: (alert_id, rule, severity, fired_at, resolved_at, summary, labels)
@@ -124,38 +127,29 @@ class AlertEngine:
         self.metrics = catalogue(custom_metrics)
         self.clock = clock
         self.timers = timers_of(settings)
-        self._snapshot: Snapshot | None = None
+        self.recent = SnapshotReader(serving, None)
+        self.full = SnapshotReader(serving)
         self._last_evaluated: dict[str, datetime] = {}
         self.descriptions: dict[str, str] = {}
 
-    # ---- the snapshot --------------------------------------------------------------------
+    # ---- the snapshot ----------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot | None:
-        """The latest published snapshot (reopened when a new version is published; the last
-        one that opened while a newer one cannot be read)."""
-        manifest = read_manifest(self.serving)
-        if manifest is None:
-            return self._snapshot
-        if self._snapshot is None or self._snapshot.version != int(manifest.get("version", 0)):
-            try:
-                fresh = open_snapshot(self.serving, manifest)
-            except SnapshotUnreadable as exc:
-                log.warning(
-                    "alert rules read snapshot v%d: v%s is unreadable (%s)",
-                    self._snapshot.version if self._snapshot else 0,
-                    exc.version,
-                    exc,
-                )
-                return self._snapshot
-            if self._snapshot is not None:
-                self._snapshot.con.close()
-            self._snapshot = fresh
-        return self._snapshot
+    def _readers(self, manifest: Manifest, rules: Sequence[Rule], now: datetime) -> None:
+        """Bring the readers to `manifest`: the recent one over the days the due rules with a
+        lookback read, the full one only if a due rule reads the whole history."""
+        spans = [KINDS[r.kind].lookback(r) for r in rules]
+        recent = [s for s in spans if s is not None]
+        since = (now - max(recent, default=timedelta(0)) - RECENT_MARGIN).date()
+        self.recent.follow(since)
+        self.recent.refresh(manifest)
+        if any(s is None for s in spans):
+            self.full.refresh(manifest)
 
     def close(self) -> None:
-        if self._snapshot is not None:
-            self._snapshot.con.close()
-            self._snapshot = None
+        self.recent.close()
+        self.full.close()
+        self.recent = SnapshotReader(self.serving, None)
+        self.full = SnapshotReader(self.serving)
 
     # ---- evaluating ----------------------------------------------------------------------
 
@@ -167,18 +161,26 @@ class AlertEngine:
         alerts' new states, their history and their notifications are committed together.
         Returns the outcome and the episodes that started or ended (for the warehouse)."""
         now = now or self.clock()
-        snapshot = self.snapshot()
         in_effect = self.rules()
         self.descriptions = {r.name: r.description for r in in_effect.rules}
         episodes: list[Episode] = []
-        if snapshot is None:
+        manifest = read_manifest(self.serving)
+        if manifest is None:
             return Outcome(), episodes
-        if self.store.meta("replayed_until") is None and _has_data(snapshot):
-            episodes += self.replay(snapshot, in_effect.enabled, now)
-        ctx = context(self.store, snapshot.con, now, self.metrics)
-        alerts = self.store.load_alerts()
+        if self.store.meta("replayed_until") is None and _has_data(manifest):
+            self.full.refresh(manifest)
+            episodes += self.replay(in_effect.enabled, now)
         enabled = in_effect.enabled
-        outcome = evaluate(ctx, enabled, alerts, self.settings.inhibit, self._due(now))
+        due = self._due(now)
+        self._readers(manifest, [r for r in enabled if due(r)], now)
+        base = context(self.store, self.recent.con, now, self.metrics)
+        contexts = {"recent": base, "full": dataclasses.replace(base, con=self.full.con, memo={})}
+
+        def context_of(rule: Rule) -> Context:
+            return contexts["recent" if KINDS[rule.kind].lookback(rule) is not None else "full"]
+
+        alerts = self.store.load_alerts()
+        outcome = evaluate(context_of, enabled, alerts, self.settings.inhibit, due)
         self._last_evaluated.update(outcome.evaluated)
         names = {r.name for r in enabled}
         gone, ended = resolve_all([a for a in alerts.values() if a.rule not in names], now)
@@ -189,7 +191,7 @@ class AlertEngine:
         self.store.commit(changed, outcome.changes, now, self.timers)
         for name, error in outcome.errors.items():
             log.warning("alert rule %s could not be evaluated: %s", name, error)
-        self._announce(in_effect, outcome, now, snapshot.version)
+        self._announce(in_effect, outcome, now, int(manifest.get("version", 0)))
         return outcome, episodes + _episodes(outcome.changes)
 
     def _due(self, now: datetime) -> Callable[[Rule], bool]:
@@ -199,9 +201,9 @@ class AlertEngine:
 
         return due
 
-    def replay(self, snapshot: Snapshot, rules: Sequence[Rule], now: datetime) -> list[Episode]:
+    def replay(self, rules: Sequence[Rule], now: datetime) -> list[Episode]:
         """The history as if the rules had run live; notifies only what still fires."""
-        con = snapshot.con
+        con = self.full.con
         first = con.execute(
             "SELECT least((SELECT min(started_at) FROM requests), "
             "(SELECT min(checked_at) FROM probe_results))"
@@ -238,8 +240,8 @@ class AlertEngine:
         )
 
 
-def _has_data(snapshot: Snapshot) -> bool:
-    return any(entry.get("days") for entry in snapshot.manifest.get("tables", {}).values())
+def _has_data(manifest: Manifest) -> bool:
+    return any(entry.get("days") for entry in manifest.get("tables", {}).values())
 
 
 def _episodes(changes: Sequence[Change]) -> list[Episode]:
