@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from analysis.experiment_rules import (
     METHODS,
@@ -35,6 +35,9 @@ from analysis.experiment_rules import (
 )
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+Store = TypeVar("Store", bound="ControlStore")
 
 # Each version is a script, or columns to add (added only where missing, so a store that was
 # partly migrated by hand still migrates).
@@ -330,13 +333,15 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _CORRUPTION_CODES
 
 
-def _recovering(method: Callable) -> Callable:
+def _recovering(
+    method: Callable[Concatenate[Store, P], R],
+) -> Callable[Concatenate[Store, P], R]:
     """Run a store method; if the file turns out damaged (or deleted) while we run, recover
     the store once and retry, so neither process needs a restart. Other database errors
     become ControlStoreError with one sentence."""
 
     @functools.wraps(method)
-    def guarded(self: ControlStore, *args: Any, **kwargs: Any) -> Any:
+    def guarded(self: Store, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
@@ -351,7 +356,7 @@ def _recovering(method: Callable) -> Callable:
         except sqlite3.DatabaseError as exc:
             raise ControlStoreError(self._sentence(exc)) from exc
 
-    return guarded
+    return cast(Callable[Concatenate[Store, P], R], guarded)
 
 
 class ControlStore:
@@ -656,7 +661,7 @@ class ControlStore:
         return {r["job"]: dict(r) for r in rows}
 
     @_recovering
-    def set_service_info(self, **values: Any) -> None:
+    def set_service_info(self, /, **values: Any) -> None:
         with self._connect() as con:
             con.executemany(
                 "INSERT INTO service VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from analysis.alerts.model import (
     Context,
@@ -111,7 +112,7 @@ class _Group:
         return float(sum(self.weights[lo:hi]))
 
 
-def _groups(rows: Sequence[tuple]) -> dict[str, _Group]:
+def _groups(rows: Sequence[tuple[Any, ...]]) -> dict[str, _Group]:
     groups: dict[str, _Group] = {}
     for error_type, message, stack, release, at, weight in rows:
         fp = _fingerprint(error_type, message, stack)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from analysis.alerts.model import Labels
 
@@ -44,14 +44,14 @@ def matcher(name: str, op: str, value: str) -> Matcher:
     """A checked matcher; MatcherError says what is wrong."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
         raise MatcherError(f"{name!r} is not a label name (letters, digits and _).")
-    if op not in OPS:
+    if op not in ("=", "!=", "=~", "!~"):
         raise MatcherError(f"{op!r} is not a matcher operator; use one of {', '.join(OPS)}.")
     if op in ("=~", "!~"):
         try:
             re.compile(value)
         except re.error as exc:
             raise MatcherError(f"{value!r} is not a regular expression ({exc}).") from None
-    return Matcher(name, op, value)  # type: ignore[arg-type]
+    return Matcher(name, cast(Op, op), value)
 
 
 def parse_matcher(text: str) -> Matcher:

@@ -7,7 +7,9 @@ The SLI is the metric's share of good facts: 1 - value for a metric whose lower 
     burn rate over w = (bad share over w) / (1 - objective)
 
 An alert breaches when, for any pair (long, short, factor), both windows burn faster than the
-factor: the long window says enough budget is gone, the short one that it is still going.
+factor: the long window says enough budget is gone, the short one that it is still going. A
+long window that reaches back before the first data is not judged (the first minutes of a new
+install, or of a replayed history, would burn on a handful of requests).
 "page" is the workbook's paging pair: 2 % of a 30-day budget in 1 h (14.4) and 5 % in 6 h (6),
 the same windows as the Health page (analysis.uptime.SRE_WINDOWS); "ticket" is 10 % in 3 days
 (1) and in 1 day (3).
@@ -34,7 +36,7 @@ from analysis.alerts.model import (
     steps,
 )
 from analysis.alerts.threshold import metric_of
-from analysis.alerts.windows import window_values
+from analysis.alerts.windows import first_minute, window_values
 from analysis.metrics import Metric
 from analysis.uptime import SRE_WINDOWS
 
@@ -85,9 +87,13 @@ def _burns(
             (w.end, w.grp): (_bad_share(metric, w.value) / budget, w.n)
             for w in window_values(ctx, metric, ends, span, by)
         }
+    longest = max(pair[0] for pair in pairs)
+    covered = first_minute(ctx, metric, by, ends[0] - longest, ends[-1])
     for pair in pairs:
         long_w, short_w, _ = pair
         for key, (burn, n) in spans[long_w].items():
+            if covered is None or key[0] - long_w < covered:
+                continue  # the long window reaches back before the data: too few facts to judge
             short = spans[short_w].get(key)
             if short is not None:
                 out.setdefault(key, []).append((pair, burn, short[0], n))

@@ -86,16 +86,15 @@ def advance(
     keep_firing_for_s: float,
 ) -> Instance:
     """Where `alert` stands after an evaluation at `now` that found `reading` (None: clear)."""
-    seen = (
-        {"value": reading.value, "summary": reading.summary, "evidence": reading.evidence}
-        if reading is not None
-        else {}
-    )
+    if reading is not None:  # the latest value, sentence and evidence
+        alert = replace(
+            alert, value=reading.value, summary=reading.summary, evidence=reading.evidence
+        )
     gap = alert.evaluated_at is not None and now - alert.evaluated_at > FOR_OUTAGE_TOLERANCE
     level = reading.level if reading is not None else None
     if alert.state == "firing":
         if level is not None:  # a breach, or a value short of the recovery threshold
-            return replace(alert, clear_since=None, evaluated_at=now, **seen)
+            return replace(alert, clear_since=None, evaluated_at=now)
         since = alert.clear_since or now
         if (now - since).total_seconds() >= keep_firing_for_s:
             return replace(
@@ -108,12 +107,12 @@ def advance(
         since = now if gap or alert.active_since is None else alert.active_since
         if (now - since).total_seconds() >= for_s:
             return replace(
-                alert, state="firing", active_since=since, fired_at=now, evaluated_at=now, **seen
+                alert, state="firing", active_since=since, fired_at=now, evaluated_at=now
             )
-        return replace(alert, active_since=since, evaluated_at=now, **seen)
+        return replace(alert, active_since=since, evaluated_at=now)
     # inactive or resolved: only a breach starts an episode
     if level != "breach":
-        return replace(alert, evaluated_at=now) if alert.evaluated_at is not None else alert
+        return replace(alert, evaluated_at=now)
     started = replace(
         alert,
         episode=alert.episode + 1,
@@ -123,7 +122,6 @@ def advance(
         clear_since=None,
         inhibited_by=None,
         evaluated_at=now,
-        **seen,
     )
     if for_s <= 0:
         return replace(started, state="firing", fired_at=now)

@@ -112,6 +112,17 @@ def _minutes(
     return groups
 
 
+def first_minute(
+    ctx: Context, metric: Metric, by: str | None, start: datetime, end: datetime
+) -> datetime | None:
+    """The first minute with facts of the metric read for [start, end) (at least MIN_READ
+    back): windows that begin before it are not covered by data (a fresh install, or the first
+    hours of a replayed history)."""
+    groups = _minutes(ctx, metric, by, start, end)
+    firsts = [int(g.minute.min()) for g in groups.values() if len(g.minute)]
+    return EPOCH + min(firsts) * MINUTE if firsts else None
+
+
 def window_values(
     ctx: Context,
     metric: Metric,
@@ -138,7 +149,7 @@ def window_values(
         else:
             n, value = _additive_windows(metric, rows, keep, pos, size, index, width)
         for i in np.flatnonzero(n > 0):
-            out.append(WindowValue(ends[i], grp, int(n[i]), float(value[i])))
+            out.append(WindowValue(ends[int(i)], grp, int(n[i]), float(value[i])))
     out.sort(key=lambda w: w.end)
     return out
 

@@ -5,6 +5,7 @@ service applies them at its next evaluation."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import streamlit as st
 
@@ -32,7 +33,7 @@ metrics = catalogue(data.custom_metrics())
 author = st.session_state.get("alert_author", "")
 
 
-def open_evidence(evidence: dict) -> None:
+def open_evidence(evidence: dict[str, Any]) -> None:
     """Focus the page that explains an alert, then go there."""
     for key, value in (evidence.get("focus") or {}).items():
         st.session_state[key] = value

@@ -65,7 +65,7 @@ def _common(items: list[dict[str, str]]) -> dict[str, str]:
     return {k: v for k, v in first.items() if all(i.get(k) == v for i in items[1:])}
 
 
-def annotations(alert: Mapping[str, Any]) -> dict[str, str]:
+def alert_annotations(alert: Mapping[str, Any]) -> dict[str, str]:
     out = {"summary": str(alert.get("summary") or "")}
     if alert.get("description"):
         out["description"] = str(alert["description"])
@@ -85,7 +85,7 @@ def alertmanager_body(
         {
             "status": a["status"],
             "labels": dict(a["labels"]),
-            "annotations": annotations(a),
+            "annotations": alert_annotations(a),
             "startsAt": rfc3339(a.get("starts_at")),
             "endsAt": rfc3339(a.get("ends_at")),
             "generatorURL": str(a.get("url") or external_url),
@@ -258,7 +258,7 @@ def handler_alerts(notification: Mapping[str, Any]) -> list[HandlerAlert]:
                 details={
                     "status": a["status"],
                     "labels": labels,
-                    "annotations": annotations(a),
+                    "annotations": alert_annotations(a),
                     "starts_at": a.get("starts_at"),
                     "ends_at": a.get("ends_at"),
                     "episode": a.get("episode"),

@@ -204,10 +204,11 @@ class AlertEngine:
     def replay(self, rules: Sequence[Rule], now: datetime) -> list[Episode]:
         """The history as if the rules had run live; notifies only what still fires."""
         con = self.full.con
-        first = con.execute(
+        row = con.execute(
             "SELECT least((SELECT min(started_at) FROM requests), "
             "(SELECT min(checked_at) FROM probe_results))"
-        ).fetchone()[0]
+        ).fetchone()
+        first: datetime | None = row[0] if row else None
         end = floor_minute(now)
         start = max(first, end - timedelta(days=REPLAY_DAYS)) if first else end
         ctx = context(self.store, con, end, self.metrics)

@@ -162,7 +162,7 @@ def parse_alerts(
         repeat_interval_s=_duration(section, p, "repeat_interval", 14400, v, low=60),
         send_resolved=v.boolean(section, p, "send_resolved", True),
         evaluation_interval_s=_duration(section, p, "evaluation_interval", 60, v, low=5),
-        webhook_format=fmt if fmt in WEBHOOK_FORMATS else "auto",  # type: ignore[arg-type]
+        webhook_format=fmt if fmt in WEBHOOK_FORMATS else "auto",
         handler=handler,
         external_url=v.url(section, p, "external_url") or "http://localhost:8501",
         inhibit=tuple(r for r in inhibit if r is not None),

@@ -652,7 +652,7 @@ class AlertStore(ControlStore):
         return json.loads(row["value"]) if row else None
 
     @_recovering
-    def set_meta(self, **values: Any) -> None:
+    def set_meta(self, /, **values: Any) -> None:
         with self._connect() as con:
             con.executemany(
                 "INSERT INTO alert_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
