@@ -84,7 +84,7 @@ with tab_now:
         )
         for row in active.itertuples():
             title = f"{row.state}: {row.alert} {row.labels}".strip()
-            with st.expander(plain(title, 150)):
+            with st.expander(markdown_literal(title, 150)):
                 st.markdown(markdown_literal(row.summary))
                 if row.muted or row.acknowledged:
                     st.caption(markdown_literal(f"{row.muted} {row.acknowledged}".strip()))

@@ -6,8 +6,8 @@ links to shows (the same data version), the evaluation runs in its own in-memory
 immutable Parquet files and never waits for or holds up the writer, and `[[metrics]]` SQL runs
 where it was checked, in the locked-down snapshot. The cost is one publish of delay, seconds.
 
-On the first evaluation that finds data, the history is replayed (at most REPLAY_DAYS) as if
-the rules had run then, so the Alerts page shows past incidents. Replayed changes notify
+On the first evaluation that finds data reaching the present (a backfill has finished), the
+history is replayed (at most REPLAY_DAYS) as if the rules had run then, so the Alerts page shows past incidents. Replayed changes notify
 nobody; alerts still firing at the end of the replay are notified like any new alert.
 """
 
@@ -36,6 +36,8 @@ from collectors.serving_format import Manifest, read_manifest
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 REPLAY_DAYS = 30
+# The history is replayed once the data reaches this close to now (the backfill is done).
+CAUGHT_UP = timedelta(hours=1)
 # The recent reader holds a day more than the due rules' longest lookback (windows cross days).
 RECENT_MARGIN = timedelta(days=1)
 # A rule is due when its interval has passed, give or take this (evaluations are not exact).
@@ -169,7 +171,8 @@ class AlertEngine:
             return Outcome(), episodes
         if self.store.meta("replayed_until") is None and _has_data(manifest):
             self.full.refresh(manifest)
-            episodes += self.replay(in_effect.enabled, now)
+            if self._caught_up(now):  # not halfway through a backfill
+                episodes += self.replay(in_effect.enabled, now)
         enabled = in_effect.enabled
         due = self._due(now)
         self._readers(manifest, [r for r in enabled if due(r)], now)
@@ -200,6 +203,16 @@ class AlertEngine:
             return last is None or (now - last).total_seconds() >= rule.every_s - DUE_SLACK_S
 
         return due
+
+    def _caught_up(self, now: datetime) -> bool:
+        """Whether the snapshot reaches the present: a backfill publishes its oldest days first,
+        and a replay over half of them would find half the incidents, once and for all."""
+        row = self.full.con.execute(
+            "SELECT greatest((SELECT max(started_at) FROM requests), "
+            "(SELECT max(checked_at) FROM probe_results))"
+        ).fetchone()
+        latest: datetime | None = row[0] if row else None
+        return latest is not None and latest >= now - CAUGHT_UP
 
     def replay(self, rules: Sequence[Rule], now: datetime) -> list[Episode]:
         """The history as if the rules had run live; notifies only what still fires."""

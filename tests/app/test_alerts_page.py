@@ -96,3 +96,23 @@ def test_the_overview_says_what_fires_at_the_top(firing):
     assert any(
         "1 alert\\(s\\) firing" in e.value and "supabase\\_errors" in e.value for e in at.error
     )
+
+
+def test_alert_text_from_data_shows_as_plain_text(demo_dir, tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    shutil.copytree(demo_dir, root)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(root))
+    hostile = "[pay here](http://evil.example) **now** <b>x</b> :red[alarm]"
+    script = Script([{"target": hostile}])
+    monkeypatch.setitem(kinds.KINDS, "scripted", script.kind())
+    alerting = Alerting(
+        root, AlertSettings(rules=(scripted_rule(),)), [LogReceiver()], clock=Clock(utc_now())
+    )
+    alerting.evaluate_once()
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = [m.value for m in at.markdown] + [e.label for e in at.expander]
+    assert any("evil" in text for text in shown)
+    for text in shown:
+        assert "](http" not in text and "**now**" not in text and ":red[" not in text, text
