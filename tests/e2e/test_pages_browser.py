@@ -16,6 +16,7 @@ pytestmark = pytest.mark.e2e
 # Every page in app/main.py's navigation, by URL path, with its title.
 PAGES = {
     "": "Overview",
+    "alerts": "Alerts",
     "health": "Health & uptime",
     "performance": "Performance",
     "errors": "Errors",
