@@ -379,7 +379,14 @@ def _publish_days(con, serving: Path, manifest: dict, dirty: list, version: int,
     days: dict[str, list[date]] = {}
     for table_name, day in dirty:
         days.setdefault(table_name, []).append(day)
-    tables = list(days)
+    # Largest tables first, so that neither worker is left with a large one at the end.
+    size = dict(
+        con.execute(
+            "SELECT table_name, estimated_size FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
+        ).fetchall()
+    )
+    tables = sorted(days, key=lambda name: -size.get(name, 0))
     lock = threading.Lock()
     failures: list[BaseException] = []
     files = 0
