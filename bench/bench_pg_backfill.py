@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/bench_pg_backfill.py [rows]   (default 1,000,000; needs PostgreSQL 15)
 Prints rows/s for (a) a bare `COPY (SELECT <same columns>) TO STDOUT (FORMAT CSV)` read into
 memory and discarded, (b) the SupabasePgSource fetch alone (COPY -> Arrow), and (c) the full
-backfill through collectors.engine.run_source into a fresh file-backed warehouse.
+backfill through collectors.engine.run_source into a fresh file-backed warehouse. One table only;
+bench_pg_collect.py measures every SDK table, the CLI and publishing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(n: int) -> None:
                                  "WHERE table_name = 'requests'").fetchall())  # fmt: skip
         select = src.select_list(src.mappings[0], types)
         query = psycopg.sql.SQL(
-            "COPY (SELECT {} FROM requests ORDER BY created_at, id) TO STDOUT (FORMAT CSV)"
+            "COPY (SELECT {} FROM requests ORDER BY updated_at, id) TO STDOUT (FORMAT CSV)"
         ).format(select)
         t = time.perf_counter()
         size = 0
