@@ -43,7 +43,9 @@ sys.path.insert(0, str(REPO))
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from collectors import cli  # noqa: E402
+# jobs and service: imported here because cli imports them inside its commands, and the
+# in-process figure is meant to leave imports out.
+from collectors import cli, jobs, service  # noqa: E402, F401
 from collectors.engine import run_source  # noqa: E402
 from collectors.sources.supabase_pg import SupabasePgSource  # noqa: E402
 from collectors.sources.supabase_rest import SDK_TABLES  # noqa: E402
