@@ -561,9 +561,9 @@ class Pipeline:
 
     def clear(self) -> None:
         """Forget queued events and rows (tests); waiting flush() callers are released."""
-        for kind, item in [*self.queue, *self.outbox]:
-            if kind == FLUSH and isinstance(item, FlushMarker):
-                item.shipped.set()
+        for entry in [*self.queue, *self.outbox]:
+            if entry[0] == FLUSH and isinstance(entry[-1], FlushMarker):
+                entry[-1].shipped.set()
         self.queue.clear()
         self.outbox.clear()
 

@@ -92,12 +92,22 @@ def test_bad_definitions_are_refused_with_one_sentence(tmp_path, change, message
     assert store.experiments() == {}
 
 
+def drop_alerting_tables(con):
+    """A store older than version 5 has none of the alerting tables."""
+    from collectors.control import TABLES
+
+    for table in TABLES:
+        if table.startswith("alert_"):
+            con.execute(f"DROP TABLE {table}")
+
+
 def test_a_version_1_store_is_migrated_keeping_its_schedules(tmp_path):
     path = tmp_path / "c.sqlite"
     store = ControlStore(path)
     store.set_schedule("demo", "interval", every_seconds=120)
     with sqlite3.connect(path) as con:  # simulate a store made before experiments existed
         con.execute("DROP TABLE experiments")
+        drop_alerting_tables(con)
         con.execute("PRAGMA user_version = 1")
     again = ControlStore(path)
     assert again.schedules()["demo"].every_seconds == 120
@@ -131,6 +141,7 @@ def test_a_version_3_store_loses_the_metrics_an_older_service_relayed(tmp_path):
     path = tmp_path / "c.sqlite"
     ControlStore(path).set_service_info(pid=42, custom_metrics=[{"name": "long_calls"}])
     with sqlite3.connect(path) as con:  # as an older service left it
+        drop_alerting_tables(con)
         con.execute("PRAGMA user_version = 3")
     again = ControlStore(path)
     assert again.service_info() == {"pid": 42}
