@@ -34,7 +34,7 @@ from analysis.alerts.model import (
     labels_of,
     steps,
 )
-from analysis.errors import fingerprint, normalise_message
+from analysis.error_fingerprint import fingerprint, normalise_message
 
 PARAMS = (
     Param("window", "duration", "Events are counted over this trailing window.", "15m", low=60),

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from analysis import experiments as ex
 from analysis.alerts.model import (
     Context,
     Evidence,
@@ -62,6 +61,10 @@ GROUP BY experiment_key ORDER BY experiment_key
 
 
 def _watched(ctx: Context, rule: Rule) -> list[WatchedExperiment]:
+    # imported here: the service's settings load this module at start-up, and the experiment
+    # engine brings scipy (about 1 s) that only evaluation needs
+    from analysis import experiments as ex
+
     saved = list(ctx.experiments)
     known = {w.definition.key for w in saved}
     active = timedelta(seconds=float(rule.param("active_within", 86400)))
@@ -85,6 +88,8 @@ def _watched(ctx: Context, rule: Rule) -> list[WatchedExperiment]:
 
 
 def check(ctx: Context, rule: Rule) -> list[Reading]:
+    from analysis import experiments as ex
+
     checks = set(rule.param("checks", CHECKS))
     out = []
     for watched in _watched(ctx, rule):

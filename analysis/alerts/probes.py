@@ -9,9 +9,8 @@ Flapping (down, up, down...) is one alert, not one per flap: give the rule keep_
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
-
-import pandas as pd
 
 from analysis.alerts.model import (
     Context,
@@ -55,7 +54,8 @@ def _targets(rule: Rule) -> list[object]:
 
 
 def _reading(target: str, error: object, at: datetime) -> Reading:
-    cause = str(error) if error is not None and not pd.isna(error) else "no error recorded"
+    missing = error is None or (isinstance(error, float) and math.isnan(error))
+    cause = "no error recorded" if missing else str(error)
     return Reading(
         labels_of({"target": target}),
         "breach",
