@@ -23,15 +23,19 @@ def compare(
     alternative: str = "two-sided",
     tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N,
     prior: NormalPrior | None = None,
+    prior_on_lift: bool = False,
 ) -> Comparison:
     """Treatment vs control by `method`: "fixed" (Welch t), "sequential" (always-valid) or
-    "bayesian" (normal prior; decision threshold 1 − α/2 so it agrees with a two-sided
-    fixed test under a flat prior, as GrowthBook PR #7000 proposes)."""
+    "bayesian" (normal prior; decision threshold 1 − α/2 two-sided, 1 − α one-sided, so it
+    agrees with the fixed test of the same `alternative` under a flat prior, as GrowthBook
+    PR #7000 proposes). Every method honours `alternative`. `prior_on_lift`: the prior is on
+    the relative lift and is rescaled for an absolute comparison (Bayesian only)."""
     if method == "fixed":
         return welch_test(control, treatment, relative, alternative, alpha)
     if method == "sequential":
-        return sequential_test(control, treatment, relative, alpha, tuning_n)
+        return sequential_test(control, treatment, relative, alpha, tuning_n, alternative)
     if method == "bayesian":
+        one_sided = alternative in ("greater", "less")
         return bayesian_test(
             control,
             treatment,
@@ -39,7 +43,9 @@ def compare(
             prior,
             lower_is_better,
             ci_level=1 - alpha,
-            threshold=1 - alpha / 2,
+            threshold=1 - alpha if one_sided else 1 - alpha / 2,
+            alternative=alternative,
+            prior_on_lift=prior_on_lift,
         )
     return not_computable(
         f"unknown method {method!r}; use one of {METHODS}", method, relative, alpha
@@ -79,6 +85,8 @@ def results_over_time(
     lower_is_better: bool = False,
     tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N,
     prior: NormalPrior | None = None,
+    alternative: str = "two-sided",
+    prior_on_lift: bool = False,
 ) -> list[DailyResult]:
     """The cumulative effect and its interval as of each day, from cumulative statistics.
 
@@ -97,8 +105,10 @@ def results_over_time(
                 relative,
                 alpha,
                 lower_is_better,
+                alternative,
                 tuning_n=tuning_n,
                 prior=prior,
+                prior_on_lift=prior_on_lift,
             ),
         )
         for day, c, t in sorted(cumulative, key=lambda row: row[0])

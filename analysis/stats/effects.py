@@ -20,6 +20,7 @@ from analysis.stats.statistics import (
     Quantile,
     Ratio,
     RegressionAdjusted,
+    SampleMean,
     Statistic,
 )
 
@@ -34,8 +35,61 @@ def welch_dof(s_a: float, n_a: float, s_b: float, n_b: float) -> float:
     return (s_a + s_b) ** 2 / denom if denom > 0 else math.inf
 
 
+# Sums over a million units in floating point carry relative rounding of about 1e-12; a
+# sum of squares short of (Σx)²/n by more than this share cannot come from any data.
+_ROUNDING = 1e-9
+
+
+def _short_of(sum_squares: float, total: float, n: float) -> bool:
+    """Σx² < (Σx)²/n beyond rounding: the sums cannot come from real values."""
+    floor = total * total / n
+    return sum_squares < floor - _ROUNDING * max(abs(sum_squares), floor, 1e-300)
+
+
+def inconsistency_reason(stat: Statistic, arm: str) -> str:
+    """Why one arm's sufficient statistics cannot come from any data (a sum of squares below
+    (Σx)²/n, a count of conversions outside 0..n, a covariance beyond Cauchy-Schwarz), or ""."""
+    bad = f"inconsistent input in the {arm} arm: "
+    if isinstance(stat, Proportion):
+        if stat.sum < 0 or stat.sum > stat.n:
+            return bad + f"{stat.sum:g} conversions out of {stat.n} units"
+        return ""
+    pairs: list[tuple[str, float, float, float]] = []
+    if isinstance(stat, SampleMean):
+        pairs.append(("the metric", stat.n, stat.sum, stat.sum_squares))
+    elif isinstance(stat, Ratio):
+        pairs += [
+            ("the numerator", stat.n, stat.numerator_sum, stat.numerator_sum_squares),
+            ("the denominator", stat.n, stat.denominator_sum, stat.denominator_sum_squares),
+        ]
+    elif isinstance(stat, RegressionAdjusted):
+        post = inconsistency_reason(stat.post, arm)
+        if post:
+            return post
+        if isinstance(stat.pre, SampleMean):
+            pairs.append(("the pre-period covariate", stat.n, stat.pre.sum, stat.pre.sum_squares))
+    for what, n, total, sum_squares in pairs:
+        if n > 0 and _short_of(sum_squares, total, n):
+            return (
+                bad + f"the sum of squares of {what} ({sum_squares:.6g}) is below "
+                f"sum²/n ({total * total / n:.6g}), which no data can give"
+            )
+    if isinstance(stat, Ratio | RegressionAdjusted) and stat.n > 1:
+        if isinstance(stat, Ratio):
+            vx, vy = stat.numerator.variance, stat.denominator.variance
+        else:
+            vx, vy = stat.post.variance, stat.pre.variance
+        cov = stat.covariance
+        if math.isfinite(cov) and cov * cov > vx * vy * (1 + 1e-6) + 1e-300:
+            return bad + "the cross-product sum implies a correlation beyond ±1"
+    return ""
+
+
 def degenerate_reason(stat: Statistic, arm: str) -> str:
     """Why one arm's statistic cannot enter a test, or "" when it can."""
+    inconsistent = inconsistency_reason(stat, arm)
+    if inconsistent:
+        return inconsistent
     if isinstance(stat, RegressionAdjusted):
         return degenerate_reason(stat.post, arm)
     n = stat.units if isinstance(stat, Quantile) else stat.n

@@ -14,6 +14,13 @@ the interval is narrowest; it sets the mixture width
 and the always-valid p-value is min(1, 1/E) with the mixture e-value
   E = exp(ρ²Δ²N / (2se²(Nρ² + 1))) / sqrt(Nρ² + 1),
 so p < α exactly when the interval excludes 0. Valid under continuous monitoring (peeking).
+One-sided sequential ("greater": is treatment − control above 0?) mixes over positive effects
+only: with z = Δ/se and v = Nρ², the half-normal mixture (Howard, Ramdas, McAuliffe & Sekhon
+2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences", the one-sided normal
+mixture) gives the e-value
+  E⁺(z) = 2·exp(z²v/(2(v + 1)))/sqrt(v + 1)·Φ(z·sqrt(v/(v + 1))),
+p = min(1, 1/E⁺(z)), and the bound Δ − c·se with E⁺(c) = 1/α ("less" mirrors it). c lies
+below the two-sided factor, so a one-sided question gets the narrower bound it is owed.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.stats import fisher_exact, norm
 from scipy.stats import t as student_t
 
@@ -105,7 +113,23 @@ def welch_from_estimate(
         significant=p < alpha,
         theta=est.theta,
         note=est.note,
+        interval_alpha=alpha,
     )
+
+
+def welch_interval(
+    effect: float, se: float, dof: float, alpha: float, alternative: str = "two-sided"
+) -> tuple[float, float]:
+    """Welch interval at `alpha` with Student t quantiles at `dof` (normal when dof is not a
+    finite number, e.g. an exact test's interval rebuilt at another level)."""
+    one_sided = alternative != "two-sided"
+    q = 1 - alpha if one_sided else 1 - alpha / 2
+    crit = float(student_t.ppf(q, dof)) if math.isfinite(dof) and dof > 0 else float(norm.ppf(q))
+    if alternative == "greater":
+        return effect - crit * se, math.inf
+    if alternative == "less":
+        return -math.inf, effect + crit * se
+    return effect - crit * se, effect + crit * se
 
 
 def sequential_rho(alpha: float, tuning_n: float) -> float:
@@ -120,50 +144,122 @@ def sequential_halfwidth_factor(n_total: float, alpha: float, tuning_n: float) -
     return math.sqrt(2 * (v + 1) * math.log(math.sqrt(v + 1) / alpha) / v)
 
 
+def one_sided_log_e(z: float, v: float) -> float:
+    """log E⁺(z) of the one-sided (half-normal) mixture, see the module docstring."""
+    return (
+        math.log(2.0)
+        + z * z * v / (2 * (v + 1))
+        - 0.5 * math.log(v + 1)
+        + float(norm.logcdf(z * math.sqrt(v / (v + 1))))
+    )
+
+
+def sequential_one_sided_factor(n_total: float, alpha: float, tuning_n: float) -> float:
+    """c with E⁺(c) = 1/α: the one-sided confidence sequence's bound in standard errors."""
+    v = n_total * sequential_rho(alpha, tuning_n) ** 2
+    target = -math.log(alpha)
+    hi = sequential_halfwidth_factor(n_total, alpha, tuning_n) + 1.0
+    while one_sided_log_e(hi, v) < target:  # never more than a step or two
+        hi *= 2
+    return float(brentq(lambda c: one_sided_log_e(c, v) - target, 0.0, hi, xtol=1e-12))
+
+
 def sequential_test(
     control: Statistic,
     treatment: Statistic,
     relative: bool = False,
     alpha: float = 0.05,
     tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N,
+    alternative: str = "two-sided",
 ) -> Comparison:
-    """Two-sided always-valid interval and p-value (safe to look at every day)."""
-    reason = _check_alpha(alpha) or ("" if tuning_n > 0 else "tuning_n must be positive")
+    """Always-valid interval and p-value (safe to look at every day); one-sided when
+    `alternative` is "greater" or "less"."""
+    reason = (
+        _check_alpha(alpha)
+        or ("" if tuning_n > 0 else "tuning_n must be positive")
+        or ("" if alternative in ALTERNATIVES else f"alternative must be one of {ALTERNATIVES}")
+    )
     if reason:
-        return not_computable(reason, "sequential", relative, alpha)
+        return not_computable(reason, "sequential", relative, alpha, alternative=alternative)
     est = estimate_effect(control, treatment, relative)
     if not est.computable:
-        return _not_computable_from(est, "sequential", alpha, "two-sided")
+        return _not_computable_from(est, "sequential", alpha, alternative)
     n_total = _units(control) + _units(treatment)
-    return sequential_from_estimate(est, n_total, alpha, tuning_n)
+    return sequential_from_estimate(est, n_total, alpha, tuning_n, alternative)
+
+
+def sequential_interval(
+    effect: float,
+    se: float,
+    n_total: float,
+    alpha: float,
+    tuning_n: float,
+    alternative: str = "two-sided",
+) -> tuple[float, float]:
+    """The confidence sequence at `alpha` (at N = n_total units over both arms)."""
+    if alternative == "two-sided":
+        half = se * sequential_halfwidth_factor(n_total, alpha, tuning_n)
+        return effect - half, effect + half
+    bound = se * sequential_one_sided_factor(n_total, alpha, tuning_n)
+    return (effect - bound, math.inf) if alternative == "greater" else (-math.inf, effect + bound)
 
 
 def sequential_from_estimate(
-    est: EffectEstimate, n_total: int, alpha: float = 0.05, tuning_n: float = 5000
+    est: EffectEstimate,
+    n_total: int,
+    alpha: float = 0.05,
+    tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N,
+    alternative: str = "two-sided",
 ) -> Comparison:
     rho = sequential_rho(alpha, tuning_n)
     v = n_total * rho**2
-    half = est.se * sequential_halfwidth_factor(n_total, alpha, tuning_n)
-    log_e = rho**2 * est.effect**2 * n_total / (2 * est.se**2 * (v + 1)) - 0.5 * math.log(v + 1)
+    z = est.effect / est.se
+    if alternative == "two-sided":
+        log_e = z * z * v / (2 * (v + 1)) - 0.5 * math.log(v + 1)
+    else:
+        log_e = one_sided_log_e(z if alternative == "greater" else -z, v)
     p = 1.0 if log_e <= 0 else min(1.0, math.exp(-log_e))
+    lo, hi = sequential_interval(est.effect, est.se, n_total, alpha, tuning_n, alternative)
     return Comparison(
         True,
         "",
         "sequential",
         est.relative,
         alpha,
-        "two-sided",
+        alternative,
         est.control_mean,
         est.treatment_mean,
         est.effect,
         est.se,
-        est.effect - half,
-        est.effect + half,
+        lo,
+        hi,
         p,
         est.dof,
         significant=p < alpha,
         theta=est.theta,
         note=est.note,
+        interval_alpha=alpha,
+        units=int(n_total),
+        tuning_n=float(tuning_n),
+    )
+
+
+def interval_at(result: Comparison, alpha: float) -> tuple[float, float]:
+    """`result`'s interval rebuilt at another α (a multiple-testing correction's
+    per-comparison level) by its own method: the confidence sequence for sequential results,
+    Welch with t quantiles at its dof for fixed ones. An exact (Fisher/Newcombe) interval has
+    no dof: its sides are scaled by the ratio of normal quantiles."""
+    if result.method == "sequential" and result.units > 0 and math.isfinite(result.tuning_n):
+        return sequential_interval(
+            result.effect, result.se, result.units, alpha, result.tuning_n, result.alternative
+        )
+    if math.isfinite(result.dof):
+        return welch_interval(result.effect, result.se, result.dof, alpha, result.alternative)
+    old = result.interval_alpha if math.isfinite(result.interval_alpha) else result.alpha
+    scale = float(norm.ppf(1 - alpha / 2) / norm.ppf(1 - old / 2))
+    return (
+        result.effect - (result.effect - result.ci_low) * scale,
+        result.effect + (result.ci_high - result.effect) * scale,
     )
 
 
@@ -225,5 +321,6 @@ def exact_two_proportions(control: Proportion, treatment: Proportion, alpha: flo
         high,
         p_value,
         significant=p_value < alpha,
+        interval_alpha=alpha,
         note="Fisher's exact test and Newcombe's score interval (an arm at 0 % or 100 %)",
     )

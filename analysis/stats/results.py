@@ -56,6 +56,18 @@ class Comparison:
     note: str = ""
     p_value_unadjusted: float = NAN  # set when a multiple-testing correction was applied
     correction: str = ""
+    # What a correction needs to rebuild the interval at another level: the interval's own
+    # α (alpha, or the per-comparison α after a correction), and for sequential results the
+    # units over both arms and the tuning N* of the confidence sequence.
+    interval_alpha: float = NAN
+    units: int = 0
+    tuning_n: float = NAN
+
+    @property
+    def level(self) -> float:
+        """The confidence (or credible) level of [ci_low, ci_high], e.g. 0.95."""
+        a = self.interval_alpha if math.isfinite(self.interval_alpha) else self.alpha
+        return 1 - a
 
 
 def not_computable(

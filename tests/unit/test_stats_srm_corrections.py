@@ -4,7 +4,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import chisquare, norm
+from scipy.stats import chisquare
+from scipy.stats import t as student_t
 from statsmodels.stats.multitest import multipletests
 
 from analysis.stats import (
@@ -79,9 +80,9 @@ def test_adjusted_p_of_one_falls_back_to_the_bonferroni_interval():
     raw = welch_test(Proportion(1000, 300), Proportion(1000, 305))
     r = adjust_comparisons([raw] * 3, "holm")
     assert r[0].p_value == 1.0
-    # Bonferroni: the interval at level 1 − α/m, finite and wider than the raw one.
-    z = norm.ppf(1 - 0.05 / 6) / norm.ppf(0.975)
-    half = (raw.ci_high - raw.ci_low) / 2 * z
+    # Bonferroni: the Welch interval at level 1 − α/m (t quantile at its dof), finite and
+    # wider than the raw one.
+    half = student_t.ppf(1 - 0.05 / 6, raw.dof) * raw.se
     assert (r[0].ci_low, r[0].ci_high) == pytest.approx((raw.effect - half, raw.effect + half))
     assert math.isfinite(r[0].ci_low) and r[0].ci_low < 0 < r[0].ci_high
 
