@@ -48,7 +48,7 @@ from analysis.stats import (
     results_over_time,
     srm_check,
 )
-from analysis.stats.corrections import CORRECTIONS
+from analysis.stats.corrections import CORRECTIONS, interval_statement
 from analysis.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING_N
 from analysis.stats.results import not_computable
 from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
@@ -69,9 +69,11 @@ class ExperimentDefinition:
     pre_period_days: int = 30
     sequential_tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N
     # Bayesian prior on the relative lift, as gbstats sets it (NormalPrior's default variance
-    # 0.09 is an sd of 30 % on the lift); absolute effects always use a flat prior, since a
-    # variance on the lift means nothing on a metric's own scale. Flat everywhere if None.
+    # 0.09 is an sd of 30 % on the lift). Absolute effects (which the verdict reads) and the
+    # daily series get it rescaled by the control mean, so it reaches the decision. Flat if
+    # None.
     prior: NormalPrior | None = None
+    alternative: str = "two-sided"  # or "greater" / "less" (treatment − control), every method
 
 
 class SavedDefinition(Protocol):
@@ -597,10 +599,8 @@ def _metric_verdict(metric: Metric, arm: str, c: Comparison, rel: Comparison) ->
     if c.method == "bayesian":
         evidence = f"chance to beat control {c.chance_to_beat_control * 100:.0f} %"
     else:
-        evidence = (
-            f"{(1 - c.alpha) * 100:.0f} % interval {_fmt(metric, c.ci_low)} to "
-            f"{_fmt(metric, c.ci_high)}"
-        )
+        # the level (and any correction) is stated once, beside the table
+        evidence = f"interval {_fmt(metric, c.ci_low)} to {_fmt(metric, c.ci_high)}"
     direction = _direction(metric, c)
     if direction == "unclear":
         return f"{metric.title}: not enough evidence yet of a difference ({change}; {evidence})."
@@ -620,6 +620,8 @@ def _check(definition: ExperimentDefinition, method: Method) -> str:
         return f"correction must be one of {', '.join(CORRECTIONS)}"
     if not 0 < definition.alpha < 1:
         return "alpha must be between 0 and 1"
+    if definition.alternative not in ("two-sided", "greater", "less"):
+        return "alternative must be two-sided, greater or less"
     return ""
 
 
@@ -796,11 +798,9 @@ def _evaluate(
                 _daily_results(series, metric, method, definition),
             )
         )  # fmt: skip
-    if definition.correction != "none" and method != "bayesian" and len(absolute) > 1:
-        notes.append(
-            f"p-values and intervals are adjusted for {len(absolute)} comparisons "
-            f"({'Holm' if definition.correction == 'holm' else 'Benjamini-Hochberg'})."
-        )
+    statement = interval_statement(absolute)  # the level and correction, said once
+    if statement:
+        notes.append(statement)
     return ExperimentResult(
         definition.key, method, True, "", definition.control, treatments, units, srm,
         tuple(results), tuple(notes),
@@ -826,8 +826,10 @@ def _compare(
         relative,
         definition.alpha,
         metric.lower_is_better,
+        definition.alternative,
         tuning_n=definition.sequential_tuning_n,
-        prior=definition.prior if relative else None,
+        prior=definition.prior,
+        prior_on_lift=True,
     )
 
 
@@ -886,7 +888,9 @@ def _daily_results(
             definition.alpha,
             metric.lower_is_better,
             definition.sequential_tuning_n,
-            None,  # the daily series is absolute: flat prior (see ExperimentDefinition.prior)
+            definition.prior,
+            definition.alternative,
+            prior_on_lift=True,  # the daily series is absolute: the lift's prior, rescaled
         )
     )
 

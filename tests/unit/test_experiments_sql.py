@@ -256,7 +256,7 @@ def test_an_arm_without_exposures_does_not_shift_the_others_percentiles(warehous
     assert not ghost.result("p95_e2e_latency", "ghost").absolute.computable
 
 
-def test_a_proper_prior_shrinks_the_lift_and_leaves_the_absolute_effect_flat(warehouse):
+def test_a_proper_prior_shrinks_the_lift_and_the_absolute_effect_the_verdict_reads(warehouse):
     from scipy.stats import norm
 
     from analysis.stats import NormalPrior
@@ -270,7 +270,12 @@ def test_a_proper_prior_shrinks_the_lift_and_leaves_the_absolute_effect_flat(war
         [M["resolved_rate"]], "bayesian",
     )  # fmt: skip
     a, b = flat.result("resolved_rate"), shrunk.result("resolved_rate")
-    assert b.absolute.effect == a.absolute.effect  # flat on the metric's own scale
+    # Issue 17: the prior reaches the absolute comparison (which gives direction and verdict),
+    # rescaled by the control mean as gbstats does: prior N(0, v·ȳA²) on the difference.
+    d, sd = a.absolute.effect, a.absolute.se
+    v_abs = prior.variance * a.absolute.control_mean**2
+    assert b.absolute.effect == pytest.approx(d / sd**2 / (1 / sd**2 + 1 / v_abs))
+    assert b.absolute.se == pytest.approx((1 / sd**2 + 1 / v_abs) ** -0.5)
     # Normal-normal update on the lift: the flat posterior N(m, s²) times the prior N(0, v)
     # has mean m·(1/s²) / (1/s² + 1/v).
     m = a.relative.effect
