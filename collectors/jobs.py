@@ -6,17 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from collectors.config import WorkbenchConfig, load_config
+from collectors.config import WorkbenchConfig
 from collectors.control import ControlStore
 from collectors.service import Job
-
-
-def configured_jobs(config_file: str | None = None) -> dict[str, Job]:
-    """The configured sources; with no configuration, the embedded demo every minute.
-
-    Raises collectors.config.ConfigError listing every problem, one sentence each.
-    """
-    return jobs_from(load_config(config_file))
 
 
 def jobs_from(config: WorkbenchConfig, data_dir: Path | None = None) -> dict[str, Job]:

@@ -493,7 +493,3 @@ def _collect_garbage(serving: Path, manifest: dict[str, Any], expired: set[str])
                     _unlink(path)
             except FileNotFoundError:
                 pass
-
-
-def all_rollup_names() -> list[str]:
-    return [r.name for r in ROLLUPS]

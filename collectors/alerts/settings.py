@@ -20,7 +20,7 @@ Validator). Rules written on the Alerts page go through `rule_from_definition`, 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any, Literal
@@ -391,6 +391,3 @@ def in_maintenance(windows: Iterable[Maintenance], labels: Labels, now: datetime
             return window.name
     return None
 
-
-def rules_by_name(rules: Sequence[Rule]) -> dict[str, Rule]:
-    return {r.name: r for r in rules}

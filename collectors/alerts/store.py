@@ -587,12 +587,6 @@ class AlertStore(ControlStore):
             )
 
     @_recovering
-    def acknowledgements(self) -> dict[tuple[str, int], dict[str, Any]]:
-        with self._connect() as con:
-            rows = con.execute("SELECT * FROM alert_acks").fetchall()
-        return {(r["fingerprint"], r["episode"]): dict(r) for r in rows}
-
-    @_recovering
     def save_rule(
         self, name: str, definition: Mapping[str, Any], author: str, revision: int, now: datetime
     ) -> int:
