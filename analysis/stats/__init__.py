@@ -7,8 +7,10 @@ from analysis.stats.corrections import adjust_comparisons, benjamini_hochberg, h
 from analysis.stats.effects import estimate_effect
 from analysis.stats.frequentist import sequential_test, welch_test
 from analysis.stats.power import (
+    MidExperimentPower,
     PowerPlan,
     days_needed,
+    mid_experiment_power,
     minimum_detectable_effect,
     plan_experiment,
     power,
@@ -32,6 +34,7 @@ __all__ = [
     "Comparison",
     "DailyResult",
     "EffectEstimate",
+    "MidExperimentPower",
     "NormalPrior",
     "PostStratified",
     "PowerPlan",
@@ -50,6 +53,7 @@ __all__ = [
     "days_needed",
     "estimate_effect",
     "holm",
+    "mid_experiment_power",
     "minimum_detectable_effect",
     "plan_experiment",
     "power",
