@@ -20,7 +20,7 @@ import re
 GROUPING_VERSION = "workbench-2025-01"
 SEVERITY_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4, "fatal": 4}
 
-_MESSAGE_RULES: tuple[tuple[re.Pattern, str], ...] = (
+_MESSAGE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
     (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.I), "<url>"),
     (

@@ -74,7 +74,7 @@ def _c(
     allowed: tuple[str, ...] | None = None,
     low: float | None = None,
     high: float | None = None,
-):
+) -> Column:
     if type_ == "VARCHAR" and max_length is None:
         max_length = 512
     if type_ in NUMBER_TYPES and low is None and high is None:

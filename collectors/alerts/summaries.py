@@ -58,9 +58,9 @@ def firing_strip(store: AlertStore, limit: int = 3) -> FiringStrip:
     )
     firing = firing.sort_values(["order", "fired_at"])
     lines = tuple(
-        f"{r.rule} ({label_text(r.labels) or r.labels.get('severity', '')})"
-        + (" — inhibited" if isinstance(r.inhibited_by, str) else "")
-        for r in firing.head(limit).itertuples()
+        f"{r['rule']} ({label_text(r['labels']) or r['labels'].get('severity', '')})"
+        + (" — inhibited" if isinstance(r["inhibited_by"], str) else "")
+        for r in firing.head(limit).to_dict("records")
     )
     critical = int((firing["order"] == 0).sum())
     return FiringStrip(len(firing), int((active["state"] == "pending").sum()), critical, lines)
@@ -80,26 +80,26 @@ def active_table(store: AlertStore, now: datetime) -> pd.DataFrame:
         return active
     silences = store.silences()
     rows = []
-    for r in active.itertuples():
-        if isinstance(r.inhibited_by, str):
+    for r in active.to_dict("records"):
+        if isinstance(r["inhibited_by"], str):
             quiet = "inhibited"
         else:
-            quiet = muted_by(r.labels, silences, now) or ""
-        acked = f"acknowledged by {r.acked_by}" if isinstance(r.acked_by, str) else ""
+            quiet = muted_by(r["labels"], silences, now) or ""
+        acked = f"acknowledged by {r['acked_by']}" if isinstance(r["acked_by"], str) else ""
         rows.append(
             {
-                "severity": r.labels.get("severity", ""),
-                "state": r.state,
-                "alert": r.rule,
-                "labels": label_text(r.labels),
-                "since": parse_time(r.fired_at if r.state == "firing" else r.active_since),
-                "value": r.value,
-                "summary": r.summary,
+                "severity": r["labels"].get("severity", ""),
+                "state": r["state"],
+                "alert": r["rule"],
+                "labels": label_text(r["labels"]),
+                "since": parse_time(r["fired_at"] if r["state"] == "firing" else r["active_since"]),
+                "value": r["value"],
+                "summary": r["summary"],
                 "muted": quiet,
                 "acknowledged": acked,
-                "fingerprint": r.fingerprint,
-                "episode": r.episode,
-                "evidence": json.loads(r.evidence) if isinstance(r.evidence, str) else None,
+                "fingerprint": r["fingerprint"],
+                "episode": r["episode"],
+                "evidence": json.loads(r["evidence"]) if isinstance(r["evidence"], str) else None,
             }
         )
     frame = pd.DataFrame(rows)
@@ -143,25 +143,25 @@ def timeline_figure(episodes: pd.DataFrame, start: datetime, end: datetime) -> g
     rows = episodes.assign(
         row=episodes["rule"] + episodes["labels_text"].map(lambda t: f" ({t})" if t else "")
     )
-    for r in rows.itertuples():
-        colour = SEVERITY_COLOURS.get(r.severity, "#7f7f7f")
-        until = r.ended if not pd.isna(r.ended) else pd.Timestamp(end)
-        fired = r.fired if not pd.isna(r.fired) else until
-        hover = f"{r.rule}: {r.labels_text}<br>{r.notified}"
-        if fired > r.started:
+    for r in rows.to_dict("records"):
+        colour = SEVERITY_COLOURS.get(r["severity"], "#7f7f7f")
+        until = r["ended"] if not pd.isna(r["ended"]) else pd.Timestamp(end)
+        fired = r["fired"] if not pd.isna(r["fired"]) else until
+        hover = f"{r['rule']}: {r['labels_text']}<br>{r['notified']}"
+        if fired > r["started"]:
             fig.add_trace(
                 go.Scatter(
-                    x=[r.started, fired], y=[r.row, r.row], mode="lines",
+                    x=[r["started"], fired], y=[r["row"], r["row"]], mode="lines",
                     line={"color": colour, "width": 3, "dash": "dot"},
                     hovertext=hover, hoverinfo="text", showlegend=False,
                 )
             )  # fmt: skip
-        if not pd.isna(r.fired):
+        if not pd.isna(r["fired"]):
             fig.add_trace(
                 go.Scatter(
-                    x=[fired, until], y=[r.row, r.row], mode="lines+markers",
+                    x=[fired, until], y=[r["row"], r["row"]], mode="lines+markers",
                     line={"color": colour, "width": 10},
-                    opacity=0.45 if r.notified != "yes" else 1.0,
+                    opacity=0.45 if r["notified"] != "yes" else 1.0,
                     hovertext=hover, hoverinfo="text", showlegend=False,
                 )
             )  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 
@@ -26,7 +26,7 @@ class SourceConfigError(ValueError):
     """A fault the user must fix (bad key, bad URL, missing setting): one clear sentence."""
 
 
-Records = Sequence[Mapping[str, Any]] | pa.Table
+Records: TypeAlias = Sequence[Mapping[str, Any]] | pa.Table
 
 
 @dataclass
