@@ -77,8 +77,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from analysis.anomalies import label_with_deployments
-
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
@@ -1509,6 +1507,24 @@ def attribute_deployments(
     deployments: Sequence[tuple[object, str | None, str | None]],
     lookback: timedelta = timedelta(hours=2),
 ) -> list[Episode]:
-    """Episodes labelled with the latest deployment in [start - lookback, start]: the rule of
-    analysis.anomalies.label_with_deployments (deployments as (time, release, id))."""
-    return cast(list[Episode], label_with_deployments(episodes, deployments, lookback))  # type: ignore[arg-type]
+    """Episodes labelled with the latest deployment in [start - lookback, start]
+    (`deployments` as (time, release, id); aware times are read as UTC). Episodes with no
+    deployment in the lookback come back unchanged."""
+    deploys = []
+    for t, release, dep_id in deployments:
+        if t is None:
+            continue
+        stamp = pd.Timestamp(cast(Any, t))
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        deploys.append((stamp, release, dep_id))
+    deploys.sort(key=lambda d: d[0])
+    times = np.array([d[0].to_datetime64() for d in deploys], dtype="datetime64[ns]")
+    out = []
+    for episode in episodes:
+        pos = int(np.searchsorted(times, episode.start.to_datetime64(), side="right")) - 1
+        if pos >= 0 and episode.start - deploys[pos][0] <= pd.Timedelta(lookback):
+            t, release, dep_id = deploys[pos]
+            episode = replace(episode, deployed_at=t, release=release, deployment_id=dep_id)
+        out.append(episode)
+    return out

@@ -1,7 +1,7 @@
 """Benchmark: the online anomaly detector on 50 metric series of 1-minute points.
 
 Usage: .venv/bin/python bench/bench_anomalies.py [--series 50] [--days 30] [--repeat 3]
-                                                  [--minutes 10] [--timezone UTC] [--batch]
+                                                  [--minutes 10] [--timezone UTC]
 
 1. First scan: `scan` of each series over `days` days (43,200 points each at 30 days).
    Target: 3 s or less for the 50 series.
@@ -12,7 +12,6 @@ Usage: .venv/bin/python bench/bench_anomalies.py [--series 50] [--days 30] [--re
    service would) and the update with the state loaded from JSON and saved back (a collector
    that keeps no memory between runs). Target: 50 ms or less for the 50 series.
    The cost does not depend on the history: the state is bounded (its JSON size is printed).
-3. --batch also times the retrospective batch scan (analysis.anomalies) for comparison.
 
 Timings are printed, never asserted: the machine is shared and varies by 5-20 %.
 """
@@ -32,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis.anomalies import detect_anomalies  # noqa: E402
 from analysis.online_anomalies import (  # noqa: E402
     OnlineConfig,
     scan,
@@ -65,7 +63,6 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--timezone", default="UTC")
-    parser.add_argument("--batch", action="store_true")
     args = parser.parse_args()
     config = OnlineConfig(timezone=args.timezone)
     data = [make_series(seed, args.days) for seed in range(args.series)]
@@ -108,10 +105,6 @@ def main() -> int:
         f"  with state from/to JSON:  {ms_json} ms; median {statistics.median(ms_json):.1f}, "
         f"max {max(ms_json):.1f}"
     )
-    if args.batch:
-        start = time.perf_counter()
-        found = sum(len(detect_anomalies(s).anomalies) for s in data)
-        print(f"batch scan (retrospective): {time.perf_counter() - start:.2f} s; {found} anomalies")
     return 0
 
 

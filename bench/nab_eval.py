@@ -8,8 +8,7 @@ Usage:
 An alarm is the time an episode was confirmed (`Episode.confirmed_at`), i.e. when an alert
 would have fired: the detector is online, each verdict uses only the data up to its point, so
 the NAB score here measures real-time detection, as NAB intends. For comparison the tables
-also show the retrospective batch scan (analysis.anomalies, which sees the whole file) and the
-naive trailing median/MAD baseline.
+also show the naive trailing median/MAD baseline.
 
 The default's rule (--select): over a small grid of the two settings that set how much a
 deviation must exceed the typical day's largest (tail_factor, tail_quantile), choose the best
@@ -34,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis.anomalies import detect_anomalies  # noqa: E402
 from analysis.nab_score import (  # noqa: E402
     WindowCount,
     count_windows,
@@ -97,11 +95,6 @@ def load_nab(root: Path) -> list[Series]:
 
 def online_alarms(frame: pd.DataFrame, config: OnlineConfig | None = None) -> list[pd.Timestamp]:
     return scan(frame["timestamp"].to_numpy(), frame["value"].to_numpy(), config).alarms
-
-
-def batch_alarms(frame: pd.DataFrame) -> list[pd.Timestamp]:
-    result = detect_anomalies(frame["timestamp"].to_numpy(), frame["value"].to_numpy())
-    return [a.start for a in result.anomalies]
 
 
 def baseline_alarms(frame: pd.DataFrame) -> list[pd.Timestamp]:
@@ -178,7 +171,6 @@ def main(argv: list[str]) -> int:
         print(f"== {folder} ({len(series)} series)")
         print(table("Online detector (OnlineConfig defaults)", evaluate(series, online_alarms)))
         if not args.no_compare:
-            print(f"Batch scan (retrospective): {evaluate(series, batch_alarms).summary()}")
             print(f"Trailing median/MAD baseline: {evaluate(series, baseline_alarms).summary()}")
         print()
     return 0
