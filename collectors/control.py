@@ -420,7 +420,7 @@ class ControlStore:
             with self._connect() as con:
                 checked = con.execute("PRAGMA quick_check").fetchone()[0]
                 version = con.execute("PRAGMA user_version").fetchone()[0]
-            return checked == "ok" and version == len(SCHEMA)
+            return bool(checked == "ok" and version == len(SCHEMA))
         except sqlite3.DatabaseError:
             return False
 
@@ -551,6 +551,7 @@ class ControlStore:
                 "INSERT INTO run_requests (job, requested_at) VALUES (?, ?)", [job, now_iso()]
             )
             con.execute("COMMIT")
+            assert cur.lastrowid is not None  # set by the INSERT just run
             return int(cur.lastrowid), False
 
     def request_run(self, job: str) -> int:
@@ -573,7 +574,9 @@ class ControlStore:
             con.execute("COMMIT")
         return [(r["id"], r["job"]) for r in rows]
 
-    def finish_request(self, request_id: int, status: str, message: str | None, run_id=None):
+    def finish_request(
+        self, request_id: int, status: str, message: str | None, run_id: int | None = None
+    ) -> None:
         self.finish_requests([request_id], status, message, run_id)
 
     @_recovering

@@ -89,6 +89,7 @@ def _start_run(con: duckdb.DuckDBPyConnection, source: str) -> int:
             "VALUES (nextval('collector_run_ids'), ?, ?, 'running') RETURNING run_id",
             [source, _utcnow()],
         ).fetchone()
+    assert row is not None  # INSERT ... RETURNING returns the row
     return int(row[0])
 
 
@@ -207,9 +208,11 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
     finally:
         con.unregister("_batch")
         con.execute("DROP TABLE IF EXISTS _stage")
-    inserted, updated = con.execute(
+    counts = con.execute(
         "SELECT count(*) FILTER (WHERE _is_new), count(*) FILTER (WHERE NOT _is_new) FROM _changes"
     ).fetchone()
+    assert counts is not None  # an aggregate returns one row
+    inserted, updated = counts
     col_list = ", ".join(cols)
     if inserted:
         con.execute(
@@ -237,14 +240,16 @@ def _upsert(con: duckdb.DuckDBPyConnection, spec: Table, data: Any) -> tuple[int
     return int(inserted), int(updated)
 
 
-def _any_stored(con, spec: Table, source: str, key_join: str) -> bool:
+def _any_stored(con: duckdb.DuckDBPyConnection, spec: Table, source: str, key_join: str) -> bool:
     """Whether any row of `source` shares its key with a stored row."""
-    return con.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {source} s JOIN {spec.name} t ON {key_join})"
-    ).fetchall()[0][0]  # fetchall: an unfinished result would block unregister()
+    return bool(
+        con.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {source} s JOIN {spec.name} t ON {key_join})"
+        ).fetchall()[0][0]
+    )  # fetchall: an unfinished result would block unregister()
 
 
-def _insert_new(con, spec: Table, source: str) -> int:
+def _insert_new(con: duckdb.DuckDBPyConnection, spec: Table, source: str) -> int:
     """Insert every row of `source` (none is stored yet) and mark their days dirty."""
     col_list = ", ".join(spec.column_names)
     inserted = con.execute(
@@ -258,7 +263,9 @@ def _insert_new(con, spec: Table, source: str) -> int:
     return int(inserted)
 
 
-def _mark_changes(con, spec: Table, source: str, key_join: str, changed: str) -> None:
+def _mark_changes(
+    con: duckdb.DuckDBPyConnection, spec: Table, source: str, key_join: str, changed: str
+) -> None:
     """_changes: the rows of `source` that are new or differ from the stored row."""
     first_key = spec.key[0]
     con.execute(

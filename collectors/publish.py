@@ -40,6 +40,7 @@ from collectors.schema import TABLES
 from collectors.serving_format import CHECKED_FILES as _checked
 from collectors.serving_format import (
     MANIFEST,
+    Manifest,
     parquet_problem,
     read_manifest,
     referenced_files,
@@ -104,7 +105,7 @@ class PublishError(RuntimeError):
     """A file came out of COPY unreadable or short: the manifest is not swapped."""
 
 
-def _copy(con: duckdb.DuckDBPyConnection, select: str, params: list, target: Path) -> int:
+def _copy(con: duckdb.DuckDBPyConnection, select: str, params: list[Any], target: Path) -> int:
     """COPY a query to Parquet and check the file reads back whole; returns its row count.
     publish() fsyncs it (with every other new file) before a manifest names it. The path is
     ours, never user input."""
@@ -117,6 +118,7 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, params: list, target: Pat
         "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
         params,
     ).fetchone()
+    assert written is not None  # COPY returns its row count
     rows = int(written[0])
     problem = parquet_problem(tmp, rows)
     if problem:
@@ -210,7 +212,7 @@ def _resume_state(
         _mark_everything_dirty(con)
         return None
     if state.get("base") == base:
-        return state
+        return dict(state)
     path.unlink(missing_ok=True)  # someone published in between (e.g. `publish --full`)
     con.executemany(
         "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING", done
@@ -260,6 +262,7 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
             _mark_everything_dirty(con)
             version = int(manifest["version"]) + 1
         else:
+            assert base is not None  # set from `current`
             manifest, version = current, base + 1
         _mark_damaged_days(con, serving, manifest)
         dirty = con.execute("SELECT table_name, day FROM dirty_partitions ORDER BY ALL").fetchall()
@@ -301,7 +304,9 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
     return PublishResult(version, len(dirty), files, time.perf_counter() - started)
 
 
-def _publish_bookkeeping(con, serving: Path, manifest: dict, version: int) -> int:
+def _publish_bookkeeping(
+    con: duckdb.DuckDBPyConnection, serving: Path, manifest: Manifest, version: int
+) -> int:
     for name, select in BOOKKEEPING.items():
         target = serving / "bookkeeping" / f"{name}-v{version}.parquet"
         rows = _copy(con, select, [], target)
@@ -323,7 +328,7 @@ def _day_range(day: date) -> list[datetime]:
     return [start, start + timedelta(days=1)]
 
 
-def _stage(con, table_name: str, day: date) -> None:
+def _stage(con: duckdb.DuckDBPyConnection, table_name: str, day: date) -> None:
     """Make the temp table `src` hold `day`'s rows sorted by time, and `_rollup_<name>` each
     rollup of them. A backfill dirties many days: the dirty days right after `day` are staged
     with it (up to MAX_STAGED_ROWS rows), so their rows are read, sorted and rolled up in one
@@ -365,14 +370,21 @@ def _stage(con, table_name: str, day: date) -> None:
     _staged[id(con)] = (con, table_name, day, last)
 
 
-def _drop_staged(con) -> None:
+def _drop_staged(con: duckdb.DuckDBPyConnection) -> None:
     _staged.pop(id(con), None)
     con.execute("DROP TABLE IF EXISTS src")
     for rollup in ROLLUPS:
         con.execute(f"DROP TABLE IF EXISTS _rollup_{rollup.name}")
 
 
-def _publish_days(con, serving: Path, manifest: dict, dirty: list, version: int, done: list) -> int:
+def _publish_days(
+    con: duckdb.DuckDBPyConnection,
+    serving: Path,
+    manifest: Manifest,
+    dirty: list[tuple[str, date]],
+    version: int,
+    done: list[tuple[str, date]],
+) -> int:
     """Publish the dirty (table, day)s, each table's days in order, on PUBLISH_WORKERS cursors;
     returns the number of files written. Every day finished is added to `done`, also when
     another fails: then no new day starts, and the first failure is raised once all stop."""
@@ -391,7 +403,7 @@ def _publish_days(con, serving: Path, manifest: dict, dirty: list, version: int,
     failures: list[BaseException] = []
     files = 0
 
-    def work(cursor) -> None:
+    def work(cursor: duckdb.DuckDBPyConnection) -> None:
         nonlocal files
         try:
             while not failures:
@@ -425,7 +437,14 @@ def _publish_days(con, serving: Path, manifest: dict, dirty: list, version: int,
     return files
 
 
-def _publish_day(con, serving: Path, manifest: dict, table_name: str, day: date, version: int):
+def _publish_day(
+    con: duckdb.DuckDBPyConnection,
+    serving: Path,
+    manifest: Manifest,
+    table_name: str,
+    day: date,
+    version: int,
+) -> int:
     spec = TABLES[table_name]
     _stage(con, table_name, day)
     key = day.isoformat()
@@ -438,9 +457,11 @@ def _publish_day(con, serving: Path, manifest: dict, table_name: str, day: date,
     files += 1
     if rows:
         entry["days"][key] = {"file": _rel(serving, target), "rows": rows}
-        latest = con.execute(
+        latest_row = con.execute(
             f"SELECT max({t}) FROM src WHERE {t} >= ? AND {t} < ?", _day_range(day)
-        ).fetchone()[0]
+        ).fetchone()
+        assert latest_row is not None  # an aggregate returns one row
+        latest = latest_row[0]
         if entry["latest"] is None or latest.isoformat() > entry["latest"]:
             entry["latest"] = latest.isoformat()
     else:

@@ -39,7 +39,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collectors.control import ControlStore, Schedule, now_iso
 from collectors.engine import WRITE_LOCK, RunSummary, recover_interrupted_runs, run_source
-from collectors.publish import publish, read_manifest
+from collectors.publish import publish
+from collectors.serving_format import read_manifest
 from collectors.sources.base import Source
 from collectors.warehouse import open_warehouse
 
@@ -341,7 +342,7 @@ class CollectorService:
         return float(self.jobs[name].schedule.get("timeout_s") or self.run_timeout_s)
 
     def _on_progress(
-        self, name: str, run: _Run, run_id: int, rows_read: int, progress: Mapping
+        self, name: str, run: _Run, run_id: int, rows_read: int, progress: Mapping[str, Any]
     ) -> None:
         now = run.progress_at = time.monotonic()
         if now - run.reported_at < 0.5:

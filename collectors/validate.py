@@ -219,7 +219,7 @@ def _flag(mask: pa.Array) -> pa.Array:
     return pc.fill_null(mask, False)
 
 
-def _text_timestamps(values: pa.ChunkedArray, name: str, problems: list) -> pa.Array:
+def _text_timestamps(values: pa.ChunkedArray, name: str, problems: list[Problem]) -> pa.Array:
     """Timestamps given as text (e.g. Postgres values Arrow's CSV reader could not read, such as
     'infinity'), as aware UTC: the usual form parsed column-wise, the rest one by one."""
     values = values.combine_chunks()
@@ -246,7 +246,9 @@ def _text_timestamps(values: pa.ChunkedArray, name: str, problems: list) -> pa.A
     return parsed
 
 
-def _arrow_column(spec: Table, column: Column, data: pa.Table, now: datetime, problems: list):
+def _arrow_column(
+    spec: Table, column: Column, data: pa.Table, now: datetime, problems: list[Problem]
+) -> pa.Array:
     """Return the column cast to its warehouse type, appending (mask, column, problem)s."""
     name = column.name
     target = ARROW_TYPES[column.type]

@@ -35,6 +35,7 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
         "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
     )
     row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    assert row is not None  # an aggregate returns one row
     return int(row[0])
 
 
