@@ -9,12 +9,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported inside the commands at run time, so `workbench --help` starts fast
+    from collectors.config import WorkbenchConfig
+    from collectors.control import ControlStore
+    from collectors.service import DataPaths, Job
 
 log = logging.getLogger("workbench")
 
 
-def _paths(args: argparse.Namespace):
+def _paths(args: argparse.Namespace) -> DataPaths:
     from collectors.service import DataPaths
 
     return DataPaths(Path(args.data_dir).resolve())
@@ -28,7 +36,7 @@ def _setup_logging(verbose: bool = False) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace) -> WorkbenchConfig | None:
     """The validated configuration, or None after printing each problem in one sentence."""
     from collectors.config import ConfigError, load_config
 
@@ -40,7 +48,7 @@ def _config(args: argparse.Namespace):
         return None
 
 
-def _jobs(args: argparse.Namespace):
+def _jobs(args: argparse.Namespace) -> dict[str, Job] | None:
     """The configured jobs, or None after printing each configuration problem."""
     from collectors.jobs import jobs_from
 
@@ -83,13 +91,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_progress(job: str, progress: dict | None, started: float) -> None:
+def _print_progress(job: str, progress: Mapping[str, Any] | None, started: float) -> None:
     if not progress or progress.get("state") != "running":
         return
     _progress_bar(job, progress.get("rows_read") or 0, progress, started)
 
 
-def _progress_bar(job: str, rows: int, progress, started: float) -> None:
+def _progress_bar(job: str, rows: int, progress: Mapping[str, Any], started: float) -> None:
     """One self-overwriting line: a bar when the source knows its total, rows and rate."""
     rate = rows / max(time.monotonic() - started, 1e-6)
     done, total = progress.get("done"), progress.get("total")
@@ -148,7 +156,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0 if summary.status in ("ok", "partial") else 1
 
 
-def _hand_over(control, source: str) -> int:
+def _hand_over(control: ControlStore, source: str) -> int:
     """The service owns the warehouse: ask it to run `source` and follow the request."""
     request_id = control.request_run(source)
     print(
@@ -260,7 +268,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     stopping = False
 
-    def stop(*_):
+    def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
