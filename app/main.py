@@ -12,6 +12,7 @@ import streamlit as st  # noqa: E402
 
 from app.auth import require_login  # noqa: E402
 from app.failures import PAGE_KEY, reported_failures  # noqa: E402
+from app.widgets import shared_filters  # noqa: E402
 
 # An emoji favicon is drawn in the browser; a :material/...: one is fetched from fonts.gstatic.com,
 # and the workbench makes no request outside its own server.
@@ -53,5 +54,6 @@ navigation = st.navigation(
     }
 )
 st.session_state[PAGE_KEY] = navigation.title
+shared_filters()  # the period, in the sidebar and the URL, the same on every page
 with reported_failures(f"The {navigation.title} page"):
     navigation.run()

@@ -1,21 +1,113 @@
-"""Small UI pieces shared by pages: the period picker and the freshness banner."""
+"""Small UI pieces shared by pages: the period picker (kept in the URL), links that carry the
+shared filters, the freshness banner and formula-safe tables.
+
+The period lives in the URL's query string (`?period=Last+7+days`, or the short `?period=7`),
+so a view can be shared as a link, is restored by Back and Forward, and follows the user from
+page to page: in the app, main.py draws the picker once in the sidebar for every page
+(`shared_filters`), and pages read it through `period_picker`. A page run on its own (AppTest)
+draws the picker where it is called.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from app import data
 from app.safe_text import markdown_literal, spreadsheet_safe
 
 PERIODS = {"Last 24 hours": 1, "Last 7 days": 7, "Last 14 days": 14, "Last 30 days": 30}
+# 30 days by default: the whole of the demo's history, so that every incident it plants (the
+# bad release 9 days back, credential stuffing 12, brute force 7, the outage 5) is in view on
+# the first page a user opens, and stays in view for two weeks of live running after it.
+DEFAULT_PERIOD = "Last 30 days"
+PERIOD_KEY = "period"  # the widget's key, its session-state key and the URL parameter
+_IN_SIDEBAR = "_period_in_sidebar"
 
 
-def period_picker(end: datetime, key: str = "period") -> tuple[datetime, datetime]:
-    """A select box of periods ending at `end` (the snapshot's latest data)."""
-    label = st.selectbox("Period", list(PERIODS), index=1, key=key)
-    return end - timedelta(days=PERIODS[label]), end
+def period_label(value: object) -> str | None:
+    """The picker's option for a URL value: its label, or a number of days ('30', '7d')."""
+    if value in PERIODS:
+        return str(value)
+    text = str(value).strip().lower().removesuffix("d").removesuffix("days").strip()
+    by_days = {str(days): label for label, days in PERIODS.items()}
+    return by_days.get(text)
+
+
+def _accept_short_period() -> None:
+    """`?period=30` as typed by a person: put the matching option in the picker's state before
+    the widget reads the URL (which only knows the options' labels)."""
+    raw = st.query_params.get(PERIOD_KEY)
+    if raw is None or raw in PERIODS:
+        return
+    label = period_label(raw)
+    if label is not None:
+        st.session_state[PERIOD_KEY] = label
+
+
+def _period_widget(where) -> str:
+    _accept_short_period()
+    # The default only where the state holds no choice (Streamlit warns when given both).
+    default = (
+        {} if PERIOD_KEY in st.session_state else {"index": list(PERIODS).index(DEFAULT_PERIOD)}
+    )
+    return str(
+        where.selectbox(
+            "Period",
+            list(PERIODS),
+            **default,
+            key=PERIOD_KEY,
+            bind="query-params",
+            help="Shared by every page and kept in the address bar: copy the link to share "
+            "this view.",
+        )
+    )
+
+
+def shared_filters() -> None:
+    """The filters every page shares, drawn once in the sidebar (called by main.py)."""
+    st.session_state[_IN_SIDEBAR] = True
+    _period_widget(st.sidebar)
+
+
+def period_picker(end: datetime, key: str = PERIOD_KEY) -> tuple[datetime, datetime]:
+    """The period chosen (in the sidebar, or here when the page runs alone) ending at `end`
+    (the snapshot's latest data)."""
+    if st.session_state.get(_IN_SIDEBAR) and PERIOD_KEY in st.session_state:
+        label = str(st.session_state[PERIOD_KEY])
+    else:
+        label = _period_widget(st)
+    return end - timedelta(days=PERIODS.get(label, PERIODS[DEFAULT_PERIOD])), end
+
+
+def period_days() -> int:
+    """The shared period in days (the default when none was chosen yet)."""
+    return PERIODS.get(str(st.session_state.get(PERIOD_KEY, DEFAULT_PERIOD)), 30)
+
+
+def link_state(params: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Query parameters for a link that keeps the shared period, plus a page's own filters."""
+    return {PERIOD_KEY: str(st.session_state.get(PERIOD_KEY, DEFAULT_PERIOD)), **(params or {})}
+
+
+def evidence_url(page: str, params: Mapping[str, str] | None = None) -> str:
+    """A link to a page (a view file's stem) with the shared period and the page's filters,
+    relative to the app's address, as a person would share it."""
+    path = "" if page == "overview" else page
+    return f"{path}?{urlencode(link_state(params))}"
+
+
+def evidence_link(page: str, label: str, params: Mapping[str, str] | None = None) -> None:
+    """A link that opens `page` in this session with the shared period and the page's filters;
+    a plain link where the page is not in the navigation (a page run alone, in tests)."""
+    try:
+        st.page_link(f"views/{page}.py", label=label, query_params=link_state(params))
+    except StreamlitAPIException:
+        st.markdown(f"[{markdown_literal(label)}]({evidence_url(page, params)})")
 
 
 def freshness_banner(stale_after_minutes: float = 10) -> None:
