@@ -37,8 +37,8 @@ def open_evidence(evidence: dict[str, Any]) -> None:
     """Focus the page that explains an alert, then go there."""
     for key, value in (evidence.get("focus") or {}).items():
         st.session_state[key] = value
-    st.session_state["period"] = "Last 30 days"
-    st.switch_page(f"views/{evidence['page']}.py")  # relative to app/main.py
+    # The period is a widget bound to the URL (app/widgets.py): it is set through the link.
+    st.switch_page(f"views/{evidence['page']}.py", query_params={"period": "Last 30 days"})
 
 
 try:

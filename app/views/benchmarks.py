@@ -29,10 +29,20 @@ def comparison(
 def release_slices(names: list[str]) -> tuple[bm.Slice, bm.Slice]:
     c1, c2 = st.columns(2)
     baseline = c1.selectbox(
-        "Baseline release", names, index=len(names) - 2, format_func=plain, key="bench_baseline"
+        "Baseline release",
+        names,
+        index=len(names) - 2,
+        format_func=plain,
+        key="bench_baseline",
+        bind="query-params",
     )
     candidate = c2.selectbox(
-        "Candidate release", names, index=len(names) - 1, format_func=plain, key="bench_candidate"
+        "Candidate release",
+        names,
+        index=len(names) - 1,
+        format_func=plain,
+        key="bench_candidate",
+        bind="query-params",
     )
     return bm.Slice(baseline, release=baseline), bm.Slice(candidate, release=candidate)
 
@@ -98,7 +108,13 @@ if end is None or not names:
     st.info("No traffic has been collected yet: benchmarks need at least some calls.")
     st.stop()
 
-mode = st.radio("Compare", ("Two releases", "Two periods"), horizontal=True, key="bench_mode")
+mode = st.radio(
+    "Compare",
+    ("Two releases", "Two periods"),
+    horizontal=True,
+    key="bench_mode",
+    bind="query-params",
+)
 if mode == "Two releases" and len(names) < 2:
     st.info("Only one release so far: compare two periods instead.")
     st.stop()

@@ -78,7 +78,7 @@ data_table(stage_percentiles(con, start, end), hide_index=True, width="stretch")
 @fragment
 def call_drilldown():
     st.subheader("Calls")
-    outcome = st.selectbox("Outcome", ["all", *OUTCOMES], key="outcome")
+    outcome = st.selectbox("Outcome", ["all", *OUTCOMES], key="outcome", bind="query-params")
     calls = conversations.recent_calls(
         con, start, end, outcome=None if outcome == "all" else outcome, limit=200
     )
