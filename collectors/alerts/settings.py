@@ -390,4 +390,3 @@ def in_maintenance(windows: Iterable[Maintenance], labels: Labels, now: datetime
         if window.covers(labels, now):
             return window.name
     return None
-

@@ -131,7 +131,8 @@ def custom_check(func: Callable[[], Any]) -> Callable[[], CheckResult]:
                 "error": "down",
                 "pending": "pending",
             }.get(raw, "degraded")
-            details = out.get("details") if isinstance(out.get("details"), dict) else {}
+            given = out.get("details")
+            details: dict[str, Any] = given if isinstance(given, dict) else {}
             error = out.get("error")
             return CheckResult(
                 status, ms, None, None if error is None else str(error)[:2048] or None, details

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 
@@ -164,6 +164,10 @@ def integer(key: str, value: Any, lo: int = 0, hi: int | None = None) -> int:
     return int(value)
 
 
+@overload
+def text(key: str, value: Any, allow_none: Literal[False] = False, max_len: int = 512) -> str: ...
+@overload
+def text(key: str, value: Any, allow_none: bool, max_len: int = 512) -> str | None: ...
 def text(key: str, value: Any, allow_none: bool = False, max_len: int = 512) -> str | None:
     if value is None and allow_none:
         return None
@@ -199,6 +203,17 @@ def url_problem(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str
     return None
 
 
+@overload
+def url(
+    key: str,
+    value: Any,
+    allow_none: Literal[False] = False,
+    schemes: tuple[str, ...] = ("http", "https"),
+) -> str: ...
+@overload
+def url(
+    key: str, value: Any, allow_none: bool, schemes: tuple[str, ...] = ("http", "https")
+) -> str | None: ...
 def url(
     key: str,
     value: Any,

@@ -140,7 +140,7 @@ class ErrorMonitor(MonitorBase):
         self.critical_errors = set(string_list("errors.critical_errors", cfg["critical_errors"]))
 
     def reset(self) -> None:
-        self.__init__()
+        type(self).__init__(self)  # back to the state of a new monitor
 
     # -- settings (raise on bad values: they are configuration) ------------------------------
     def set_error_sample_rate(self, rate: float) -> None:

@@ -199,7 +199,7 @@ class Experiments:
 
     def reset(self) -> None:
         self.stop()
-        self.__init__()
+        type(self).__init__(self)  # back to the state of a new monitor
 
     def definitions(self) -> dict[str, Experiment]:
         return {**self.local, **self.remote}

@@ -61,7 +61,7 @@ class HealthMonitor(MonitorBase):
             )
 
     def reset(self) -> None:
-        self.__init__()
+        type(self).__init__(self)  # back to the state of a new monitor
 
     # -- settings ---------------------------------------------------------------------------
     def add_health_check_endpoint(
@@ -132,7 +132,7 @@ class HealthMonitor(MonitorBase):
         from collectors.instrumentation.performance import performance_monitor
 
         now = time.time()
-        values = {
+        values: dict[str, float | None] = {
             "cpu_usage": psutil.cpu_percent(interval=None),
             "memory_usage": psutil.virtual_memory().percent,
         }

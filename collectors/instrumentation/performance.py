@@ -43,7 +43,7 @@ class PerformanceMonitor(MonitorBase):
         self.set_cpu_warning_threshold(cfg["cpu_warning_threshold"])
 
     def reset(self) -> None:
-        self.__init__()
+        type(self).__init__(self)  # back to the state of a new monitor
 
     def set_slow_request_threshold(self, seconds: float) -> None:
         self.slow_request_threshold = number(

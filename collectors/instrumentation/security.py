@@ -7,6 +7,7 @@ sliding-window count for paths that have a rate limit, answering 403 or 429.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import time
 from collections import deque
@@ -137,7 +138,7 @@ class SecurityMonitor(MonitorBase):
         self.login_paths = set(cfg["login_paths"])
 
     def reset(self) -> None:
-        self.__init__()
+        type(self).__init__(self)  # back to the state of a new monitor
 
     # -- settings ---------------------------------------------------------------------------
     @property
@@ -285,7 +286,8 @@ class SecurityMonitor(MonitorBase):
         """Record one API call (a `requests` row) and feed the rate and scan detectors."""
         from collectors.instrumentation.performance import performance_monitor
 
-        performance_monitor.track_request.__wrapped__(
+        # The unguarded method: a failure is counted once, by this method's own guard.
+        inspect.unwrap(type(performance_monitor).track_request)(
             performance_monitor,
             endpoint,
             method,
@@ -393,10 +395,10 @@ class SecurityMonitor(MonitorBase):
             elif n <= limit[0]:
                 self._over.discard(key)
         if status == 404:
-            key = ("scan", ip)
-            n = self._not_found.add(key, at, SCAN_WINDOW_S)
-            if n >= SCAN_404_LIMIT and key not in self._over:
-                self._over.add(key)
+            scan_key = ("scan", ip)
+            n = self._not_found.add(scan_key, at, SCAN_WINDOW_S)
+            if n >= SCAN_404_LIMIT and scan_key not in self._over:
+                self._over.add(scan_key)
                 self._event(
                     "scanning_suspected",
                     "warning",
@@ -407,7 +409,7 @@ class SecurityMonitor(MonitorBase):
                     at,
                 )
             elif n < SCAN_404_LIMIT:
-                self._over.discard(key)
+                self._over.discard(scan_key)
 
     # -- request path (only with enforce: true) ---------------------------------------------
     def verdict(self, path: str, ip: str | None, now: float) -> int:

@@ -134,7 +134,7 @@ class SupabaseWriteError(RuntimeError):
 def merged_parts(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
     """Rows of a table that arrives in parts, one per key: each part's known values over the
     earlier ones'. (One upsert may not touch a row twice, and a part must not blank a value.)"""
-    merged: dict[tuple, dict[str, Any]] = {}
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         k = tuple(row.get(c) for c in key)
         if k in merged:

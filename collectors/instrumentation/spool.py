@@ -27,6 +27,7 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
+c_make_encoder: Callable[..., Any] | None
 try:
     from _json import make_encoder as c_make_encoder
 except ImportError:  # pragma: no cover - not CPython

@@ -84,7 +84,7 @@ class UserExperienceMonitor(MonitorBase):
         self._lock = threading.Lock()
 
     def reset(self) -> None:
-        self.__init__()
+        type(self).__init__(self)  # back to the state of a new monitor
 
     def start_session(
         self,
