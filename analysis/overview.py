@@ -145,6 +145,8 @@ def headline(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> 
     gap = (
         "the previous period has no data"
         if before_cov == 0
+        else "the previous period has data for less than 1% of its hours"
+        if before_cov < 0.01  # not "only 0%"
         else f"the previous period has data for only {before_cov:.0%} of its hours"
     )
     windows = [w for w in release_windows(con, end) if w.end > w.start]
