@@ -24,11 +24,16 @@ from collectors.instrumentation.sinks import MemorySink
 
 
 class Webhook:
-    """Answers with the queued statuses (or sleeps), then 200; records JSON bodies."""
+    """Answers with the queued statuses (or sleeps), then 200; records JSON bodies. While `gate`
+    is clear, every request is held unanswered (for at most 10 s), so a test can look at what
+    happened before the webhook answered."""
 
     def __init__(self, script=()):
         self.script = list(script)
         self.bodies: list[dict] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.held = threading.Event()  # a request arrived while the gate was clear
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +42,9 @@ class Webhook:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not hook.gate.is_set():
+                    hook.held.set()
+                    hook.gate.wait(10)
                 step = hook.script.pop(0) if hook.script else 200
                 if step == "sleep":
                     time.sleep(1.0)
@@ -52,6 +60,7 @@ class Webhook:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
+        self.gate.set()  # a request held by a failed test is answered, not left to its 10 s
         self.server.shutdown()
         self.server.server_close()
 
@@ -87,9 +96,12 @@ def test_webhook_retries_5xx_and_posts_the_alert_from_a_background_thread(monkey
         monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url)
         configure_monitoring(None, {"alerts": {"webhook_retries": 3}}, sink=MemorySink())
         alert_manager.webhook.backoff = 0.01
-        t0 = time.perf_counter()
+        hook.gate.clear()  # the webhook answers nothing until the caller has returned
         error_monitor.track_error("DbDown", "pool exhausted", severity="critical")
-        assert time.perf_counter() - t0 < 0.01  # the caller never waits for the webhook
+        # the caller never waits for the webhook: it returned with the post still unanswered
+        assert hook.held.wait(5) and not hook.bodies
+        assert (alert_manager.webhook.sent, alert_manager.webhook.failed) == (0, 0)
+        hook.gate.set()
         flush_monitoring()
         assert [b["title"] for b in hook.bodies] == ["Critical error: DbDown"]
         assert hook.bodies[0]["severity"] == "critical" and "text" in hook.bodies[0]
@@ -98,7 +110,7 @@ def test_webhook_retries_5xx_and_posts_the_alert_from_a_background_thread(monkey
         hook.close()
 
 
-def test_webhook_timeout_gives_up_after_its_retries_without_blocking_handlers():
+def test_webhook_timeout_gives_up_after_its_retries():
     hook = Webhook(["sleep", "sleep"])
     try:
         configure_monitoring(
@@ -107,14 +119,32 @@ def test_webhook_timeout_gives_up_after_its_retries_without_blocking_handlers():
             sink=MemorySink(),
         )
         alert_manager.webhook.backoff = 0.01
-        got = []
-        error_monitor.add_alert_handler(got.append)
-        t0 = time.perf_counter()
         alert_manager.raise_alert(Alert("t", "m", "error"))
-        alert_manager._q.join()  # custom handlers ran
-        assert got and time.perf_counter() - t0 < 0.15  # before the webhook's first timeout
+        flush_monitoring()
         alert_manager.webhook.join(5)
         assert (alert_manager.webhook.sent, alert_manager.webhook.failed) == (0, 1)
+        assert not hook.bodies
+    finally:
+        hook.close()
+
+
+def test_a_hanging_webhook_does_not_hold_up_the_other_handlers():
+    hook = Webhook()
+    try:
+        configure_monitoring(
+            None, {"alerts": {"webhook_url": hook.url, "webhook_timeout": 30}}, sink=MemorySink()
+        )
+        got = []
+        error_monitor.add_alert_handler(got.append)
+        hook.gate.clear()  # the webhook hangs until the handlers have been seen to run
+        alert_manager.raise_alert(Alert("t", "m", "error"))
+        alert_manager._q.join()  # custom handlers ran
+        assert [a.title for a in got] == ["t"]
+        assert hook.held.wait(5) and not hook.bodies  # while the webhook's post hung
+        assert (alert_manager.webhook.sent, alert_manager.webhook.failed) == (0, 0)
+        hook.gate.set()
+        alert_manager.webhook.join(5)
+        assert alert_manager.webhook.sent == 1 and [b["title"] for b in hook.bodies] == ["t"]
     finally:
         hook.close()
 
