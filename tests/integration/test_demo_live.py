@@ -92,6 +92,14 @@ def test_live_traffic_through_the_sdk_joins_the_history_without_a_gap(tmp_path, 
     assert sdk_ids.fetchone()[0] == window["requests"].num_rows
     assert _count(con, "requests") == history["requests"] + window["requests"].num_rows
     assert con.execute("SELECT count(*) FROM calls WHERE turns IS NULL").fetchone() == (0,)
+    # each live call is in the arm the simulator planted its outcome for: the SDK's assignment
+    planted = {c["call_id"]: c["variant"] for c in window["calls"].to_pylist()}
+    assert sum(v == "treatment" for v in planted.values()) > 0
+    arms = con.execute(
+        "SELECT call_id, variant FROM calls WHERE list_contains(?, call_id)", [list(planted)]
+    ).fetchall()
+    diff = {c: (v, planted[c]) for c, v in arms if v != planted[c]}
+    assert len(arms) == len(planted) and not diff, list(diff.items())[:5]
 
     # what the pages read: the published snapshot's rollups
     publish(con, tmp_path / "serving")
