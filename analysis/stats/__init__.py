@@ -1,8 +1,9 @@
 """Experiment statistics in the manner of GrowthBook's gbstats: sufficient statistics as small
 frozen dataclasses, and pure tests from two of them to a result dataclass."""
 
+from analysis.experiment_rules import METHODS
 from analysis.stats.bayesian import NormalPrior, bayesian_test
-from analysis.stats.compare import METHODS, DailyResult, compare, cumulate, results_over_time
+from analysis.stats.compare import DailyResult, compare, cumulate, results_over_time
 from analysis.stats.corrections import adjust_comparisons, benjamini_hochberg, holm
 from analysis.stats.effects import estimate_effect
 from analysis.stats.frequentist import sequential_test, welch_test
@@ -24,6 +25,7 @@ from analysis.stats.statistics import (
     Quantile,
     Ratio,
     RegressionAdjusted,
+    RegressionAdjustedRatio,
     SampleMean,
     Statistic,
     quantile_from_values,
@@ -42,6 +44,7 @@ __all__ = [
     "Quantile",
     "Ratio",
     "RegressionAdjusted",
+    "RegressionAdjustedRatio",
     "SampleMean",
     "SrmResult",
     "Statistic",

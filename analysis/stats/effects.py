@@ -20,6 +20,7 @@ from analysis.stats.statistics import (
     Quantile,
     Ratio,
     RegressionAdjusted,
+    RegressionAdjustedRatio,
     SampleMean,
     Statistic,
 )
@@ -90,8 +91,10 @@ def degenerate_reason(stat: Statistic, arm: str) -> str:
     inconsistent = inconsistency_reason(stat, arm)
     if inconsistent:
         return inconsistent
-    if isinstance(stat, RegressionAdjusted):
-        return degenerate_reason(stat.post, arm)
+    if isinstance(stat, RegressionAdjusted | RegressionAdjustedRatio):
+        return degenerate_reason(stat.post, arm) or (
+            inconsistency_reason(stat.pre, arm) if isinstance(stat, RegressionAdjustedRatio) else ""
+        )
     n = stat.units if isinstance(stat, Quantile) else stat.n
     if n <= 0:
         return f"the {arm} arm has no data"
@@ -147,6 +150,12 @@ def estimate_effect(
         from analysis.stats.cuped import estimate_cuped_effect
 
         return estimate_cuped_effect(control, treatment, relative)
+    if isinstance(control, RegressionAdjustedRatio) and isinstance(
+        treatment, RegressionAdjustedRatio
+    ):
+        from analysis.stats.cuped import estimate_cuped_ratio_effect
+
+        return estimate_cuped_ratio_effect(control, treatment, relative)
 
     mu_a, mu_b = control.mean, treatment.mean
     s_a, s_b = control.variance_of_mean, treatment.variance_of_mean

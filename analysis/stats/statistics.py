@@ -10,6 +10,7 @@ A statistic never raises on degenerate input: moments become NaN and the tests r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from scipy.stats import norm
@@ -172,11 +173,86 @@ class RegressionAdjusted:
 
     @property
     def covariance(self) -> float:
+        # A 0/1 metric's moments are binomial (divided by n, as its variance p(1 − p) is):
+        # Σxy/n − ΣxΣy/n² (gbstats, F4); otherwise the unbiased sample covariance.
+        if isinstance(self.post, Proportion):
+            if self.n <= 0:
+                return NAN
+            return self.cross_sum / self.n - self.post.sum * self.pre.sum / self.n**2
         return _sample_covariance(self.n, self.post.sum, self.pre.sum, self.cross_sum)
+
+    @property
+    def pre_variance(self) -> float:
+        """The covariate's variance on the same footing as the metric's: divided by n for a
+        0/1 metric (binomial moments), by n − 1 otherwise."""
+        v = self.pre.variance
+        if isinstance(self.post, Proportion) and isinstance(self.pre, SampleMean) and self.n > 1:
+            return v * (self.n - 1) / self.n
+        return v
 
     def __add__(self, other: RegressionAdjusted) -> RegressionAdjusted:
         return RegressionAdjusted(
-            self.post + other.post, self.pre + other.pre, self.cross_sum + other.cross_sum
+            _add(self.post, other.post), _add(self.pre, other.pre), self.cross_sum + other.cross_sum
+        )
+
+
+def _add(a: SampleMean | Proportion, b: SampleMean | Proportion) -> SampleMean | Proportion:
+    if isinstance(a, Proportion) and isinstance(b, Proportion):
+        return a + b
+    return SampleMean(a.n + b.n, a.sum + b.sum, a.sum_squares + b.sum_squares)
+
+
+@dataclass(frozen=True)
+class RegressionAdjustedRatio:
+    """CUPED input for a ratio metric in one arm: per randomisation unit the experiment's
+    numerator M and denominator D and the same unit's pre-period numerator Mx and denominator
+    Dx (gbstats RegressionAdjustedRatioStatistic). `sums` are ΣM, ΣD, ΣMx, ΣDx; `products`
+    the ten sums of products in the order MM, MD, MMx, MDx, DD, DMx, DDx, MxMx, MxDx, DxDx.
+    The estimator lives in `analysis.stats.cuped.estimate_cuped_ratio_effect`."""
+
+    n: int
+    sums: tuple[float, float, float, float]
+    products: tuple[float, float, float, float, float, float, float, float, float, float]
+
+    @property
+    def post(self) -> Ratio:
+        (m, d, _, _), p = self.sums, self.products
+        return Ratio(self.n, m, p[0], d, p[4], p[1])
+
+    @property
+    def pre(self) -> Ratio:
+        (_, _, mx, dx), p = self.sums, self.products
+        return Ratio(self.n, mx, p[7], dx, p[9], p[8])
+
+    @property
+    def mean(self) -> float:
+        return self.post.mean
+
+    @property
+    def variance(self) -> float:
+        return self.post.variance
+
+    @property
+    def variance_of_mean(self) -> float:
+        return self.post.variance_of_mean
+
+    def covariance_matrix(self) -> list[list[float]]:
+        """Sample covariance (n − 1) of (M, D, Mx, Dx) per unit."""
+        k, out = 0, [[NAN] * 4 for _ in range(4)]
+        for i in range(4):
+            for j in range(i, 4):
+                c = _sample_covariance(self.n, self.sums[i], self.sums[j], self.products[k])
+                out[i][j] = out[j][i] = c
+                k += 1
+        return out
+
+    def __add__(self, other: RegressionAdjustedRatio) -> RegressionAdjustedRatio:
+        a, b = self.sums, other.sums
+        p, q = self.products, other.products
+        return RegressionAdjustedRatio(
+            self.n + other.n,
+            (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]),
+            tuple(x + y for x, y in zip(p, q, strict=True)),  # type: ignore[arg-type]
         )
 
 
@@ -210,7 +286,7 @@ class Quantile:
         # The interval half-width is z·sd(Q̂), so sd(Q̂) ≈ (upper − lower) / (2z).
         if self.n < 2 or not all(map(math.isfinite, (self.lower, self.upper))):
             return NAN
-        z = norm.ppf(0.5 + self.confidence / 2)
+        z = float(norm.ppf(0.5 + self.confidence / 2))
         return ((self.upper - self.lower) / (2 * z)) ** 2 * self.design_effect
 
     @property
@@ -276,7 +352,15 @@ class PostStratified:
         return sum(terms) ** 2 / denominator if denominator > 0 else NAN
 
 
-Statistic = SampleMean | Proportion | Ratio | RegressionAdjusted | Quantile | PostStratified
+Statistic = (
+    SampleMean
+    | Proportion
+    | Ratio
+    | RegressionAdjusted
+    | RegressionAdjustedRatio
+    | Quantile
+    | PostStratified
+)
 
 
 def quantile_ranks(n: int, nu: float, confidence: float = 0.95) -> tuple[int, int, int]:
@@ -293,7 +377,7 @@ def quantile_ranks(n: int, nu: float, confidence: float = 0.95) -> tuple[int, in
     return clamp(n * nu - half), clamp(n * nu), clamp(n * nu + half)
 
 
-def quantile_from_values(values, nu: float, confidence: float = 0.95) -> Quantile:
+def quantile_from_values(values: Iterable[float], nu: float, confidence: float = 0.95) -> Quantile:
     """A Quantile statistic from raw observations (for small data and tests)."""
     import numpy as np
 
@@ -309,5 +393,5 @@ def quantile_from_values(values, nu: float, confidence: float = 0.95) -> Quantil
 def quantile_interval_supported(n: int, nu: float, confidence: float = 0.95) -> bool:
     """Whether n is large enough for the order-statistic interval to lie inside the sample:
     n > z²ν/(1−ν) and n > z²(1−ν)/ν (gbstats' rule)."""
-    z = norm.ppf(0.5 + confidence / 2)
+    z = float(norm.ppf(0.5 + confidence / 2))
     return n > z * z * nu / (1 - nu) and n > z * z * (1 - nu) / nu
