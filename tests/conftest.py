@@ -60,3 +60,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return _ORDER.index(parts[0]) if parts[0] in _ORDER else len(_ORDER)
 
     items.sort(key=rank)  # stable: each folder keeps its own order
+
+
+@pytest.fixture(scope="session")
+def demo15(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 15-day demo (its history holds every planted episode: the A/B test of the last 14
+    days, the bad release 9 days back, the attacks, the outage), built once per session (~19 s)
+    for every test that reads it. Tests that save anything use `with_demo15`."""
+    from tests.demo_data import build_demo_data
+
+    return build_demo_data(tmp_path_factory.mktemp("demo15"), history_days=15)
+
+
+@pytest.fixture
+def with_demo15(demo15: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The app on the shared 15-day snapshot with a fresh control store for this test (saved
+    experiments and schedules are not shared)."""
+    import streamlit as st
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "serving").symlink_to(demo15 / "serving")
+    shutil.copy(demo15 / "control.sqlite", root / "control.sqlite")
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(root))
+    # app.data caches the control store per process: point it at this test's folder
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return root

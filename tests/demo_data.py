@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
 
+from collectors.demo_truth import DemoTruth, demo_truth
 from collectors.service import CollectorService, DataPaths, Job
+from collectors.snapshot import open_snapshot
 from collectors.sources.demo import DemoSource
 
 
@@ -19,3 +23,15 @@ def build_demo_data(root: Path, history_days: int = 4) -> Path:
     finally:
         service.con.close()
     return root
+
+
+def demo_truth_of(root: Path) -> DemoTruth:
+    """The demo's ground truth for the 15-day snapshot in `root` (its anchor is in the demo
+    watermark)."""
+    con = open_snapshot(root / "serving").con
+    try:
+        row = con.execute("SELECT value FROM watermarks WHERE source = 'demo'").fetchone()
+    finally:
+        con.close()
+    assert row is not None, f"no demo watermark in {root}"
+    return demo_truth(7, datetime.fromisoformat(json.loads(row[0])["anchor"]), 15)

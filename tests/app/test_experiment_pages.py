@@ -12,42 +12,10 @@ from streamlit.testing.v1 import AppTest
 
 from collectors.control import ControlStore
 from tests.conftest import REPO
-from tests.demo_data import build_demo_data
+from tests.demo_data import demo_truth_of
 
 EXPERIMENTS = REPO / "app" / "views" / "experiments.py"
 BENCHMARKS = REPO / "app" / "views" / "benchmarks.py"
-
-
-def demo15_dir(tmp_path_factory) -> Path:
-    """One 15-day demo snapshot per test session, shared by the modules that import this."""
-    root = tmp_path_factory.getbasetemp() / "demo15"
-    if not (root / "serving" / "manifest.json").exists():
-        root.mkdir(exist_ok=True)
-        build_demo_data(root, history_days=15)
-    return root
-
-
-@pytest.fixture(scope="session")
-def demo15(tmp_path_factory):
-    return demo15_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def with_demo15(demo15, monkeypatch, tmp_path):
-    # a fresh control store per test: the snapshot is shared, saved experiments are not
-    import shutil
-
-    root = tmp_path / "data"
-    root.mkdir()
-    (root / "serving").symlink_to(demo15 / "serving")
-    shutil.copy(demo15 / "control.sqlite", root / "control.sqlite")
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(root))
-    # app.data caches the control store per process: point it at this test's folder
-    import streamlit as st
-
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    return root
 
 
 def run(path: Path) -> AppTest:
@@ -129,19 +97,6 @@ def test_bad_definition_is_one_sentence_not_a_traceback(with_demo15):
     at.button[0].click().run()
     assert not at.exception
     assert any("experiment key must be" in e.value for e in at.error)
-
-
-def demo_truth_of(root: Path):
-    """The demo's ground truth for this snapshot (its anchor is in the demo watermark)."""
-    import json
-    from datetime import datetime
-
-    from collectors.demo_truth import demo_truth
-    from collectors.snapshot import open_snapshot
-
-    con = open_snapshot(root / "serving").con
-    value = con.execute("SELECT value FROM watermarks WHERE source = 'demo'").fetchone()[0]
-    return demo_truth(7, datetime.fromisoformat(json.loads(value)["anchor"]), 15)
 
 
 def test_benchmarks_page_flags_the_bad_release(with_demo15, demo15):

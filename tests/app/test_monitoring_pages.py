@@ -246,20 +246,11 @@ def test_feedback_comment_with_html_and_markdown_is_shown_escaped(with_hostile_f
     assert not any("<script>" in s or "**bold**" in s or "<b>" in s for s in sources)
 
 
-@pytest.fixture(scope="module")
-def demo15_dir(tmp_path_factory):
-    """A demo whose 15 days of history hold every planted episode (built in ~15 s)."""
-    from tests.demo_data import build_demo_data
-
-    return build_demo_data(tmp_path_factory.mktemp("demo15"), history_days=15)
-
-
-def test_security_lists_every_planted_attack_over_two_weeks(demo15_dir, monkeypatch):
+def test_security_lists_every_planted_attack_over_two_weeks(with_demo15):
     from datetime import UTC, datetime
 
     from collectors.demo_truth import demo_truth
 
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(demo15_dir))
     truth = demo_truth(7, datetime(2025, 1, 1, tzinfo=UTC))  # IPs and users do not move
     at = run_page("security")
     at.selectbox(key="period").select("Last 14 days").run()
@@ -273,8 +264,7 @@ def test_security_lists_every_planted_attack_over_two_weeks(demo15_dir, monkeypa
     assert ("API usage spike", truth.api_spike.user_id) in found
 
 
-def test_health_lists_the_planted_supabase_outage(demo15_dir, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(demo15_dir))
+def test_health_lists_the_planted_supabase_outage(with_demo15):
     at = run_page("health")
     at.selectbox(key="period").select("Last 14 days").run()
     incidents = next(d.value for d in at.dataframe if "duration_min" in d.value.columns)

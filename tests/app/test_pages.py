@@ -46,12 +46,26 @@ def test_overview_shows_six_kpis_with_values_and_changes(with_demo):
 
 
 def test_overview_period_picker_changes_the_window(with_demo):
+    from datetime import timedelta
+
+    from analysis import overview
+    from collectors.snapshot import open_snapshot
+
+    con = open_snapshot(with_demo / "serving").con
+    end = overview.data_end(con)
+    assert end is not None
+
+    def p95_shown(days: int) -> str:  # the tile's value over the last `days`, as the page writes it
+        kpi = overview.headline(con, end - timedelta(days=days), end).kpis[1].kpi
+        assert kpi.label == "p95 turn latency" and kpi.value is not None
+        return f"{kpi.value:,.0f} ms"
+
+    assert p95_shown(1) != p95_shown(30)  # the demo's last day differs from its whole history
     at = run_page(REPO / "app" / "views" / "overview.py")
-    week = {m.label: m.value for m in at.metric}
+    assert {m.label: m.value for m in at.metric}["p95 turn latency"] == p95_shown(30)
     at.selectbox(key="period").select("Last 24 hours").run()
     assert not at.exception
-    day = {m.label: m.value for m in at.metric}
-    assert day.keys() == week.keys()
+    assert {m.label: m.value for m in at.metric}["p95 turn latency"] == p95_shown(1)
 
 
 def test_overview_without_data_says_it_is_collecting(tmp_path, monkeypatch):

@@ -18,14 +18,13 @@ from analysis.experiments import ExperimentDefinition, evaluate_experiment, verd
 from analysis.metrics import builtin_metrics
 from analysis.report import CSV_COLUMNS, benchmark_csv, benchmark_html, neutralise_cell
 from collectors.snapshot import open_snapshot
-from tests.app.test_experiment_pages import demo15_dir, demo_truth_of
 from tests.conftest import REPO
+from tests.demo_data import demo_truth_of
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = demo15_dir(tmp_path_factory)
-    return root, open_snapshot(root / "serving").con, demo_truth_of(root)
+def demo(demo15):
+    return demo15, open_snapshot(demo15 / "serving").con, demo_truth_of(demo15)
 
 
 @pytest.fixture(scope="module")
