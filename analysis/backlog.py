@@ -22,9 +22,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -186,19 +187,22 @@ def error_items(
     now["severity_w"] = now["severity"].map(lambda s: ERROR_SEVERITY.get(str(s).lower(), 0.1))
     now["impact"] = now["events"] * now["severity_w"]
     out = []
-    for r in now.sort_values("impact", ascending=False).head(ERROR_TOP).itertuples():
-        where = f"only in {r.in_releases}" if r.releases == 1 else f"in {r.releases} releases"
+    r: dict[Any, Any]  # pandas' records carry no field types
+    for r in now.sort_values("impact", ascending=False).head(ERROR_TOP).to_dict("records"):
+        releases = int(r["releases"])
+        where = f"only in {r['in_releases']}" if releases == 1 else f"in {releases} releases"
+        events = float(r["events"])
         out.append(
             _item(
                 "error",
-                f"{r.error_type} ({r.severity})",
-                r.events,
-                r.severity_w,
-                f"{r.events:,.0f} events {where}; group {r.fingerprint}.",
+                f"{r['error_type']} ({r['severity']})",
+                events,
+                float(r["severity_w"]),
+                f"{events:,.0f} events {where}; group {r['fingerprint']}.",
                 "errors",
                 (),
-                float(r.events),
-                float(earlier.get(r.fingerprint, 0.0)) if compared else None,
+                events,
+                float(earlier.get(r["fingerprint"], 0.0)) if compared else None,
                 compared,
             )
         )
@@ -347,28 +351,35 @@ def feature_items(
         "WHERE submitted_at >= ? AND submitted_at < ?",
         [start, end],
     ).fetchone()
-    base = overall[0] / overall[1] if overall and overall[1] else 0.0
+    base = float(overall[0]) / float(overall[1]) if overall and overall[1] else 0.0
     before = _feature_ratings(con, start - (end - start), start) if compared else now.iloc[:0]
-    earlier = {r.feature: r.negative / r.rated for r in before.itertuples() if r.rated > 0}
+    r: dict[Any, Any]  # pandas' records carry no field types
+    earlier = {
+        str(r["feature"]): int(r["negative"]) / int(r["rated"])
+        for r in before.to_dict("records")
+        if r["rated"] > 0
+    }
     out = []
-    for r in now.itertuples():
-        share = r.negative / r.rated
+    for r in now.to_dict("records"):
+        feature, calls = str(r["feature"]), int(r["calls"])
+        negative, rated = int(r["negative"]), int(r["rated"])
+        share = negative / rated
         # Only a share of poor ratings that chance does not explain: exact one-sided binomial
         # test against the share over all rated calls (scipy.stats.binomtest).
-        if share <= base or binomtest(int(r.negative), int(r.rated), base, "greater").pvalue > 0.01:
+        if share <= base or binomtest(negative, rated, base, "greater").pvalue > 0.01:
             continue
         out.append(
             _item(
                 "feature",
-                f"Ratings of {r.feature}",
-                r.calls * share,
+                f"Ratings of {feature}",
+                calls * share,
                 0.5,
-                f"{share:.0%} of its {r.rated:,} rated calls were rated 1-2 (all calls: "
-                f"{base:.0%}); used in {r.calls:,} calls.",
+                f"{share:.0%} of its {rated:,} rated calls were rated 1-2 (all calls: "
+                f"{base:.0%}); used in {calls:,} calls.",
                 "feature_usage",
                 (),
                 share,
-                earlier.get(r.feature),
+                earlier.get(feature),
                 compared,
             )
         )
@@ -459,20 +470,23 @@ def repeat_items(
     before = repeat_callers(con, start - (end - start), start) if compared else now.iloc[:0]
     earlier = dict(zip(before["caller_id"], before["repeats"], strict=True))
     out = []
-    for r in now.head(TOP).itertuples():
+    r: dict[Any, Any]  # pandas' records carry no field types
+    for r in now.head(TOP).to_dict("records"):
+        caller, repeats = str(r["caller_id"]), int(r["repeats"])
+        calls, resolved = int(r["calls"]), int(r["resolved"])
         out.append(
             _item(
                 "repeat",
-                f"Caller {r.caller_id} calls back within 24 h",
-                r.repeats,
+                f"Caller {caller} calls back within 24 h",
+                repeats,
                 0.5,
-                f"{r.repeats:,} of their {r.calls:,} calls came within 24 h of the previous one "
-                f"({r.resolved / r.calls:.0%} resolved); {r.repeats / total:.1%} of all "
+                f"{repeats:,} of their {calls:,} calls came within 24 h of the previous one "
+                f"({resolved / calls:.0%} resolved); {repeats / total:.1%} of all "
                 "repeat calls.",
                 "conversations",
                 (),
-                float(r.repeats),
-                float(earlier.get(r.caller_id, 0)) if compared else None,
+                float(repeats),
+                float(earlier.get(caller, 0)) if compared else None,
                 compared,
             )
         )
@@ -536,7 +550,7 @@ def backlog(
     compared = coverage(con, start - (end - start), start) >= COVERED
     items: list[BacklogItem] = []
     notes = []
-    parts = {
+    parts: dict[str, Callable[[], list[BacklogItem]]] = {
         "error groups": lambda: error_items(con, start, end, compared),
         "pipeline stages": lambda: stage_items(con, start, end, compared),
         "voice quality": lambda: quality_items(con, start, end, compared),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -21,6 +22,7 @@ from analysis import experiments as ex
 from analysis import security
 from analysis.anomalies import anomaly_view
 from analysis.benchmarks import BenchmarkSettings, release_benchmarks, releases
+from analysis.experiment_rules import Method
 from analysis.metrics import Metric, builtin_metrics
 from analysis.uptime import incidents
 
@@ -65,7 +67,7 @@ class ExperimentPlan:
     definition: ex.ExperimentDefinition
     primary: tuple[Metric, ...]
     guardrails: tuple[Metric, ...] = ()
-    method: ex.Method = "sequential"
+    method: Method = "sequential"
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,21 @@ class Decision:
     results: tuple[ex.MetricArmResult, ...] = field(default_factory=tuple, repr=False)
 
 
-def _within(t: datetime | pd.Timestamp | None, start: datetime, end: datetime) -> bool:
-    return t is not None and not pd.isna(t) and start <= pd.Timestamp(t).to_pydatetime() < end
+def _moment(value: object) -> datetime | None:
+    """A timestamp from a store row (ISO text or datetime; missing is None or NaN) as naive
+    UTC, the timeline's convention."""
+    if not isinstance(value, str | datetime) or value == "":
+        return None
+    stamp = pd.Timestamp(value)
+    if pd.isna(stamp):  # NaT
+        return None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.to_pydatetime()
+
+
+def _within(t: datetime | None, start: datetime, end: datetime) -> bool:
+    return t is not None and start <= t < end
 
 
 # --------------------------------------------------------------------------- incidents
@@ -95,29 +110,28 @@ def alert_changes(episodes: pd.DataFrame, start: datetime, end: datetime) -> lis
     if episodes is None or episodes.empty or "fired" not in episodes:
         return []
     out = []
-    for row in episodes.itertuples():
-        fired = pd.to_datetime(row.fired) if isinstance(row.fired, str) else row.fired
-        if not _within(fired, start, end):
+    row: dict[Any, Any]  # pandas' records carry no field types
+    for row in episodes.to_dict("records"):
+        fired = _moment(row["fired"])
+        if fired is None or not _within(fired, start, end):
             continue
-        labels = row.labels if isinstance(row.labels, Mapping) else {}
+        labels: Mapping[str, object] = row["labels"] if isinstance(row["labels"], Mapping) else {}
         severity = labels.get("severity", "")
-        ended = pd.to_datetime(row.ended) if isinstance(row.ended, str) else row.ended
+        ended = _moment(row["ended"])
         lasted = (
             "still firing"
-            if ended is None or pd.isna(ended)
+            if ended is None
             else f"resolved after {_duration((ended - fired).total_seconds())}"
         )
         shown = ", ".join(
             f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity")
         )
-        title = f"Alert {row.rule} fired" + (f" ({shown})" if shown else "")
-        summary = row.summary if isinstance(row.summary, str) else ""
+        title = f"Alert {row['rule']} fired" + (f" ({shown})" if shown else "")
+        summary = row["summary"] if isinstance(row["summary"], str) else ""
         detail = " ".join(
             p for p in (f"{severity}," if severity else "", lasted + ".", summary) if p
         )
-        out.append(
-            Change(pd.Timestamp(fired).to_pydatetime(), "incident", title, detail, "bad", "alerts")
-        )
+        out.append(Change(fired, "incident", title, detail, "bad", "alerts"))
     return out
 
 
@@ -298,7 +312,8 @@ def decide(plan: ExperimentPlan) -> Callable[[ex.ExperimentResult], Decision]:
         hurt = [r for r in result.results if r.metric in guards and r.direction == "worse"]
         better = [r for r in main if r.direction == "better"]
         worse = [r for r in main if r.direction == "worse"]
-        lead = (better or worse or main or [None])[0]
+        leads = better or worse or main
+        lead = leads[0] if leads else None
         effect = None if lead is None else lead.absolute.effect
         kind = "" if lead is None else lead.metric_type
         metric = "" if lead is None else lead.label
@@ -335,7 +350,7 @@ def experiment_plans(
     statuses: Mapping[str, str],
     primaries: Mapping[str, Sequence[str]],
     guardrails: Mapping[str, Sequence[str]],
-    methods: Mapping[str, ex.Method],
+    methods: Mapping[str, Method],
     discovered: Sequence[Mapping[str, object]],
     registry: Mapping[str, Metric],
 ) -> list[ExperimentPlan]:

@@ -231,3 +231,19 @@ def test_headline_compares_with_the_release_before_when_the_previous_period_is_e
     assert head.basis == "previous period" and head.previous_coverage >= 0.9
     for k in head.kpis:
         assert k.delta == k.kpi.change
+
+
+def test_alerts_from_the_store_are_placed_in_naive_utc_and_outside_ones_left_out():
+    episodes = pd.DataFrame(
+        {
+            "rule": ["HighErrorRate", "Old"],
+            "labels": [{"severity": "critical", "route": "/calls"}, {}],
+            "fired": ["2025-08-10T14:00:00.000000+02:00", "2025-07-01T00:00:00+00:00"],
+            "ended": ["2025-08-10T12:30:00.000000+00:00", None],
+            "summary": ["5xx at 12 %", None],
+        }
+    )
+    found = changes.alert_changes(episodes, datetime(2025, 8, 6), datetime(2025, 8, 20))
+    assert [c.at for c in found] == [datetime(2025, 8, 10, 12, 0)]
+    assert found[0].title == "Alert HighErrorRate fired (route=/calls)"
+    assert found[0].detail == "critical, resolved after 30 min. 5xx at 12 %"
