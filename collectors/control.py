@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
 from analysis.experiment_rules import (
     METHODS,
@@ -33,6 +33,7 @@ from analysis.experiment_rules import (
     UnitType,
     may_become,
 )
+from collectors.schedules import ScheduleKind
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -232,10 +233,17 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# A run request waits (pending), is claimed (running), and ends as its run did (a request the
+# service could not serve is failed, with the reason in its message).
+RequestStatus = Literal["pending", "running", "ok", "partial", "failed"]
+# A source's live state: running, hung (a run past its timeout), or how its last run ended.
+ProgressState = Literal["running", "hung", "ok", "partial", "failed"]
+
+
 @dataclass(frozen=True)
 class Schedule:
     job: str
-    kind: str  # interval|cron
+    kind: ScheduleKind
     every_seconds: int | None
     cron: str | None
     enabled: bool
@@ -494,7 +502,7 @@ class ControlStore:
     def set_schedule(
         self,
         job: str,
-        kind: str,
+        kind: ScheduleKind,
         every_seconds: int | None = None,
         cron: str | None = None,
         enabled: bool = True,
@@ -522,7 +530,7 @@ class ControlStore:
     def ensure_schedule(
         self,
         job: str,
-        kind: str,
+        kind: ScheduleKind,
         every_seconds: int | None,
         cron: str | None,
         timeout_s: int | None = None,
@@ -575,7 +583,7 @@ class ControlStore:
         return [(r["id"], r["job"]) for r in rows]
 
     def finish_request(
-        self, request_id: int, status: str, message: str | None, run_id: int | None = None
+        self, request_id: int, status: RequestStatus, message: str | None, run_id: int | None = None
     ) -> None:
         self.finish_requests([request_id], status, message, run_id)
 
@@ -583,7 +591,7 @@ class ControlStore:
     def finish_requests(
         self,
         request_ids: Sequence[int],
-        status: str,
+        status: RequestStatus,
         message: str | None,
         run_id: int | None = None,
     ) -> None:
@@ -634,7 +642,7 @@ class ControlStore:
     def set_progress(
         self,
         job: str,
-        state: str,
+        state: ProgressState,
         run_id: int | None = None,
         rows_read: int = 0,
         done: int | None = None,

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import httpx
@@ -47,11 +47,16 @@ class RunStopped(Exception):
     ends failed with this sentence and commits nothing more."""
 
 
+# A run is running until it ends ok, partial (some rows rejected) or failed; the same words
+# are its collector_runs.status, and how the control store's requests and progress end.
+RunStatus = Literal["running", "ok", "partial", "failed"]
+
+
 @dataclass
 class RunSummary:
     run_id: int
     source: str
-    status: str  # ok|partial|failed
+    status: RunStatus
     rows_read: int = 0
     rows_inserted: int = 0
     rows_updated: int = 0

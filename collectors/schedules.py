@@ -19,9 +19,12 @@ SCHEDULE_KEYS = frozenset({"interval", "check_interval", "schedule", "run_timeou
 ScheduleDict = dict[str, Any]  # {"kind": "interval", "seconds": 60} or {"kind": "cron", ...}
 
 
+ScheduleKind = Literal["interval", "cron"]
+
+
 @dataclass(frozen=True)
 class Schedule:
-    kind: Literal["interval", "cron"]
+    kind: ScheduleKind
     seconds: float | None = None
     expr: str | None = None
     # A run without a committed batch for this long is abandoned as hung (the service's
