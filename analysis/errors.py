@@ -72,7 +72,7 @@ SELECT release, min(t) AS first_at FROM (
 """
 
 
-def release_order(con) -> list[str]:
+def release_order(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Releases in the order they went live (deployments first, else first seen in data)."""
     return [r[0] for r in con.execute(_RELEASE_ORDER_SQL).fetchall()]
 
@@ -107,7 +107,7 @@ _GROUP_COLS = [
 
 
 def error_groups(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     critical_types: tuple[str, ...] = (),
@@ -133,10 +133,10 @@ def error_groups(
     empty = ErrorGroups(pd.DataFrame(columns=_GROUP_COLS), pd.DataFrame())
     if hist.empty or not hist["in_window"].any():
         return ErrorGroups(empty.frame, empty.by_release, "no errors in this window")
-    frames_of: dict[object, list[str]] = {}
-    message_of: dict[object, str] = {}
+    frames_of: dict[str | None, list[str]] = {}
+    message_of: dict[str | None, str] = {}
 
-    def key_of(error_type, message, stack) -> tuple[str, str]:
+    def key_of(error_type: str | None, message: str | None, stack: str | None) -> tuple[str, str]:
         # frames decide when the trace has any; the message is normalised only otherwise
         if stack not in frames_of:
             frames_of[stack] = normalise_frames(stack)
@@ -203,7 +203,14 @@ def error_groups(
     return ErrorGroups(frame.reset_index(drop=True), by_release.reset_index(drop=True))
 
 
-def _regression(g, start, quiet_period, releases_win, seen_in, order) -> str | None:
+def _regression(
+    g: pd.DataFrame,
+    start: datetime,
+    quiet_period: timedelta,
+    releases_win: list[str],
+    seen_in: set[str],
+    order: list[str],
+) -> str | None:
     hours = np.sort(g["hour"].unique())
     if len(hours) >= 2:
         gaps = np.diff(hours)
@@ -245,7 +252,7 @@ class ErrorRates:
 
 
 def error_rate_by_release(
-    con, start: datetime, end: datetime, default_sample_rate: float = 1.0
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, default_sample_rate: float = 1.0
 ) -> ErrorRates:
     """Per release: requests, 5xx share, captured and sample-corrected errors per request.
 

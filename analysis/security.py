@@ -26,6 +26,7 @@ evidence)` where evidence is a DataFrame of the rows that triggered it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -65,7 +66,9 @@ ORDER BY occurred_at
 """
 
 
-def _attempts(con, start, end, whitelist) -> pd.DataFrame:
+def _attempts(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, whitelist: tuple[str, ...]
+) -> pd.DataFrame:
     df = con.execute(_ATTEMPTS_SQL, [start, end, list(whitelist or [])]).df()
     return df.drop_duplicates("event_id")
 
@@ -91,7 +94,7 @@ def _episodes(t: np.ndarray, lo: np.ndarray, flagged: np.ndarray) -> list[tuple[
 
 
 def failed_login_bursts(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     by: str = "user_id",
@@ -137,11 +140,11 @@ def failed_login_bursts(
     return Detections(found, None if found else "no entity reached the failed-login limit")
 
 
-def _peak_distinct(users: list, t: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+def _peak_distinct(users: list[str], t: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
     """Distinct users in (t_i - window, t_i] for each i (two pointers), and the window starts."""
     counts = np.zeros(len(t), dtype=np.int64)
     lo = np.zeros(len(t), dtype=np.int64)
-    seen: Counter = Counter()
+    seen: Counter[str] = Counter()
     j = 0
     for i in range(len(t)):
         seen[users[i]] += 1
@@ -155,7 +158,7 @@ def _peak_distinct(users: list, t: np.ndarray, window: int) -> tuple[np.ndarray,
 
 
 def credential_stuffing(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     min_accounts: int = 20,
@@ -201,7 +204,7 @@ def credential_stuffing(
 
 
 def password_spraying(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     min_accounts: int = 10,
@@ -254,7 +257,7 @@ ORDER BY ip, route, window_start
 """
 
 
-def _limit(spec) -> tuple[int, float]:
+def _limit(spec: Mapping[str, float] | tuple[float, float]) -> tuple[int, float]:
     if isinstance(spec, dict):
         return int(spec["limit"]), float(spec["window"])
     limit, window = spec
@@ -262,10 +265,10 @@ def _limit(spec) -> tuple[int, float]:
 
 
 def rate_limit_violations(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
-    rate_limits: dict,
+    rate_limits: Mapping[str, Mapping[str, float] | tuple[float, float]],
     whitelist: tuple[str, ...] = (),
 ) -> Detections:
     """Fixed windows where one IP exceeded a route's limit; consecutive windows merge.
@@ -316,7 +319,7 @@ ORDER BY occurred_at
 
 
 def blacklisted_ip_activity(
-    con, start: datetime, end: datetime, blacklist: tuple[str, ...] = ()
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, blacklist: tuple[str, ...] = ()
 ) -> Detections:
     """Every request, auth attempt and security event from a black-listed IP, per IP."""
     if not blacklist:
@@ -358,7 +361,7 @@ _HOURLY_QUERIES = {e: _HOURLY_SQL.replace("{entity}", e) for e in ("user_id", "i
 
 
 def api_usage_anomalies(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     by: str = "user_id",

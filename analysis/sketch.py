@@ -54,7 +54,7 @@ def gamma(alpha: float = ALPHA) -> float:
     return (1 + alpha) / (1 - alpha)
 
 
-def bucket_index(values, alpha: float = ALPHA) -> np.ndarray:
+def bucket_index(values: Iterable[float] | np.ndarray, alpha: float = ALPHA) -> np.ndarray:
     """ceil(log_gamma(x)) per value; ZERO_BUCKET for x <= MIN_VALUE; NaN values are dropped."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
@@ -64,7 +64,7 @@ def bucket_index(values, alpha: float = ALPHA) -> np.ndarray:
     return out
 
 
-def bucket_value(index, alpha: float = ALPHA) -> np.ndarray:
+def bucket_value(index: int | np.integer | np.ndarray, alpha: float = ALPHA) -> np.ndarray:
     """The representative value 2 * gamma^i / (gamma + 1) of each bucket (0 for ZERO_BUCKET)."""
     i = np.asarray(index, dtype=np.int64)
     g = gamma(alpha)
@@ -72,7 +72,9 @@ def bucket_value(index, alpha: float = ALPHA) -> np.ndarray:
     return np.where(i == ZERO_BUCKET, 0.0, val)
 
 
-def bucket_edges(index, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+def bucket_edges(
+    index: int | np.integer | np.ndarray, alpha: float = ALPHA
+) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) edge of each bucket: bucket i holds (γ^(i−1), γ^i]; both 0 for
     ZERO_BUCKET. Intervals read from buckets use the outer edges, so they carry the sketch's
     resolution and never collapse to zero width inside one bucket."""
@@ -127,7 +129,9 @@ def quantiles_from_buckets(
     return Quantiles(out, int(round(n)))
 
 
-def sketch_values(values, qs: Sequence[float], alpha: float = ALPHA) -> Quantiles:
+def sketch_values(
+    values: Iterable[float] | np.ndarray, qs: Sequence[float], alpha: float = ALPHA
+) -> Quantiles:
     """Convenience: quantile estimates straight from raw values (for tests and small sets)."""
     idx = bucket_index(values, alpha)
     return quantiles_from_buckets(idx, np.ones(idx.size), qs, alpha)
@@ -140,7 +144,7 @@ class Rollup:
 
 
 def histogram_rollup(
-    con,
+    con: duckdb.DuckDBPyConnection,
     table: str,
     value_column: str,
     start: datetime,

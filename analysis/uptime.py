@@ -122,12 +122,12 @@ class StartupReport:
     reason: str | None = None
 
 
-def _targets_param(targets: list[str] | None) -> list:
+def _targets_param(targets: list[str] | None) -> list[list[str] | None]:
     return [None, None] if not targets else [list(targets), list(targets)]
 
 
 def uptime_by_target(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     targets: list[str] | None = None,
@@ -149,7 +149,7 @@ def uptime_by_target(
 
 
 def incidents(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     retries: int | None = None,
@@ -242,17 +242,26 @@ WHERE checked_at >= ? AND checked_at < ?
 """
 
 
-def _good_total(con, source, since, end, latency_ms, subject) -> tuple[int, int]:
+def _good_total(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    since: datetime,
+    end: datetime,
+    latency_ms: float | None,
+    subject: str | None,
+) -> tuple[int, int]:
     if source == "requests":
         params = [since, since, latency_ms, latency_ms, since, end, subject, subject]
         row = con.execute(_SLO_REQUESTS_SQL, params).fetchone()
     else:
         row = con.execute(_SLO_PROBES_SQL, [since, since, since, end, subject, subject]).fetchone()
+    if row is None:  # an aggregate always returns its one row
+        return 0, 0
     return int(row[1] or 0), int(row[0] or 0)
 
 
 def slo_status(
-    con,
+    con: duckdb.DuckDBPyConnection,
     end: datetime,
     objective: float = 0.999,
     period_days: int = 30,
@@ -314,7 +323,7 @@ ORDER BY first_start
 """
 
 
-def startup_times(con, start: datetime, end: datetime) -> StartupReport:
+def startup_times(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> StartupReport:
     """Application start-up and initialisation time percentiles per release."""
     df = con.execute(_STARTS_SQL, [start, end]).df()
     if df.empty:

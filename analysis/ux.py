@@ -53,7 +53,9 @@ _SESSIONS = {None: _SESSIONS_SQL.replace("{group}", "'all'")} | {
 }
 
 
-def session_summary(con, start: datetime, end: datetime, by: str | None = None) -> Table:
+def session_summary(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, by: str | None = None
+) -> Table:
     """Sessions (calls): count, duration, turns, interruptions and outcome shares."""
     if by not in _SESSIONS:
         return Table(pd.DataFrame(), f"cannot group sessions by {by!r}")
@@ -79,7 +81,9 @@ _CSAT = {None: _CSAT_SQL.replace("{group}", "'all'")} | {
 }
 
 
-def csat(con, start: datetime, end: datetime, by: str | None = "category") -> Table:
+def csat(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, by: str | None = "category"
+) -> Table:
     """CSAT (share of 4-5) with a Wilson interval and the 1-5 distribution per group."""
     if by not in _CSAT:
         return Table(pd.DataFrame(), f"cannot group feedback by {by!r}")
@@ -103,7 +107,7 @@ GROUP BY feature_name ORDER BY uses DESC
 """
 
 
-def feature_usage(con, start: datetime, end: datetime) -> Table:
+def feature_usage(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> Table:
     """Per feature: uses, distinct users and sessions, mean duration, share of all uses."""
     df = con.execute(_FEATURES_SQL, [start, end]).df()
     if df.empty:
@@ -145,7 +149,9 @@ class FeedbackDrivers:
     reason: str | None = None
 
 
-def call_feedback_rows(con, start: datetime, end: datetime) -> pd.DataFrame:
+def call_feedback_rows(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pd.DataFrame:
     """One row per rated call: rating (the call's lowest), negative, e2e_s, interruptions, mos."""
     df = con.execute(_DRIVERS_SQL, [start, end]).df()
     df["negative"] = (df["rating"] <= 2).astype(int)
@@ -154,7 +160,7 @@ def call_feedback_rows(con, start: datetime, end: datetime) -> pd.DataFrame:
 
 
 def feedback_drivers(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     predictors: tuple[str, ...] = ("e2e_s", "interruptions", "mos"),
