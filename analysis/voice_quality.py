@@ -19,15 +19,23 @@ Codec profiles (equipment impairment Ie and packet-loss robustness Bpl): G.711 f
 Appendix I as quoted in the reference; G.729A+VAD from G.113 Appendix I (Ie 11, Bpl 19; not in
 the project reference); Opus has no G.113 entry, so its Ie 6 / Bpl 20 is an assumption (the
 same one the demo source makes), labelled as such in every result.
+
+The page's trend and worst segments read the hourly rollup quality_segments_hourly
+(collectors/rollups.py), which sums each hour's samples per segment with R and MOS computed at
+publish time by the SQL form of the same equations (idd_sql, r_sql, mos_sql); quality_samples
+reads raw samples, for drill-downs and checks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ class G107:
     st: float = 1.0
 
 
-def _lg(x):
+def _lg(x: Any) -> Any:
     return np.log10(x)
 
 
@@ -97,10 +105,12 @@ def noise_sum(p: G107 = G107()) -> float:
     pre = p.pr + 10 * _lg(1 + 10 ** ((10 - p.lstr) / 10))
     nor = p.rlr - 121 + pre + 0.008 * (pre - 35) ** 2
     nfo = p.nfor + p.rlr
-    return 10 * _lg(10 ** (p.nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** (nfo / 10))
+    return float(
+        10 * _lg(10 ** (p.nc / 10) + 10 ** (nos / 10) + 10 ** (nor / 10) + 10 ** (nfo / 10))
+    )
 
 
-def basic_terms(p: G107 = G107(), t_ms=0.0) -> tuple[float, np.ndarray | float]:
+def basic_terms(p: G107 = G107(), t_ms: ArrayLike = 0.0) -> tuple[float, np.ndarray | float]:
     """(Ro, Is): basic signal-to-noise ratio and simultaneous impairments (G.107 7.2, 7.3).
     Is depends on the talker-echo delay T through STMRo; `t_ms` may be an array."""
     olr = p.slr + p.rlr
@@ -125,7 +135,9 @@ def basic_terms(p: G107 = G107(), t_ms=0.0) -> tuple[float, np.ndarray | float]:
     return float(ro), (float(is_) if np.ndim(is_) == 0 else is_)
 
 
-def delay_impairment(ta_ms, t_ms=0.0, tr_ms=0.0, p: G107 = G107()) -> np.ndarray:
+def delay_impairment(
+    ta_ms: ArrayLike, t_ms: ArrayLike = 0.0, tr_ms: ArrayLike = 0.0, p: G107 = G107()
+) -> np.ndarray:
     """Id = Idte + Idle + Idd (G.107 7.4), vectorised over delays in ms."""
     ta = np.asarray(ta_ms, dtype=float)
     t = np.broadcast_to(np.asarray(t_ms, dtype=float), ta.shape)
@@ -145,27 +157,27 @@ def delay_impairment(ta_ms, t_ms=0.0, tr_ms=0.0, p: G107 = G107()) -> np.ndarray
     k = 6 * p.st
     idd = 25 * ((1 + x**k) ** (1 / k) - 3 * (1 + (x / 3) ** k) ** (1 / k) + 2)
     idd = np.where(ta > p.mt, idd, 0.0)
-    return idte + idle + idd
+    return np.asarray(idte + idle + idd, dtype=float)
 
 
-def ie_eff(loss_pct, codec: CodecProfile, burst_r: float = 1.0) -> np.ndarray:
+def ie_eff(loss_pct: ArrayLike, codec: CodecProfile, burst_r: float = 1.0) -> np.ndarray:
     """Effective equipment impairment with packet loss (G.107 eq. 7-29)."""
     ppl = np.clip(np.asarray(loss_pct, dtype=float), 0.0, 100.0)
-    return codec.ie + (95.0 - codec.ie) * ppl / (ppl / burst_r + codec.bpl)
+    return np.asarray(codec.ie + (95.0 - codec.ie) * ppl / (ppl / burst_r + codec.bpl))
 
 
-def mos_from_r(r) -> np.ndarray:
+def mos_from_r(r_values: ArrayLike) -> np.ndarray:
     """G.107 Annex B: R to MOS (conversational quality estimate), clamped to [1, 4.5]."""
-    r = np.asarray(r, dtype=float)
+    r = np.asarray(r_values, dtype=float)
     mos = 1 + 0.035 * r + r * (r - 60) * (100 - r) * 7e-6
     mos = np.where(r <= 0, 1.0, np.where(r >= 100, 4.5, mos))
     return np.clip(mos, 1.0, 4.5)
 
 
 def r_factor(
-    latency_ms,
-    jitter_ms=0.0,
-    loss_pct=0.0,
+    latency_ms: ArrayLike,
+    jitter_ms: ArrayLike = 0.0,
+    loss_pct: ArrayLike = 0.0,
     codec: CodecProfile | str = "G.711",
     burst_r: float = 1.0,
     echo_delay: bool = False,
@@ -180,14 +192,58 @@ def r_factor(
     tr = 2 * ta if echo_delay else 0.0
     ro, is_ = basic_terms(params, t)
     loss = np.nan_to_num(np.asarray(loss_pct, dtype=float))
-    return ro - is_ - delay_impairment(ta, t, tr, params) - ie_eff(loss, prof, burst_r) + params.a
+    idd = delay_impairment(ta, t, tr, params)
+    return np.asarray(ro - is_ - idd - ie_eff(loss, prof, burst_r) + params.a, dtype=float)
 
 
-def r_simplified(latency_ms, jitter_ms=0.0, loss_pct=0.0) -> np.ndarray:
+def r_simplified(
+    latency_ms: ArrayLike, jitter_ms: ArrayLike = 0.0, loss_pct: ArrayLike = 0.0
+) -> np.ndarray:
     """PingPlotter's simplified form (reference section 6.2); no codec dependence."""
     el = np.asarray(latency_ms, dtype=float) + 2 * np.asarray(jitter_ms, dtype=float) + 10
     r = np.where(el < 160, 93.2 - el / 40, 93.2 - (el - 120) / 10)
-    return r - 2.5 * np.asarray(loss_pct, dtype=float)
+    return np.asarray(r - 2.5 * np.asarray(loss_pct, dtype=float))
+
+
+# The E-model in SQL, for the hourly quality rollup (collectors/rollups.py): the same formulas
+# as r_factor with the G.107 defaults and echo_delay=False, where Ro, Is and the listener-echo
+# term are constants and only Idd (of Ta) and Ie,eff (of loss and codec) vary per sample.
+# Column names of the rollup's per-profile sums, by codec profile:
+PROFILE_KEYS = {"G.711": "g711", "G.711-noplc": "g711_noplc", "G.729A": "g729a", "opus": "opus"}
+
+
+def _r_constant(p: G107 = G107()) -> float:
+    """Ro - Is - Id(0) + A with T = Tr = 0: R for a zero delay and a codec with Ie,eff 0."""
+    ro, is_ = basic_terms(p)
+    return float(ro - is_ - float(delay_impairment(0.0, p=p)) + p.a)
+
+
+def idd_sql(ta: str, p: G107 = G107()) -> str:
+    """The absolute-delay impairment Idd (G.107 7.4) as a DuckDB expression of `ta` (the
+    one-way delay Ta in ms; our own SQL, never input)."""
+    k = 6 * p.st
+    x = f"log2(({ta}) / {p.mt!r})"
+    return (
+        f"CASE WHEN ({ta}) > {p.mt!r} THEN 25 * (pow(1 + pow({x}, {k!r}), {1 / k!r}) "
+        f"- 3 * pow(1 + pow({x} / 3, {k!r}), {1 / k!r}) + 2) ELSE 0 END"
+    )
+
+
+def r_sql(idd: str, loss: str, codec: CodecProfile, p: G107 = G107()) -> str:
+    """r_factor (echo_delay=False, burst_r 1) as a DuckDB expression of `idd` (idd_sql of
+    Ta = latency + 2 x jitter) and `loss` (packet loss %, clipped to 0-100):
+    R = (Ro - Is - Id(0) + A) - Idd - Ie,eff (G.107 eq. 7-28, 7-29). Our own SQL, never input."""
+    ie = f"({codec.ie!r} + {95.0 - codec.ie!r} * ({loss}) / (({loss}) + {codec.bpl!r}))"
+    return f"({_r_constant(p)!r} - ({idd}) - {ie})"
+
+
+def mos_sql(r: str) -> str:
+    """mos_from_r in SQL (G.107 Annex B, clamped to [1, 4.5]); `r` is our own SQL."""
+    curve = f"1 + 0.035 * ({r}) + ({r}) * (({r}) - 60) * (100 - ({r})) * 7e-6"
+    return (
+        f"CASE WHEN ({r}) <= 0 THEN 1.0 WHEN ({r}) >= 100 THEN 4.5 "
+        f"ELSE least(greatest({curve}, 1.0), 4.5) END"
+    )
 
 
 @dataclass(frozen=True)
@@ -208,7 +264,11 @@ POOR_MOS = 3.5  # Twilio Voice Insights' low-MOS warning (reference section 5)
 
 
 def quality_samples(
-    con, start: datetime, end: datetime, default_codec: str = "opus", echo_delay: bool = False
+    con: duckdb.DuckDBPyConnection,
+    start: datetime,
+    end: datetime,
+    default_codec: str = "opus",
+    echo_delay: bool = False,
 ) -> Table:
     """Every sample with its E-model R and MOS (full and simplified) beside the reported MOS."""
     df = con.execute(_SAMPLES_SQL, [start, end]).df()
@@ -226,7 +286,7 @@ def quality_samples(
             sub["latency_ms"],
             sub["jitter_ms"],
             sub["packet_loss_pct"],
-            CODECS[name],
+            CODECS[str(name)],
             echo_delay=echo_delay,
         )
     df["r"] = r
@@ -237,45 +297,106 @@ def quality_samples(
     return Table(df)
 
 
-def _summarise(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per group: samples, calls, mean network figures, mean R and MOS, share of poor MOS."""
-    d = df.assign(poor=(df["mos_estimated"] < POOR_MOS).astype(float))
-    return d.groupby(keys, sort=True).agg(
-        samples=("sample_id", "size"),
-        calls=("call_id", "nunique"),
-        latency_ms=("latency_ms", "mean"),
-        jitter_ms=("jitter_ms", "mean"),
-        packet_loss_pct=("packet_loss_pct", "mean"),
-        r=("r", "mean"),
-        mos_estimated=("mos_estimated", "mean"),
-        mos_reported=("mos_reported", "mean"),
-        poor_share=("poor", "mean"),
+# What the quality rollup (collectors/rollups.py, quality_segments_hourly) sums per hour and
+# segment; R, MOS and poor samples once per codec profile.
+_SUMS = (
+    "n",
+    "n_calls",
+    "sum_latency_ms",
+    "sum_jitter_ms",
+    "n_jitter_ms",
+    "sum_packet_loss_pct",
+    "n_packet_loss_pct",
+    "sum_mos_reported",
+    "n_mos_reported",
+    *(f"{s}_{k}" for k in PROFILE_KEYS.values() for s in ("sum_r", "sum_mos", "n_poor")),
+)
+SUMMARY_COLUMNS = [
+    "samples",
+    "calls",
+    "latency_ms",
+    "jitter_ms",
+    "packet_loss_pct",
+    "r",
+    "mos_estimated",
+    "mos_reported",
+    "poor_share",
+]
+
+
+def _rollup_sums(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, keys: str
+) -> pd.DataFrame:
+    """The rollup's sums over the hours in [start, end) per `keys` (our own SQL) and codec."""
+    sums = ", ".join(f"CAST(sum({c}) AS DOUBLE) AS {c}" for c in _SUMS)
+    return con.execute(
+        f"SELECT {keys}, codec, {sums} FROM quality_segments_hourly "  # noqa: S608 - fixed SQL
+        "WHERE hour >= ? AND hour < ? GROUP BY ALL",
+        [start, end],
+    ).df()
+
+
+def _summarise(sums: pd.DataFrame, keys: list[str], default_codec: str) -> pd.DataFrame:
+    """Per group of `keys`: samples, calls (each counted at its first sample of the day), mean
+    network figures, mean R and estimated MOS (each codec under its own profile), mean reported
+    MOS and the share of samples with an estimated MOS under POOR_MOS."""
+    codec = sums["codec"].astype(object).where(sums["codec"].notna(), "")
+    profile = codec.map(lambda c: PROFILE_KEYS[codec_profile(c, default_codec).name])
+    d = sums.assign(codec_profile=profile.map({k: n for n, k in PROFILE_KEYS.items()}))
+    for s in ("sum_r", "sum_mos", "n_poor"):
+        d[s] = 0.0
+        for key in PROFILE_KEYS.values():
+            d[s] = d[s].where(profile != key, d[f"{s}_{key}"])
+    totals = [c for c in _SUMS if not c.endswith(tuple(PROFILE_KEYS.values()))]
+    g = d.groupby(keys, sort=True)[[*totals, "sum_r", "sum_mos", "n_poor"]].sum()
+
+    def mean(total: str, count: str) -> pd.Series:
+        return g[total] / g[count].where(g[count] > 0)
+
+    out = pd.DataFrame(
+        {
+            "samples": g["n"].astype("int64"),
+            "calls": g["n_calls"].astype("int64"),
+            "latency_ms": mean("sum_latency_ms", "n"),
+            "jitter_ms": mean("sum_jitter_ms", "n_jitter_ms"),
+            "packet_loss_pct": mean("sum_packet_loss_pct", "n_packet_loss_pct"),
+            "r": mean("sum_r", "n"),
+            "mos_estimated": mean("sum_mos", "n"),
+            "mos_reported": mean("sum_mos_reported", "n_mos_reported"),
+            "poor_share": mean("n_poor", "n"),
+        }
     )
+    return out[out["samples"] > 0]
 
 
 def quality_trend(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     grain: str = "hour",
     default_codec: str = "opus",
 ) -> Table:
-    """Per hour or day: samples, mean network figures, mean R, estimated and reported MOS."""
+    """Per hour or day: samples, calls, mean network figures, mean R, estimated and reported
+    MOS, share of poor samples; from the hourly quality rollup, so [start, end) is read as the
+    hours that start in it, and the cost follows hours and segments, not samples."""
     if grain not in ("hour", "day"):
         return Table(pd.DataFrame(), f"grain must be hour or day, not {grain!r}")
-    s = quality_samples(con, start, end, default_codec)
-    if s.reason:
-        return s
-    df = s.frame
-    df["period"] = df["measured_at"].dt.floor("h" if grain == "hour" else "D")
-    return Table(_summarise(df, ["period"]).reset_index())
+    period = (
+        "hour AS period"
+        if grain == "hour"
+        else "CAST(date_trunc('day', hour) AS TIMESTAMP) AS period"
+    )
+    sums = _rollup_sums(con, start, end, period)
+    if sums.empty or sums["n"].sum() == 0:
+        return Table(pd.DataFrame(), "no voice quality samples in this window")
+    return Table(_summarise(sums, ["period"], default_codec).reset_index())
 
 
 SEGMENT_DIMENSIONS = ("release", "network", "region", "codec_profile")
 
 
 def worst_segments(
-    con,
+    con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
     dimensions: tuple[str, ...] = ("release", "network", "region"),
@@ -283,7 +404,8 @@ def worst_segments(
     top: int = 10,
     default_codec: str = "opus",
 ) -> Table:
-    """The segments (one dimension at a time) with the lowest mean estimated MOS.
+    """The segments (one dimension at a time) with the lowest mean estimated MOS, from the
+    hourly quality rollup (figures as quality_trend's).
 
     Segments with fewer than `min_samples` samples are left out so a handful of bad samples
     cannot top the list; each row carries its counts.
@@ -291,13 +413,13 @@ def worst_segments(
     bad = [d for d in dimensions if d not in SEGMENT_DIMENSIONS]
     if bad:
         return Table(pd.DataFrame(), f"cannot segment voice quality by {bad}")
-    s = quality_samples(con, start, end, default_codec)
-    if s.reason:
-        return s
+    sums = _rollup_sums(con, start, end, "release, network, region")
+    if sums.empty or sums["n"].sum() == 0:
+        return Table(pd.DataFrame(), "no voice quality samples in this window")
     parts = []
     for dim in dimensions:
-        g = _summarise(s.frame, [dim]).reset_index().rename(columns={dim: "value"})
-        parts.append(g.assign(dimension=dim)[["dimension", "value", *g.columns[1:]]])
+        g = _summarise(sums, [dim], default_codec).reset_index().rename(columns={dim: "value"})
+        parts.append(g.assign(dimension=dim)[["dimension", "value", *SUMMARY_COLUMNS]])
     out = pd.concat(parts, ignore_index=True)
     out = out[out["samples"] >= min_samples]
     if out.empty:

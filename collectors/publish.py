@@ -194,6 +194,24 @@ def _mark_damaged_days(
     )
 
 
+def _mark_new_rollups(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> None:
+    """A rollup this snapshot has never had (added by an upgrade) is built for every day its
+    source table has, once; after that it is kept up to date with the rest."""
+    days = [
+        (r.source, day)
+        for r in ROLLUPS
+        if r.name not in manifest.get("rollups", {})
+        for day in manifest.get("tables", {}).get(r.source, {}).get("days", {})
+    ]
+    if not days:
+        return
+    log.info("building new rollups for %d published days", len(days))
+    con.executemany(
+        "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING",
+        sorted(set(days)),
+    )
+
+
 def _resume_state(
     con: duckdb.DuckDBPyConnection, serving: Path, base: int | None
 ) -> dict[str, Any] | None:
@@ -265,6 +283,7 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
             assert base is not None  # set from `current`
             manifest, version = current, base + 1
         _mark_damaged_days(con, serving, manifest)
+        _mark_new_rollups(con, manifest)
         dirty = con.execute("SELECT table_name, day FROM dirty_partitions ORDER BY ALL").fetchall()
         files = 0
         done: list[tuple[str, date]] = []

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from analysis.sketch import bucket_sql
 from analysis.vocabulary import STAGES
+from analysis.voice_quality import CODECS, POOR_MOS, PROFILE_KEYS, idd_sql, mos_sql, r_sql
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,55 @@ class Rollup:
 
 
 HOUR = "CAST(date_trunc('hour', {t}) AS TIMESTAMP) AS hour"
+
+
+def _nan0(column: str) -> str:
+    return f"CASE WHEN {column} IS NULL OR isnan({column}) THEN 0 ELSE {column} END"
+
+
+def _finite_sum(column: str) -> str:
+    """Sum and count of a column's values that are neither NULL nor NaN (as pandas' mean)."""
+    keep = f"FILTER (WHERE NOT isnan({column}))"
+    return f"sum({column}) {keep} AS sum_{column}, count({column}) {keep} AS n_{column}"
+
+
+# Per hour and segment (release, network, region, codec): the voice quality page's inputs.
+# Samples with a latency only, as analysis.voice_quality.quality_samples reads them. R, MOS and
+# poor samples are summed under every codec profile, so the reader picks each codec's profile
+# with any default for unknown codecs (a missing codec is ''). A call counts once, at its first sample of the UTC day
+# (a call that crosses midnight counts on both days), so call counts add up over hours.
+_QUALITY_SEGMENTS = (
+    "WITH s AS (SELECT "
+    f"{HOUR.format(t='measured_at')}, coalesce(release, '(unknown)') AS release, "
+    "coalesce(network, '(unknown)') AS network, coalesce(region, '(unknown)') AS region, "
+    "coalesce(codec, '') AS codec, call_id, measured_at, sample_id, "
+    "latency_ms, jitter_ms, packet_loss_pct, mos_reported, "
+    f"latency_ms + 2 * {_nan0('jitter_ms')} AS ta, "
+    f"least(greatest({_nan0('packet_loss_pct')}, 0), 100) AS ppl "
+    "FROM src WHERE latency_ms IS NOT NULL AND NOT isnan(latency_ms)), "
+    # each call's first sample of the day (a grouped arg_min: cheaper than a window's sort)
+    "f AS (SELECT first.hour, first.release, first.network, first.region, first.codec, "
+    "count(*) AS n_calls FROM (SELECT arg_min({'hour': hour, 'release': release, "
+    "'network': network, 'region': region, 'codec': codec}, (measured_at, sample_id)) AS first "
+    "FROM s WHERE call_id IS NOT NULL GROUP BY call_id, CAST(measured_at AS DATE)) GROUP BY ALL), "
+    f"d AS (SELECT *, {idd_sql('ta')} AS idd FROM s), "
+    "r AS (SELECT *, "
+    + ", ".join(f"{r_sql('idd', 'ppl', CODECS[p])} AS r_{k}" for p, k in PROFILE_KEYS.items())
+    + " FROM d), m AS (SELECT *, "
+    + ", ".join(f"{mos_sql(f'r_{k}')} AS mos_{k}" for k in PROFILE_KEYS.values())
+    + " FROM r), a AS (SELECT hour, release, network, region, codec, count(*) AS n, "
+    "sum(latency_ms) AS sum_latency_ms, "
+    + ", ".join(_finite_sum(c) for c in ("jitter_ms", "packet_loss_pct", "mos_reported"))
+    + ", "
+    + ", ".join(
+        f"sum(r_{k}) AS sum_r_{k}, sum(mos_{k}) AS sum_mos_{k}, "
+        f"count(*) FILTER (WHERE mos_{k} < {POOR_MOS!r}) AS n_poor_{k}"
+        for k in PROFILE_KEYS.values()
+    )
+    + " FROM m GROUP BY hour, release, network, region, codec) "
+    "SELECT a.*, coalesce(f.n_calls, 0) AS n_calls "
+    "FROM a LEFT JOIN f USING (hour, release, network, region, codec)"
+)
 
 
 ROLLUPS: tuple[Rollup, ...] = (
@@ -74,6 +124,7 @@ ROLLUPS: tuple[Rollup, ...] = (
         "sum(latency_ms) AS sum_latency_ms, sum(jitter_ms) AS sum_jitter_ms, "
         "sum(packet_loss_pct) AS sum_packet_loss_pct FROM src GROUP BY ALL",
     ),
+    Rollup("quality_segments_hourly", "voice_quality", _QUALITY_SEGMENTS),
     Rollup(
         "feedback_hourly",
         "feedback",

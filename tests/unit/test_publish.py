@@ -104,6 +104,21 @@ def test_empty_snapshot_has_every_table_and_rollup(tmp_path):
     assert snap.con.execute("SELECT count(*) FROM turn_latency_hist").fetchone()[0] == 0
 
 
+def test_a_rollup_the_snapshot_never_had_is_built_for_every_published_day(con, tmp_path):
+    # A snapshot published before a rollup existed: its manifest does not name it.
+    run_source(con, Rows([req(i, i * 60) for i in range(24 * 4)]))
+    publish(con, tmp_path / "serving")
+    path = tmp_path / "serving" / "manifest.json"
+    older = json.loads(path.read_text())
+    del older["rollups"]["requests_latency_hist"]
+    path.write_text(json.dumps(older))
+    days = len(older["tables"]["requests"]["days"])
+    assert publish(con, tmp_path / "serving").days_written == days
+    snap = open_snapshot(tmp_path / "serving")
+    assert snap.con.execute("SELECT sum(n) FROM requests_latency_hist").fetchone()[0] == 96
+    assert publish(con, tmp_path / "serving").days_written == 0  # once only
+
+
 def test_a_snapshot_with_missing_files_is_rebuilt(con, tmp_path, caplog):
     run_source(con, Rows([req(i, i * 60) for i in range(48)]))
     publish(con, tmp_path / "serving")

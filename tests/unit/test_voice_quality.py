@@ -23,6 +23,7 @@ from analysis.voice_quality import (
     r_simplified,
     worst_segments,
 )
+from collectors.rollups import rollups_for
 
 MIGRATION = Path(__file__).resolve().parents[2] / "collectors" / "migrations" / "0001_initial.sql"
 T0 = datetime(2025, 5, 1)
@@ -124,8 +125,25 @@ def db():
     )
     c.register("q", df)
     c.execute("INSERT INTO voice_quality BY NAME SELECT * FROM q")
+    build_quality_rollup(c)
     yield c, df
     c.close()
+
+
+def build_quality_rollup(con) -> None:
+    """The voice quality rollups, built one UTC day at a time as the publisher does."""
+    days = con.execute("SELECT DISTINCT CAST(measured_at AS DATE) FROM voice_quality").fetchall()
+    for rollup in rollups_for("voice_quality"):
+        con.execute(f"DROP TABLE IF EXISTS {rollup.name}")
+        for i, (day,) in enumerate(sorted(days)):
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM voice_quality "
+                "WHERE CAST(measured_at AS DATE) = ?",
+                [day],
+            )
+            verb = "CREATE TABLE" if i == 0 else "INSERT INTO"
+            con.execute(f"{verb} {rollup.name} {'AS ' if i == 0 else ''}{rollup.select}")
+        con.execute("DROP TABLE IF EXISTS src")
 
 
 def test_samples_use_each_rows_codec_profile(db):
@@ -164,3 +182,102 @@ def test_empty_window(db):
     con, rows = db
     assert quality_trend(con, T0 - timedelta(days=5), T0).reason
     assert worst_segments(con, T0 - timedelta(days=5), T0).reason
+
+
+@pytest.fixture()
+def awkward():
+    """Calls whose samples cross hours and midnight, missing and NaN figures, samples with no
+    call, codecs known, unknown and missing; rollups built per day as the publisher does."""
+    c = duckdb.connect()
+    c.execute(MIGRATION.read_text())
+    rng = np.random.default_rng(21)
+    n = 3000
+    at = T0 + pd.to_timedelta(np.sort(rng.uniform(0, 3 * 86400, n)), unit="s")
+    df = pd.DataFrame(
+        {
+            "sample_id": [f"s{i:05d}" for i in range(n)],
+            # about 5 consecutive samples a call (minutes apart, so calls cross hours)
+            "call_id": [f"c{i // 5}" if i % 97 else None for i in range(n)],
+            "measured_at": at,
+            "latency_ms": rng.gamma(3, 40, n),
+            "jitter_ms": np.where(rng.random(n) < 0.1, np.nan, rng.gamma(2, 5, n)),
+            "packet_loss_pct": np.where(rng.random(n) < 0.1, np.nan, rng.gamma(1, 1.5, n)),
+            "mos_reported": np.where(rng.random(n) < 0.2, np.nan, rng.uniform(2, 4.5, n)),
+            "codec": rng.choice(["opus", "PCMU", "G729", "speex", None], n),
+            "region": rng.choice(["eu", "us", None], n),
+            "network": rng.choice(["wifi", "cellular", None], n),
+            "release": rng.choice(["v1", "v2"], n),
+        }
+    )
+    c.register("q", df)
+    c.execute("INSERT INTO voice_quality BY NAME SELECT * FROM q")
+    # real NaNs (pandas' NaN arrives as NULL), and samples without a latency (left out)
+    c.execute("UPDATE voice_quality SET jitter_ms = 'NaN' WHERE sample_id LIKE '%3'")
+    c.execute("UPDATE voice_quality SET packet_loss_pct = 'NaN' WHERE sample_id LIKE '%7'")
+    c.execute("UPDATE voice_quality SET latency_ms = NULL WHERE sample_id LIKE '%11'")
+    c.execute("UPDATE voice_quality SET latency_ms = 'NaN' WHERE sample_id LIKE '%22'")
+    build_quality_rollup(c)
+    yield c
+    c.close()
+
+
+def _samples(con, start: datetime, end: datetime, default_codec: str = "opus") -> pd.DataFrame:
+    """quality_samples in [start, end), each marked `first` when it is its call's first sample
+    of the UTC day (over the whole day, also before `start`)."""
+    s = quality_samples(con, T0, T0 + timedelta(days=3), default_codec).frame
+    s = s.sort_values(["measured_at", "sample_id"])
+    day = s["measured_at"].dt.floor("D")
+    first = s["call_id"].notna() & ~pd.DataFrame({"c": s["call_id"], "d": day}).duplicated()
+    s = s.assign(first=first)
+    return s[(s["measured_at"] >= start) & (s["measured_at"] < end)]
+
+
+def _raw_summary(samples: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The page's figures straight from the samples (numpy E-model, pandas means)."""
+    s = samples.assign(poor=(samples["mos_estimated"] < 3.5).astype(float))
+    return s.groupby(keys).agg(
+        samples=("sample_id", "size"),
+        calls=("first", "sum"),
+        latency_ms=("latency_ms", "mean"),
+        jitter_ms=("jitter_ms", "mean"),
+        packet_loss_pct=("packet_loss_pct", "mean"),
+        r=("r", "mean"),
+        mos_estimated=("mos_estimated", "mean"),
+        mos_reported=("mos_reported", "mean"),
+        poor_share=("poor", "mean"),
+    )
+
+
+def _assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(got.index) == list(expected.index)
+    for column in ("samples", "calls"):  # counts: exactly
+        assert got[column].tolist() == expected[column].astype(int).tolist(), column
+    for column in expected.columns:
+        assert np.allclose(got[column], expected[column], rtol=1e-9, equal_nan=True), column
+
+
+@pytest.mark.parametrize("grain", ["hour", "day"])
+@pytest.mark.parametrize("default_codec", ["opus", "G.729A"])
+def test_trend_from_the_rollup_equals_the_raw_samples(awkward, grain, default_codec):
+    start, end = T0 + timedelta(hours=5), T0 + timedelta(days=2, hours=19)
+    got = quality_trend(awkward, start, end, grain, default_codec).frame.set_index("period")
+    samples = _samples(awkward, start, end, default_codec)
+    assert samples["jitter_ms"].isna().any() and samples["codec"].isna().any()
+    period = samples["measured_at"].dt.floor("h" if grain == "hour" else "D")
+    expected = _raw_summary(samples.assign(period=period), ["period"])
+    _assert_same(got, expected)
+    assert got["samples"].sum() == len(samples)
+
+
+def test_worst_segments_from_the_rollup_equal_the_raw_samples(awkward):
+    start, end = T0 + timedelta(hours=5), T0 + timedelta(days=2, hours=19)
+    dims = ("release", "network", "region", "codec_profile")
+    got = worst_segments(awkward, start, end, dims, min_samples=1, top=100).frame
+    samples = _samples(awkward, start, end)
+    for dim in dims:
+        mine = got[got["dimension"] == dim].set_index("value").sort_index()
+        expected = _raw_summary(samples, [dim])
+        expected.index.name = "value"
+        _assert_same(mine.drop(columns="dimension"), expected)
+    # the lowest estimated MOS first
+    assert got["mos_estimated"].is_monotonic_increasing
