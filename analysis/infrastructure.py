@@ -46,7 +46,7 @@ def resource_usage(
     rows = []
     for (host, metric), g in df.groupby(["host", "metric"], sort=True):
         v = g["value"].to_numpy(float)
-        limit = th.get(metric)
+        limit = th.get(str(metric))
         over = float((v > limit).mean()) if limit is not None else np.nan
         rows.append([host, metric, v.size, v.mean(), np.percentile(v, 95), v.max(), limit, over])
     return Table(pd.DataFrame(rows, columns=cols))

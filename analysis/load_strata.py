@@ -55,7 +55,7 @@ class LoadStrata:
     thresholds: tuple[float, ...]  # calls per hour where strata 1, 2, ... begin
 
     @property
-    def params(self) -> dict[str, list]:
+    def params(self) -> dict[str, list[dt.datetime] | list[int]]:
         return {"strata_hours": list(self.hours), "strata_ids": list(self.strata)}
 
     def describe(self) -> str:
@@ -76,7 +76,7 @@ def load_strata(con: duckdb.DuckDBPyConnection, bins: int = DEFAULT_BINS) -> Loa
         return None
     bins = max(int(bins), 1)
     counts = np.array([r[1] for r in rows], dtype=float)
-    cuts = np.unique(np.quantile(counts, np.arange(1, bins) / bins)) if bins > 1 else []
+    cuts = np.unique(np.quantile(counts, np.arange(1, bins) / bins)) if bins > 1 else np.array([])
     # Stratum k holds hours with cuts[k-1] < calls <= cuts[k]: equal counts share a stratum.
     strata = np.searchsorted(cuts, counts, side="left")
     return LoadStrata(

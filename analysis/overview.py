@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import cast
 
 import duckdb
 import pandas as pd
@@ -186,7 +187,7 @@ def _span(length: timedelta) -> str:
 
 def hourly_trend(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
     """Per hour: calls, p95 end-to-end turn latency (ms) and 5xx error rate (%)."""
-    frame = None
+    frame: pd.DataFrame | None = None
     for name, column in (
         ("calls", "calls"),
         ("error_rate", "error_rate_pct"),
@@ -195,8 +196,10 @@ def hourly_trend(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime)
         series = metric_series(con, name, start, end, "hour")[["hour", "value"]]
         series = series.rename(columns={"value": column})
         frame = series if frame is None else frame.merge(series, on="hour", how="outer")
+    assert frame is not None  # the loop read three series
     # The hour still being collected would read as a sudden drop in volume: leave it out.
-    latest = con.execute("SELECT max(started_at) FROM calls").fetchone()[0]
+    row = con.execute("SELECT max(started_at) FROM calls").fetchone()
+    latest = row[0] if row else None
     if latest is not None:
         frame = frame[frame["hour"] < latest.replace(minute=0, second=0, microsecond=0)]
     return frame.sort_values("hour").reset_index(drop=True)
@@ -205,11 +208,14 @@ def hourly_trend(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime)
 def data_end(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """The latest hour with any traffic: the natural 'now' of a snapshot."""
     row = con.execute("SELECT max(hour) FROM calls_hourly").fetchone()
-    if row[0] is None:
+    if row is None or row[0] is None:
         row = con.execute("SELECT max(hour) FROM requests_hourly").fetchone()
-    return None if row[0] is None else row[0] + timedelta(hours=1)
+    if row is None or row[0] is None:
+        return None
+    return cast(datetime, row[0] + timedelta(hours=1))
 
 
 def latest_request_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """The newest request: where short windows (the last 5 minutes of an SLO) must end."""
-    return con.execute("SELECT max(started_at) FROM requests").fetchone()[0]
+    row = con.execute("SELECT max(started_at) FROM requests").fetchone()
+    return cast(datetime | None, row[0]) if row else None

@@ -61,7 +61,7 @@ def slow_requests(
 
 # Statement normalisation in the spirit of pg_stat_statements: literals become placeholders,
 # so the same statement with different values is one row.
-_SQL_RULES: tuple[tuple[re.Pattern, str], ...] = (
+_SQL_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"'(?:[^']|'')*'"), "?"),  # string literals (with '' escapes)
     (re.compile(r"\$\d+"), "?"),  # positional parameters
     (re.compile(r"\b0x[0-9a-f]+\b", re.I), "?"),

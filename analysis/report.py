@@ -169,9 +169,9 @@ def _value(row: BenchmarkRow, x: float) -> str:
 def forest_svg(rows: Sequence[BenchmarkRow], threshold: float, width: int = 760) -> str:
     """Relative change (%) and its interval per row; the practical threshold dashed."""
     plotted = [
-        (r, _finite(r.relative_change), *_relative_interval(r))
+        (r, rel, *_relative_interval(r))
         for r in rows
-        if _finite(r.relative_change) is not None
+        if (rel := _finite(r.relative_change)) is not None
     ]
     if not plotted:
         return '<p class="muted">No comparable rows to chart.</p>'

@@ -64,7 +64,8 @@ def check_metric_sql(con: duckdb.DuckDBPyConnection, metric: Metric) -> None:
     is enough. Raises MetricConfigError with one sentence."""
     where = f"metric {metric.name!r}: key 'sql'"
     only = "metric SQL may read only the snapshot's tables, such as calls, voice_turns and feedback"
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [metric.sql]).fetchone()[0])
+    row = con.execute("SELECT json_serialize_sql(?)", [metric.sql]).fetchone()
+    tree = json.loads(row[0]) if row else {"error": True}
     if tree.get("error"):
         raise MetricConfigError(f"{where} is not valid SQL: {tree.get('error_message', '')}")
     found: dict[str, set[str]] = {"functions": set(), "tables": set(), "ctes": set()}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -59,11 +60,10 @@ def _metric(metric: str | Metric) -> Metric:
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-        ).fetchone()[0]
-    )
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _from_rollup(
@@ -153,7 +153,7 @@ def _values(metric: Metric, df: pd.DataFrame) -> pd.Series:
 
 
 def _histograms(
-    con: duckdb.DuckDBPyConnection, hist_sql: str, params: list, keys: tuple[str, ...]
+    con: duckdb.DuckDBPyConnection, hist_sql: str, params: list[Any], keys: tuple[str, ...]
 ) -> pd.DataFrame:
     """Per keys: the merged histogram as `buckets` and `counts` lists, in bucket order."""
     lead = "".join(f"{k}, " for k in keys)
@@ -223,8 +223,9 @@ def metric_minutes(
     rules evaluate dozens of windows a minute: no DataFrame per read)."""
     m = _metric(metric)
     sql = _raw_sql(m, "minute", by)
-    found: dict[str, np.ndarray] = con.execute(sql, [start, end]).fetchnumpy()
-    return found
+    # DuckDB's stubs allow a pandas Categorical (what an ENUM column gives); these columns are
+    # numbers, timestamps and text, which come as arrays
+    return cast(dict[str, np.ndarray], con.execute(sql, [start, end]).fetchnumpy())
 
 
 def metric_value(
@@ -273,7 +274,8 @@ def hourly_values(
     if not isinstance(metric, Metric) and metric not in builtin_metrics():
         return pd.Series(dtype=float, name=name)
     hours = _hours(start, end)
-    latest = con.execute("SELECT max(started_at) FROM requests").fetchone()[0]
+    row = con.execute("SELECT max(started_at) FROM requests").fetchone()
+    latest = row[0] if row else None
     if latest is not None and len(hours):
         latest = pd.Timestamp(latest)
         if hours[-1] <= latest < hours[-1] + pd.Timedelta("1h"):

@@ -43,7 +43,7 @@ def expected_positive_part(mu: float, sigma: float) -> float:
     if sigma <= 0:
         return max(mu, 0.0)
     z = mu / sigma
-    return mu * norm.cdf(z) + sigma * norm.pdf(z)
+    return float(mu * norm.cdf(z) + sigma * norm.pdf(z))
 
 
 def bayesian_test(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import brentq
 from scipy.stats import fisher_exact, norm
 from scipy.stats import t as student_t
@@ -269,7 +270,9 @@ def _units(stat: Statistic) -> int:
     return stat.n
 
 
-def wilson_interval(successes, n, alpha: float = 0.05):
+def wilson_interval(
+    successes: npt.ArrayLike, n: npt.ArrayLike, alpha: float = 0.05
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Wilson score interval for a proportion (Wilson 1927), elementwise over arrays:
     centre (p + z²/2n)/(1 + z²/n), half-width z·sqrt(p(1−p)/n + z²/4n²)/(1 + z²/n)."""
     z = float(norm.ppf(1 - alpha / 2))
@@ -280,7 +283,9 @@ def wilson_interval(successes, n, alpha: float = 0.05):
     return centre - half, centre + half
 
 
-def exact_two_proportions(control: Proportion, treatment: Proportion, alpha: float = 0.05):
+def exact_two_proportions(
+    control: Proportion, treatment: Proportion, alpha: float = 0.05
+) -> Comparison:
     """Treatment − control for two proportions when one of them is 0 % or 100 %.
 
     Welch's t has no variance to work with there (a release going from no 5xx to some), so:
