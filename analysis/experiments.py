@@ -8,7 +8,8 @@ becomes a statistic depends on whether one fact row is one randomisation unit:
     (optionally CUPED on the caller's pre-period value of the same metric);
   * anything else (turn, feedback or request level, caller units, ratio metrics) -> Ratio of
     per-unit sums over all exposed units, analysed with the delta method, so clustered
-    observations are not treated as independent;
+    observations are not treated as independent (with CUPED, RegressionAdjustedRatio on the
+    caller's pre-period numerator and denominator sums);
   * quantile metrics -> per-arm order-statistic interval with a cluster design effect.
 Experiment-period facts are read from a day before the first exposure (`FACTS_MARGIN`) up to
 the end, so the cost of an evaluation follows the experiment's window rather than the
@@ -39,6 +40,7 @@ from analysis.stats import (
     Quantile,
     Ratio,
     RegressionAdjusted,
+    RegressionAdjustedRatio,
     SampleMean,
     SrmResult,
     Statistic,
@@ -256,15 +258,53 @@ def _cuped_sql(metric: Metric) -> str:
     )
 
 
-def _ratio_sql(metric: Metric, unit_type: str) -> str:
+def _ratio_columns(metric: Metric) -> str:
     if metric.type == "ratio":
-        cols = "CAST(f.numerator AS DOUBLE) AS m, CAST(f.denominator AS DOUBLE) AS d"
-    else:  # a mean or rate over facts that are not units: Σvalue / #facts per unit
-        cols = "CAST(f.value AS DOUBLE) AS m, CASE WHEN f.value IS NULL THEN 0.0 ELSE 1.0 END::DOUBLE AS d"
+        return "CAST(f.numerator AS DOUBLE) AS m, CAST(f.denominator AS DOUBLE) AS d"
+    # a mean or rate over facts that are not units: Σvalue / #facts per unit
+    return (
+        "CAST(f.value AS DOUBLE) AS m, CASE WHEN f.value IS NULL THEN 0.0 ELSE 1.0 END::DOUBLE AS d"
+    )
+
+
+def _ratio_sql(metric: Metric, unit_type: str) -> str:
+    cols = _ratio_columns(metric)
     return _with(metric, unit_type, cols) + (  # noqa: S608 - registry SQL, fixed fragments
         "SELECT variant, day, count(*), sum(m), sum(m * m), sum(d), sum(d * d), sum(m * d) "
         "FROM (SELECT variant, day, unit_id, coalesce(sum(m), 0.0) AS m, "
         "coalesce(sum(d), 0.0) AS d FROM joined GROUP BY ALL) GROUP BY ALL"
+    )
+
+
+# The ten products of (m, d, mx, dx) in RegressionAdjustedRatio's order.
+_RATIO_PRODUCTS = ", ".join(
+    f"sum({a} * {b})"
+    for i, a in enumerate(("m", "d", "mx", "dx"))
+    for b in ("m", "d", "mx", "dx")[i:]
+)
+
+
+def _cuped_ratio_sql(metric: Metric, unit_type: str) -> str:
+    """Per (variant, day): n, Σm, Σd, Σmx, Σdx and the ten products, over every exposed unit:
+    its sums in the experiment (0 without facts) and its caller's sums of the same numerator
+    and denominator over the pre-period (0 for a new caller, a constant, so unbiased). Every
+    exposed unit carries its covariate whatever happened after exposure."""
+    cols = _ratio_columns(metric)
+    return _with(metric, unit_type, cols) + (  # noqa: S608 - registry SQL, fixed fragments
+        ", post AS (SELECT variant, day, unit_id, coalesce(sum(m), 0.0) AS m, "  # noqa: S608
+        "coalesce(sum(d), 0.0) AS d FROM joined GROUP BY ALL),\n"
+        f"pre AS (SELECT c.caller_id, coalesce(sum(m), 0.0) AS mx, coalesce(sum(d), 0.0) AS dx "
+        f"FROM (SELECT f.call_id, {cols} FROM facts f "
+        "WHERE f.ts >= $pre_start AND f.ts < $pre_end) f "
+        "JOIN (SELECT DISTINCT call_id, caller_id FROM calls) c ON c.call_id = f.call_id "
+        "WHERE c.caller_id IS NOT NULL GROUP BY 1),\n"
+        "per AS (SELECT u.variant, u.day, coalesce(p.m, 0.0) AS m, coalesce(p.d, 0.0) AS d, "
+        "coalesce(q.mx, 0.0) AS mx, coalesce(q.dx, 0.0) AS dx "
+        "FROM (SELECT DISTINCT variant, day, unit_id, caller_id FROM units) u "
+        "LEFT JOIN post p ON p.unit_id = u.unit_id AND p.variant = u.variant AND p.day = u.day "
+        "LEFT JOIN pre q ON q.caller_id = u.caller_id)\n"
+        f"SELECT variant, day, count(*), sum(m), sum(d), sum(mx), sum(dx), {_RATIO_PRODUCTS} "
+        "FROM per GROUP BY ALL"
     )
 
 
@@ -300,6 +340,11 @@ def _daily_statistics(
         for arm, day, n, s, ss in _run(con, _single_sql(metric), values):
             stat = Proportion(n, s) if metric.type == "proportion" else SampleMean(n, s, ss)
             out.setdefault(arm, {})[day] = stat
+    elif use_cuped:
+        for arm, day, n, *sums in _run(con, _cuped_ratio_sql(metric, definition.unit_type), values):
+            out.setdefault(arm, {})[day] = RegressionAdjustedRatio(
+                n, tuple(sums[:4]), tuple(sums[4:])
+            )
     else:
         rows = {
             (arm, day): rest
@@ -772,6 +817,8 @@ def _evaluate(
     notes: list[str] = []
     pending: list[tuple[Metric, str, Statistic | None, Statistic | None, str, tuple]] = []
     use_cuped = definition.cuped and pre_start is not None
+    if use_cuped:  # ratio metrics then read their pre-period in their own statement
+        parts = {i: p for i, p in parts.items() if "value" in p}
     shared = _calls_statistics(con, metrics, parts, values, exposures, use_cuped)
     for i, metric in enumerate(metrics):
         stats, error, daily = _metric_statistics(

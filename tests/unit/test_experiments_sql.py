@@ -158,7 +158,9 @@ def test_caller_randomised_experiment_uses_callers_as_units(warehouse):
         "SELECT count(*) FROM experiment_exposures WHERE experiment_key = 'greeting'"
     ).fetchone()[0]
     assert res.control.n + res.treatment.n == callers
-    assert type(res.control).__name__ == "Ratio"  # calls per caller: delta method
+    # calls per caller: delta method (with CUPED, on the caller's pre-period sums too)
+    assert type(res.control).__name__ == "RegressionAdjustedRatio"
+    assert type(res.control.post).__name__ == "Ratio"
     assert not res.absolute.significant
     con.execute("DELETE FROM experiment_exposures WHERE experiment_key = 'greeting'")
 
