@@ -1,9 +1,10 @@
 """The kinds of alert rule, by name. A new kind is one module defining a `RuleKind` (its
 parameters, `check` and, if it has a past, `history`) and one entry here; docs/alerts.md says
-how. (A latency or rate anomaly kind joins here once analysis/online_anomalies.py exists.)"""
+how."""
 
 from __future__ import annotations
 
+from analysis.alerts.anomaly import ANOMALY
 from analysis.alerts.error_groups import ERROR_GROUP
 from analysis.alerts.experiments import EXPERIMENT
 from analysis.alerts.model import RuleKind
@@ -20,6 +21,7 @@ KINDS: dict[str, RuleKind] = {
         SLO_BURN,
         PROBE_DOWN,
         ERROR_GROUP,
+        ANOMALY,
         SECURITY,
         EXPERIMENT,
         COLLECTOR,

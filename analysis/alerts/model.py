@@ -41,6 +41,7 @@ Page = Literal[
     "experiments",
     "benchmarks",
     "collector_status",
+    "anomalies",
 ]
 ParamType = Literal["duration", "number", "integer", "text", "texts", "choice", "metric", "bool"]
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from analysis.alerts.anomaly import DETECTOR_STATES, DetectorStates
 from analysis.alerts.evaluation import Outcome, evaluate, replay
 from analysis.alerts.kinds import KINDS
 from analysis.alerts.model import Context, Rule, WatchedExperiment, describe_duration, floor_minute
@@ -133,6 +134,10 @@ class AlertEngine:
         self.full = SnapshotReader(serving)
         self._last_evaluated: dict[str, datetime] = {}
         self.descriptions: dict[str, str] = {}
+        # The anomaly rules' detectors, carried between evaluations and saved when they move,
+        # so an evaluation feeds only the hours completed since the last one, and a restart
+        # picks up where the service stopped (no rescan, no second alert).
+        self.detectors = DetectorStates()
 
     # ---- the snapshot ----------------------------------------------------------------------
 
@@ -158,6 +163,20 @@ class AlertEngine:
     def rules(self) -> RulesInEffect:
         return rules_in_effect(self.settings, self.store.page_rules(), self.metrics)
 
+    def _carried(self, rules: Sequence[Rule]) -> dict[Hashable, Any]:
+        """The memo entry that carries the detectors, with the saved ones of rules not seen
+        since the service started loaded from the control store."""
+        names = [r.name for r in rules if r.kind == "anomaly" and not self.detectors.known(r.name)]
+        saved = self.store.rule_states(names)
+        for name in names:
+            self.detectors.load(name, saved.get(name))
+        return {DETECTOR_STATES: self.detectors}
+
+    def _save_carried(self) -> None:
+        # After the alerts' commit; either order is safe: a reading is a function of the
+        # detector, which gives the same verdicts when hours are fed again after a crash.
+        self.store.save_rule_states(self.detectors.changed())
+
     def evaluate(self, now: datetime | None = None) -> tuple[Outcome, list[Episode]]:
         """Replay the history if it was never replayed, then check every due rule now: the
         alerts' new states, their history and their notifications are committed together.
@@ -177,7 +196,11 @@ class AlertEngine:
         due = self._due(now)
         self._readers(manifest, [r for r in enabled if due(r)], now)
         base = context(self.store, self.recent.con, now, self.metrics)
-        contexts = {"recent": base, "full": dataclasses.replace(base, con=self.full.con, memo={})}
+        carried = self._carried(enabled)
+        contexts = {
+            "recent": dataclasses.replace(base, memo=dict(carried)),
+            "full": dataclasses.replace(base, con=self.full.con, memo=dict(carried)),
+        }
 
         def context_of(rule: Rule) -> Context:
             return contexts["recent" if KINDS[rule.kind].lookback(rule) is not None else "full"]
@@ -192,6 +215,7 @@ class AlertEngine:
         outcome.changes.extend(ended)
         changed = [a for fp, a in outcome.alerts.items() if alerts.get(fp) != a]
         self.store.commit(changed, outcome.changes, now, self.timers)
+        self._save_carried()
         for name, error in outcome.errors.items():
             log.warning("alert rule %s could not be evaluated: %s", name, error)
         self._announce(in_effect, outcome, now, int(manifest.get("version", 0)))
@@ -224,13 +248,16 @@ class AlertEngine:
         first: datetime | None = row[0] if row else None
         end = floor_minute(now)
         start = max(first, end - timedelta(days=REPLAY_DAYS)) if first else end
-        ctx = context(self.store, con, end, self.metrics)
+        ctx = dataclasses.replace(
+            context(self.store, con, end, self.metrics), memo=self._carried(rules)
+        )
         outcome = replay(ctx, rules, start, end, self.settings.inhibit, self.store.load_alerts())
         changed = list(outcome.alerts.values())
         self.store.commit(
             changed, outcome.changes, now, self.timers, replayed=True, notify_firing=True
         )
         self.store.set_meta(replayed_until=iso(end), replayed_from=iso(start))
+        self._save_carried()
         self._last_evaluated.update(outcome.evaluated)
         log.info(
             "replayed %s of history through %d alert rules: %d state changes, not notified",

@@ -37,6 +37,8 @@ from analysis.alerts.states import Change, Instance
 from collectors.control import ControlStore, _recovering
 
 Muted = Callable[[Labels, datetime], str | None]
+# alert_meta keys of what a rule carries between evaluations (an anomaly rule's detector)
+RULE_STATE = "rule_state:"
 
 
 class AlertInputError(ValueError):
@@ -653,6 +655,27 @@ class AlertStore(ControlStore):
                 "SET value = excluded.value",
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
+
+    # ---- what rule kinds carry between evaluations -----------------------------------------
+
+    @_recovering
+    def rule_states(self, names: Sequence[str]) -> dict[str, Any]:
+        """The saved states of these rules (an anomaly rule's detector), by rule name."""
+        keys = [RULE_STATE + name for name in names]
+        if not keys:
+            return {}
+        marks = ", ".join("?" for _ in keys)
+        with self._connect() as con:
+            rows = con.execute(
+                f"SELECT key, value FROM alert_meta WHERE key IN ({marks})",  # noqa: S608 - marks only
+                keys,
+            ).fetchall()
+        return {r["key"].removeprefix(RULE_STATE): json.loads(r["value"]) for r in rows}
+
+    def save_rule_states(self, states: Mapping[str, Any]) -> None:
+        """Save the states of these rules (one transaction)."""
+        if states:
+            self.set_meta(**{RULE_STATE + name: value for name, value in states.items()})
 
     # ---- what the Alerts page shows ------------------------------------------------------
 
