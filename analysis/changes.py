@@ -318,21 +318,32 @@ def decide(plan: ExperimentPlan) -> Callable[[ex.ExperimentResult], Decision]:
         kind = "" if lead is None else lead.metric_type
         metric = "" if lead is None else lead.label
         arm = "" if lead is None else lead.arm
+        harmed = ", ".join(dict.fromkeys(r.label for r in hurt))
         if worse:
             decision = "stop"
-            summary = f"Ready to decide: {arm} is worse on {metric}; stop it."
+            summary = f"Don't ship: {arm} is worse on {metric}; stop it."
+        elif hurt and result.method == "sequential":
+            # A confidence sequence stays valid at every look, so a harmed guardrail can end
+            # the experiment now instead of exposing more callers to the harm.
+            decision = "stop"
+            summary = (
+                f"Stop early: {hurt[0].arm} is worse on the guardrail {harmed}"
+                + (f", though better on {metric}" if better else "")
+                + "; the sequential test allows stopping at any look."
+            )
         elif better and not hurt:
             decision = "ship"
-            summary = f"Ready to decide: {arm} is better on {metric} and no guardrail is worse."
-        elif better and hurt:
+            summary = f"Ship: {arm} is better on {metric} and no guardrail is worse."
+        elif hurt:
             decision = "keep running"
             summary = (
-                f"{arm} is better on {metric} but worse on "
-                f"{', '.join(r.label for r in hurt)}: weigh the trade-off."
+                f"{hurt[0].arm} is worse on the guardrail {harmed}"
+                + (f" but better on {metric}: weigh the trade-off" if better else "")
+                + f"; with the {result.method} test, decide at the planned size."
             )
         else:
             decision = "keep running"
-            summary = "No detectable difference yet: keep it running."
+            summary = "Keep running: no detectable difference on the primary metric yet."
         return Decision(
             key, decision, summary, text, units, effect, kind, metric, arm, result.results
         )
