@@ -26,9 +26,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from collectors.instrumentation.experiments import Experiment
+    from collectors.instrumentation.experiments import Experiment as SdkExperiment
 
 SERVICE = "voice-agent"
 ENVIRONMENT = "production"
@@ -88,7 +89,9 @@ CODECS: dict[str, CodecProfile] = {
 MOS_NOISE_SD = 0.08  # mos_reported = clip(emodel_mos(...) + N(0, 0.08), 1, 4.5)
 
 
-def emodel_r(latency_ms, jitter_ms, loss_pct, codec: str):
+def emodel_r(
+    latency_ms: npt.ArrayLike, jitter_ms: npt.ArrayLike, loss_pct: npt.ArrayLike, codec: str
+) -> npt.NDArray[np.float64]:
     """R factor, ITU-T G.107: R = Ro - Is - Id - Ie,eff + A with defaults (Ro - Is = 93.2, A = 0).
 
     Ta = latency_ms + 2 * jitter_ms (the jitter buffer adds delay); Id = Idd (echo terms at their
@@ -106,7 +109,9 @@ def emodel_r(latency_ms, jitter_ms, loss_pct, codec: str):
     return 93.2 - idd - ie_eff
 
 
-def emodel_mos(latency_ms, jitter_ms, loss_pct, codec: str):
+def emodel_mos(
+    latency_ms: npt.ArrayLike, jitter_ms: npt.ArrayLike, loss_pct: npt.ArrayLike, codec: str
+) -> npt.NDArray[np.float64]:
     """MOS from R (G.107 Annex B): 1 + 0.035 R + 7e-6 R (R - 60)(100 - R), clamped to [1, 4.5]."""
     r = emodel_r(latency_ms, jitter_ms, loss_pct, codec)
     mos = 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r)
@@ -128,7 +133,9 @@ class FeedbackModel:
     per_interruption: float = 0.45
     response_rate: float = 0.18
 
-    def negative_probability(self, mean_e2e_ms, interruptions):
+    def negative_probability(
+        self, mean_e2e_ms: npt.ArrayLike, interruptions: npt.ArrayLike
+    ) -> npt.NDArray[np.float64]:
         z = (
             self.intercept
             + self.per_e2e_s * (np.asarray(mean_e2e_ms, dtype=float) / 1000.0 - 1.0)
@@ -179,8 +186,8 @@ class Deployment:
 class Experiment:
     """Call-level 50/50 A/B test of two prompt variants.
 
-    variant = "treatment" if int(sha1(f"{key}:{call_id}").hexdigest()[:8], 16) % 100 >= 50
-    (see `experiment_variant`), for every call started at or after `start`, live included.
+    The variant is the SDK's 50/50 assignment of the call (see `experiment_variant`), for
+    every call started at or after `start`, live included.
     True effects: +0.03 on each call's probability of outcome 'resolved' (taken proportionally
     from the other outcomes), none on any latency.
     """
@@ -283,11 +290,12 @@ def experiment_variant(call_id: str, key: str = EXPERIMENT_KEY) -> str:
 
 
 @lru_cache(maxsize=4)
-def _demo_experiment(key: str) -> Experiment:
-    from collectors.instrumentation.experiments import Experiment  # the SDK: only when asked
+def _demo_experiment(key: str) -> SdkExperiment:
+    # the SDK's experiment, imported only when asked
+    from collectors.instrumentation.experiments import Experiment as SdkExperiment
 
     # as the demo's agents define it (collectors/sources/demo_live.py): the seed is the key
-    return Experiment.from_mapping(key, {"variants": list(VARIANTS), "weights": [0.5, 0.5]})
+    return SdkExperiment.from_mapping(key, {"variants": list(VARIANTS), "weights": [0.5, 0.5]})
 
 
 def traffic_multiplier(t_hours_utc: np.ndarray) -> np.ndarray:
@@ -297,7 +305,7 @@ def traffic_multiplier(t_hours_utc: np.ndarray) -> np.ndarray:
     day_of_week = np.mod(np.floor(t / 24.0) + 3, 7)  # 1970-01-01 was a Thursday; 0 = Monday
     daily = 0.30 + 1.55 * np.exp(-(((hour_of_day - 15.0) / 4.5) ** 2))
     weekly = np.where(day_of_week < 5, 1.08, np.where(day_of_week == 5, 0.85, 0.70))
-    return daily * weekly / _MEAN_SHAPE
+    return np.asarray(daily * weekly / _MEAN_SHAPE, dtype=float)
 
 
 def _mean_shape() -> float:
@@ -383,6 +391,7 @@ def _schedule(seed: int, anchor: datetime) -> tuple[tuple[Deployment, ...], BadR
         status, is_rollback = "SUCCESS", False
         message = _MESSAGES[int(rng.integers(len(_MESSAGES)))]
         if kind == "rollback":
+            assert previous_of_bad is not None  # the plan is sorted: the bad release came first
             release, is_rollback = previous_of_bad, True
             message = f"Rollback to {previous_of_bad}"
             rollback_finished = finished

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -338,11 +339,17 @@ USER_AGENTS = (
 SECURITY_TYPES = ("rate_limit_exceeded", "blocked_ip", "invalid_webhook_signature")
 SCAN_PATHS = ("/.env", "/wp-login.php", "/.git/config", "/admin/config.php", "/actuator/env")
 
+# An error to emit: (time in us, error key, route index, method index, release index, request
+# key (negative: not a request's), call key).
+ErrorRow = tuple[int, str, int, int, int, int, int]
+
 # Families of per-hour generation; each has its own Generator stream.
 F_CALLS, F_BACKGROUND, F_MINUTELY, F_DEPLOYS, F_EPISODES = 1, 2, 3, 4, 5
 
 
-def _lognormal(rng: np.random.Generator, median, sigma: float, size: int) -> np.ndarray:
+def _lognormal(
+    rng: np.random.Generator, median: npt.ArrayLike, sigma: float, size: int
+) -> np.ndarray:
     return np.asarray(median) * np.exp(sigma * rng.standard_normal(size))
 
 
@@ -623,7 +630,7 @@ class DemoSimulator:
             "deploy_statuses": ("SUCCESS", "FAILED"),
         }
         self._route = {r: i for i, r in enumerate(ROUTES)}
-        self._cache: OrderedDict[int, dict[str, dict[str, np.ndarray]]] = OrderedDict()
+        self._cache: OrderedDict[int, dict[str, list[dict[str, np.ndarray]]]] = OrderedDict()
 
     # ---------------------------------------------------------------- helpers
     def _rng(self, family: int, hour: int) -> np.random.Generator:
@@ -951,7 +958,7 @@ class DemoSimulator:
         frames["requests"] = req
 
         # errors: one per 5xx request, slow-LLM warnings, and LiveKit failures of failed calls
-        rows: list[tuple[int, str, int, int, int, int, int]] = []
+        rows: list[ErrorRow] = []
         # (time, key, route, method, release, request key, call key) ; turn index via request key
         for i in np.flatnonzero(status >= 500):
             c = r_call[i]
@@ -1017,7 +1024,7 @@ class DemoSimulator:
         frames["errors"] = self._error_frame(rows, rng)
         return frames
 
-    def _error_frame(self, rows: list, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def _error_frame(self, rows: list[ErrorRow], rng: np.random.Generator) -> dict[str, np.ndarray]:
         m = len(rows)
         msg = np.empty(m, dtype=object)
         stack = np.empty(m, dtype=object)
@@ -1132,8 +1139,7 @@ class DemoSimulator:
             ips[j] = self.cats["ips"][req["ip"][i]]
             paths[j] = route
         for j in range(n_scan):
-            ip = _ip(rng)
-            ips[len(lim) + j] = ip
+            ips[len(lim) + j] = _ip(rng)
             paths[len(lim) + j] = SCAN_PATHS[int(rng.integers(len(SCAN_PATHS)))]
             details[len(lim) + j] = json.dumps({"reason": "known scanner path", "blocked": True})
         frames["security_events"] = {
@@ -1180,7 +1186,7 @@ class DemoSimulator:
         }
 
         # rare background errors (each a fingerprint seen a handful of times in a month)
-        rows = []
+        rows: list[ErrorRow] = []
         for key, rate in (("unicode", 0.008), ("zero_division", 0.005), ("recursion", 0.003)):
             for _ in range(int(rng.poisson(rate))):
                 when = int(t0 + rng.integers(0, HOUR_US))

@@ -40,7 +40,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -76,12 +76,20 @@ HEARTBEAT_S = 600.0
 # ---------------------------------------------------------------- simulator rows -> workload
 
 
-def _epoch_s(t: datetime | None) -> float | None:
-    return None if t is None else t.timestamp()
+def _epoch_s(t: datetime) -> float:  # the simulator sets every time these rows carry
+    return t.timestamp()
 
 
 def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _measured(v: Any) -> float:
+    """A value the simulator always sets (a turn's LLM and TTS times, a call's quality)."""
+    value = _num(v)
+    if value is None:
+        raise ValueError("the demo simulator left a required measurement empty")
+    return value
 
 
 def _concrete(route: str, call_id: str | None) -> str:
@@ -147,8 +155,8 @@ def workload_from_window(tables: Mapping[str, pa.Table], share: Share) -> Any:
                 tuple(
                     Turn(
                         _epoch_s(t["started_at"]),
-                        llm_ttft_ms=_num(t["llm_ttft_ms"]),
-                        tts_ttfb_ms=_num(t["tts_ttfb_ms"]),
+                        llm_ttft_ms=_measured(t["llm_ttft_ms"]),
+                        tts_ttfb_ms=_measured(t["tts_ttfb_ms"]),
                         eou_delay_ms=_num(t["eou_delay_ms"]),
                         stt_ms=_num(t["stt_ms"]),
                         e2e_ms=_num(t["e2e_ms"]),
@@ -166,10 +174,10 @@ def workload_from_window(tables: Mapping[str, pa.Table], share: Share) -> Any:
                 quality=None
                 if q is None
                 else Quality(
-                    _num(q["latency_ms"]),
-                    _num(q["jitter_ms"]),
-                    _num(q["packet_loss_pct"]),
-                    _num(q["mos_reported"]),
+                    _measured(q["latency_ms"]),
+                    _measured(q["jitter_ms"]),
+                    _measured(q["packet_loss_pct"]),
+                    _measured(q["mos_reported"]),
                     _num(q["audio_level"]),
                     _num(q["noise_level"]),
                     q["codec"],
@@ -667,7 +675,7 @@ class LiveDemoSource:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        return cast(dict[str, Any], json.loads(path.read_text()))
     except (FileNotFoundError, ValueError):
         return {}
 

@@ -98,7 +98,9 @@ class PgStatsSource:
         con = connect(self._dsn, setting=self.setting)
         con.autocommit = True
         try:
-            now, database, conns, hit_pct, size = con.execute(RESOURCE_SQL).fetchone()
+            row = con.execute(RESOURCE_SQL).fetchone()
+            assert row is not None  # a SELECT without FROM returns its one row
+            now, database, conns, hit_pct, size = row
             yield Batch(
                 table="resource_samples",
                 stream="resources",

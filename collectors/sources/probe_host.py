@@ -57,6 +57,7 @@ class HostSource:
 
     def sample(self, previous: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         busy, total = cpu_busy_total()
+        cpu_pct: float | None
         if "cpu" not in previous:
             psutil.cpu_percent(interval=None)
             cpu_pct = psutil.cpu_percent(interval=FIRST_CPU_WINDOW_S)

@@ -17,7 +17,7 @@ import io
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -82,7 +82,9 @@ def check_conninfo(dsn: str, setting: str = "SUPABASE_DB_URL") -> dict[str, Any]
     return params
 
 
-def connect(dsn: str, *, setting: str = "SUPABASE_DB_URL", timeout_s: float = 10.0):
+def connect(
+    dsn: str, *, setting: str = "SUPABASE_DB_URL", timeout_s: float = 10.0
+) -> psycopg.Connection[tuple[Any, ...]]:
     """A read-only psycopg connection, faults sorted into config errors and transient ones."""
     check_conninfo(dsn, setting)
     try:
@@ -146,7 +148,7 @@ class SupabasePgSource:
     def fetch(self, watermarks: Mapping[str, str]) -> Iterator[Batch]:
         return _ahead(self._fetch(watermarks), self.chunk_rows)
 
-    def _fetch(self, watermarks: Mapping[str, str]) -> Iterator[Batch]:
+    def _fetch(self, watermarks: Mapping[str, str]) -> Generator[Batch]:
         con = connect(self._dsn, setting=self.setting)
         try:
             for mapping in self.mappings:
@@ -207,7 +209,9 @@ class SupabasePgSource:
         )
         return sql.SQL(", ").join(items)
 
-    def where(self, mapping: TableMapping, lower: Keyset | None, inclusive: bool):
+    def where(
+        self, mapping: TableMapping, lower: Keyset | None, inclusive: bool
+    ) -> tuple[sql.Composable, list[Any]]:
         c, i = sql.Identifier(mapping.cursor_column), sql.Identifier(mapping.id_column)
         if lower is None:
             return sql.SQL("TRUE"), []
@@ -239,9 +243,10 @@ class SupabasePgSource:
         total = None
         if self.count_rows:
             cond, params = self.where(mapping, lower, inclusive)
-            total = con.execute(
+            row = con.execute(
                 sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table_sql, cond), params
-            ).fetchone()[0]
+            ).fetchone()
+            total = row[0] if row else None
             con.commit()
         select = self.select_list(mapping, types)
         arrow_types = arrow_schema(mapping, types)
@@ -278,7 +283,7 @@ class SupabasePgSource:
             lower, inclusive = last, False
 
 
-def _ahead(batches: Iterator[Batch], max_rows: int) -> Iterator[Batch]:
+def _ahead(batches: Generator[Batch], max_rows: int) -> Iterator[Batch]:
     """The same batches, read on a thread of their own while the engine commits earlier ones:
     the next one is read whenever fewer than `max_rows` rows wait. Bounded by rows, not
     batches, so the small tables' batches never hold up the next large COPY (the engine's

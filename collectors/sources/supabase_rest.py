@@ -138,12 +138,9 @@ def as_utc(value: str | datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def later(a: Keyset | None, b: Keyset | None) -> Keyset | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
+def later(a: Keyset | None, b: Keyset) -> Keyset:
+    """The later of a watermark (None: none yet) and a batch's last key."""
+    return b if a is None else max(a, b)
 
 
 # ---- HTTP faults -> the engine's two error kinds -----------------------------------------
@@ -273,7 +270,7 @@ class SupabaseRestSource:
 
     def _query(
         self, mapping: TableMapping, select: str, lower: Keyset | None, inclusive: bool, count: bool
-    ):
+    ) -> Any:  # postgrest's request builder (the client is Any: supabase is imported lazily)
         q = (
             self.client()
             .schema(mapping.schema)
