@@ -751,6 +751,26 @@ def build(
     return result
 
 
+def republish(size: str, out: Path, memory_limit: str, threads: int) -> dict[str, Any]:
+    """Publish <out>/<size>/serving again from the warehouse, with this checkout's publisher
+    (a snapshot is read by the code that wrote it: its manifest names that code's rollups)."""
+    root = out / size
+    result: dict[str, Any] = json.loads((root / "generation.json").read_text())
+    shutil.rmtree(root / "serving", ignore_errors=True)
+    con = open_warehouse(root / "warehouse.duckdb")
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET threads = {int(threads)}")
+    t = time.perf_counter()
+    published = publish(con, root / "serving")
+    con.close()
+    result["seconds"]["publish"] = time.perf_counter() - t
+    result["publish"] = {"days": published.days_written, "files": published.files_written}
+    result["bytes"]["serving"] = folder_size(root / "serving")
+    (root / "generation.json").write_text(json.dumps(result, indent=1))
+    print(f"published in {result['seconds']['publish']:.0f} s", flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", required=True, help="1.5M, 5M or 15M (or e.g. 30k)")
@@ -763,7 +783,15 @@ def main() -> None:
         help="delete the warehouse after publishing (the pages read only the snapshot)",
     )
     parser.add_argument("--days", type=int, default=DAYS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--publish-only",
+        action="store_true",
+        help="publish the existing warehouse of that size again (after the publisher changed)",
+    )
     args = parser.parse_args()
+    if args.publish_only:
+        republish(args.size, args.out, args.memory_limit, args.threads)
+        return
     result = build(
         args.size, args.out, args.memory_limit, args.threads, not args.drop_warehouse, args.days
     )
