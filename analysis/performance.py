@@ -5,13 +5,14 @@ voice turns slow. Latency percentiles per route and stage are read from the hour
 Voice pipeline stages overlap (transcription runs during the end-of-utterance wait; reference
 voice_observability.md section 1.3), so they are reported side by side with e2e_ms and never
 summed. Slow-turn attribution (`slow_turn_attribution`) defines two contributions per stage:
-- share_over_own_p90: among slow turns (e2e above the threshold, default the window's e2e p90),
-  the share where the stage is above its own p90 over all turns in the window. `lift` divides
-  it by the same share over all turns (about 0.10 by construction); lift > 1 means the stage
-  is over-represented in slow turns.
+- share_over_own_p90: among slow turns (e2e above its day's e2e p90), the share where the stage
+  is above its own p90 of that day. `lift` divides it by the same share over all turns (about
+  0.10 by construction); lift > 1 means the stage is over-represented in slow turns.
 - share_dominant: among slow turns, the share where this stage has the largest ratio of its
-  value to its own median (the stage that is furthest above its typical value in that turn).
+  value to its day's median (the stage that is furthest above its typical value in that turn).
   These shares sum to 1 over the stages.
+The references are per UTC day, set at publish time (collectors/rollups.py,
+turn_attribution_hourly), so the page reads counts per hour instead of every turn.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analysis.sketch import merged_quantiles
 from analysis.vocabulary import PIPELINE_STAGES as STAGES
 
 
@@ -122,63 +124,81 @@ def db_query_stats(
     return Table(g.sort_values("total_ms", ascending=False)[cols].reset_index(drop=True))
 
 
-_TURNS_SQL = """
-SELECT eou_delay_ms, stt_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms
-FROM voice_turns
-WHERE started_at >= ? AND started_at < ? AND e2e_ms IS NOT NULL AND NOT isnan(e2e_ms)
-  AND (? IS NULL OR release = ?)
-"""
-
-
 @dataclass(frozen=True)
 class SlowTurnAttribution:
     frame: pd.DataFrame  # stage, p90_ms, share_over_own_p90, baseline_share, lift, share_dominant
-    threshold_ms: float | None
+    threshold_ms: float | None  # the days' e2e p90s, averaged over the window's turns
     slow_turns: int
     turns: int
     reason: str | None = None
+
+
+_ATTRIBUTION_SQL = (  # column names from STAGES, values bound
+    "SELECT CAST(sum(n) AS BIGINT) AS n, CAST(sum(n_slow) AS BIGINT) AS n_slow, "  # noqa: S608
+    "sum(sum_threshold_ms) AS sum_threshold_ms, "
+    + ", ".join(
+        f"CAST(sum({c}_{s}) AS BIGINT) AS {c}_{s}"
+        for s in STAGES
+        for c in ("n_over", "n_slow_over", "n_slow_dominant")
+    )
+    + " FROM turn_attribution_hourly WHERE hour >= ? AND hour < ? "
+    "AND (CAST(? AS VARCHAR) IS NULL OR release = ?)"
+)
+_STAGE_HIST = (
+    "SELECT stage, bucket, n FROM turn_latency_hist WHERE hour >= ? AND hour < ? "
+    "AND (CAST(? AS VARCHAR) IS NULL OR release = ?)"
+)
 
 
 def slow_turn_attribution(
     con: duckdb.DuckDBPyConnection,
     start: datetime,
     end: datetime,
-    threshold_ms: float | None = None,
     release: str | None = None,
     min_turns: int = 20,
 ) -> SlowTurnAttribution:
-    """Which stage makes slow turns slow (definitions in the module docstring)."""
-    df = con.execute(_TURNS_SQL, [start, end, release, release]).df()
+    """Which stage makes slow turns slow (definitions in the module docstring), from the hourly
+    rollup turn_attribution_hourly, so its cost follows hours, not turns.
+
+    The references are each turn's UTC day's, set when the day is published: a turn is slow
+    when its e2e is above its day's e2e p90, a stage is over when above its day's p90 of that
+    stage, and the dominant stage is the one furthest above its day's median. Counts add up
+    over the hours that start in [start, end) (and of `release`, when given, against the days'
+    references over all releases). So an incident of a few hours still shows (its turns are
+    the day's slowest); a regression that lasts whole days raises its days' references and
+    shows in the per-stage percentiles instead. threshold_ms is the days' e2e p90 averaged over
+    the window's turns; p90_ms is each stage's p90 over the window from the latency histograms
+    (about 1 % relative error)."""
     cols = ["stage", "p90_ms", "share_over_own_p90", "baseline_share", "lift", "share_dominant"]
     empty = pd.DataFrame(columns=cols)
-    if len(df) < min_turns:
+    row = con.execute(_ATTRIBUTION_SQL, [start, end, release, release]).df().iloc[0]
+    turns = 0 if pd.isna(row["n"]) else int(row["n"])
+    if turns < min_turns:
         return SlowTurnAttribution(
-            empty, None, 0, len(df), f"need at least {min_turns} turns with e2e, have {len(df)}"
+            empty, None, 0, turns, f"need at least {min_turns} turns with e2e, have {turns}"
         )
-    e2e = df["e2e_ms"].to_numpy(float)
-    thr = float(np.percentile(e2e, 90)) if threshold_ms is None else float(threshold_ms)
-    slow = e2e > thr
-    if not slow.any():
-        return SlowTurnAttribution(empty, thr, 0, len(df), f"no turn slower than {thr:.0f} ms")
-    stage_vals = df[list(STAGES)].to_numpy(float)
-    p90 = np.nanpercentile(stage_vals, 90, axis=0)
-    med = np.nanmedian(stage_vals, axis=0)
-    over = stage_vals > p90  # NaN compares False: a missing stage is never "over"
-    ratio = np.where(np.isnan(stage_vals), -np.inf, stage_vals / np.where(med > 0, med, np.nan))
-    ratio = np.nan_to_num(ratio, nan=-np.inf)
-    dominant = np.argmax(ratio[slow], axis=1)
+    threshold = float(row["sum_threshold_ms"]) / turns
+    slow = int(row["n_slow"])
+    if slow == 0:
+        return SlowTurnAttribution(
+            empty, threshold, 0, turns, "no turn is slower than its day's p90"
+        )
+    p90 = merged_quantiles(
+        con, _STAGE_HIST, [start, end, release, release], ("stage",), (0.9,), ["p90_ms"]
+    )
+    p90_of = dict(zip(p90["stage"], p90["p90_ms"], strict=True))
     rows = []
-    for k, stage in enumerate(STAGES):
-        share_slow = float(over[slow, k].mean())
-        base = float(over[:, k].mean())
+    for stage in STAGES:
+        share_slow = int(row[f"n_slow_over_{stage}"]) / slow
+        base = int(row[f"n_over_{stage}"]) / turns
         rows.append(
             [
                 stage,
-                float(p90[k]),
+                float(p90_of.get(stage, np.nan)),
                 share_slow,
                 base,
                 share_slow / base if base > 0 else np.nan,
-                float((dominant == k).mean()),
+                int(row[f"n_slow_dominant_{stage}"]) / slow,
             ]
         )
-    return SlowTurnAttribution(pd.DataFrame(rows, columns=cols), thr, int(slow.sum()), len(df))
+    return SlowTurnAttribution(pd.DataFrame(rows, columns=cols), threshold, slow, turns)

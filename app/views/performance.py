@@ -141,10 +141,10 @@ if attribution.reason:
     st.caption(f"Slow-turn attribution: {attribution.reason}.")
 else:
     st.caption(
-        f"{attribution.slow_turns:,} of {attribution.turns:,} turns are slower than "
-        f"{attribution.threshold_ms:,.0f} ms end to end (the window's p90). Per stage: the share "
-        "of slow turns where the stage is above its own p90 (about 10 % if it played no part), "
-        "and the share where it is the stage furthest above its typical value."
+        f"{attribution.slow_turns:,} of {attribution.turns:,} turns are slower than their "
+        f"day's p90 end to end ({attribution.threshold_ms:,.0f} ms on average). Per stage: the "
+        "share of slow turns where the stage is above its own p90 of the day (about 10 % if it "
+        "played no part), and the share where it is the stage furthest above its typical value."
     )
     shares = attribution.frame
     figure = go.Figure(

@@ -1,4 +1,5 @@
-"""Slow requests, DB statement grouping and slow-turn attribution over raw rows."""
+"""Slow requests and DB statement grouping over raw rows; slow-turn attribution from its
+hourly rollup, checked against the raw turns."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from analysis.performance import (
     slow_requests,
     slow_turn_attribution,
 )
+from analysis.sketch import sketch_values
+from analysis.vocabulary import PIPELINE_STAGES
+from tests.rollup_tables import build_rollups
 
 MIGRATION = Path(__file__).resolve().parents[2] / "collectors" / "migrations" / "0001_initial.sql"
 T0 = datetime(2025, 2, 1)
@@ -117,6 +121,7 @@ def _turns(con, n=4000, seed=4):
         }
     )
     _insert(con, "voice_turns", df)
+    build_rollups(con, "voice_turns")
     return df
 
 
@@ -134,5 +139,95 @@ def test_slow_turns_are_attributed_to_the_high_variance_llm_stage(con):
 
 
 def test_voice_empty_and_tiny_windows_give_reasons(con):
+    build_rollups(con, "voice_turns")
     assert slow_turn_attribution(con, T0, T1).reason
     assert db_query_stats(con, T0, T1).reason
+
+
+def _attribution_by_hand(turns: pd.DataFrame, start, end, release=None) -> pd.DataFrame:
+    """The attribution's definition on raw turns with pandas and numpy: references per UTC day
+    over all turns with an e2e; counts over the turns in [start, end) (of `release`)."""
+    t = turns[turns["e2e_ms"].notna()].copy()
+    t["day"] = t["started_at"].dt.floor("D")
+    parts = []
+    for _, d in t.groupby("day"):
+        d = d.copy()
+        d["slow"] = d["e2e_ms"] > np.percentile(d["e2e_ms"], 90)
+        d["threshold"] = np.percentile(d["e2e_ms"], 90)
+        vals = d[list(PIPELINE_STAGES)].to_numpy(float)
+        over = vals > np.nanpercentile(vals, 90, axis=0)
+        med = np.nanmedian(vals, axis=0)
+        ratio = np.nan_to_num(vals / np.where(med > 0, med, np.nan), nan=-np.inf)
+        for k, stage in enumerate(PIPELINE_STAGES):
+            d[f"over_{stage}"] = over[:, k]
+        d["dominant"] = np.array(PIPELINE_STAGES)[np.argmax(ratio, axis=1)]
+        parts.append(d)
+    t = pd.concat(parts)
+    t = t[(t["started_at"] >= start) & (t["started_at"] < end)]
+    if release is not None:
+        t = t[t["release"] == release]
+    slow = t[t["slow"]]
+    rows = [
+        [
+            stage,
+            slow[f"over_{stage}"].mean(),
+            t[f"over_{stage}"].mean(),
+            (slow.dominant == stage).mean(),
+        ]
+        for stage in PIPELINE_STAGES
+    ]
+    out = pd.DataFrame(
+        rows, columns=["stage", "share_over_own_p90", "baseline_share", "share_dominant"]
+    )
+    return out.set_index("stage").assign(
+        turns=len(t), slow=len(slow), threshold=t["threshold"].mean()
+    )
+
+
+@pytest.mark.parametrize("release", [None, "v2"])
+def test_attribution_from_the_rollup_equals_the_raw_turns(con, release):
+    rng = np.random.default_rng(12)
+    n = 6000
+    at = T0 + pd.to_timedelta(np.sort(rng.uniform(0, 3 * 86400, n)), unit="s")
+    stages = {
+        "eou_delay_ms": rng.lognormal(np.log(320), 0.35, n),
+        "stt_ms": np.where(rng.random(n) < 0.1, np.nan, rng.lognormal(np.log(260), 0.45, n)),
+        "llm_ttft_ms": rng.lognormal(np.log(430), 0.55, n),
+        "tts_ttfb_ms": rng.lognormal(np.log(170), 0.4, n),
+    }
+    # day 2 has a slow LLM for three hours: an incident the day's references make stand out
+    incident = (at >= T0 + timedelta(days=1, hours=9)) & (at < T0 + timedelta(days=1, hours=12))
+    stages["llm_ttft_ms"] = np.where(incident, 3 * stages["llm_ttft_ms"], stages["llm_ttft_ms"])
+    e2e = stages["eou_delay_ms"] + stages["llm_ttft_ms"] + stages["tts_ttfb_ms"] + 40
+    df = pd.DataFrame(
+        {
+            "turn_id": [f"t{i}" for i in range(n)],
+            "call_id": [f"c{i // 8}" for i in range(n)],
+            "started_at": at,
+            **stages,
+            "e2e_ms": np.where(rng.random(n) < 0.05, np.nan, e2e),
+            "release": rng.choice(["v1", "v2"], n),
+        }
+    )
+    _insert(con, "voice_turns", df)
+    build_rollups(con, "voice_turns")
+    start, end = T0 + timedelta(hours=7), T0 + timedelta(days=2, hours=20)
+    res = slow_turn_attribution(con, start, end, release=release)
+    expected = _attribution_by_hand(df, start, end, release)
+    got = res.frame.set_index("stage")
+    assert (res.turns, res.slow_turns) == (expected["turns"].iloc[0], expected["slow"].iloc[0])
+    assert res.threshold_ms == pytest.approx(expected["threshold"].iloc[0], rel=1e-9)
+    for column in ("share_over_own_p90", "baseline_share", "share_dominant"):
+        assert np.allclose(got[column], expected[column], rtol=1e-12), column
+    assert got["share_dominant"].idxmax() == "llm_ttft_ms"
+    # each stage's p90 over the window from the histograms, within the sketch's error
+    window = df[(df.started_at >= start) & (df.started_at < end)]
+    if release is not None:
+        window = window[window.release == release]
+    for stage in PIPELINE_STAGES:
+        exact = np.nanpercentile(window[stage], 90)
+        assert got.loc[stage, "p90_ms"] == pytest.approx(exact, rel=0.02)
+        # and equal to the sketch of those values (the same buckets, merged over hours)
+        assert got.loc[stage, "p90_ms"] == pytest.approx(
+            sketch_values(window[stage], [0.9]).values[0.9]
+        )

@@ -23,7 +23,7 @@ from analysis.voice_quality import (
     r_simplified,
     worst_segments,
 )
-from collectors.rollups import rollups_for
+from tests.rollup_tables import build_rollups
 
 MIGRATION = Path(__file__).resolve().parents[2] / "collectors" / "migrations" / "0001_initial.sql"
 T0 = datetime(2025, 5, 1)
@@ -125,25 +125,9 @@ def db():
     )
     c.register("q", df)
     c.execute("INSERT INTO voice_quality BY NAME SELECT * FROM q")
-    build_quality_rollup(c)
+    build_rollups(c, "voice_quality")
     yield c, df
     c.close()
-
-
-def build_quality_rollup(con) -> None:
-    """The voice quality rollups, built one UTC day at a time as the publisher does."""
-    days = con.execute("SELECT DISTINCT CAST(measured_at AS DATE) FROM voice_quality").fetchall()
-    for rollup in rollups_for("voice_quality"):
-        con.execute(f"DROP TABLE IF EXISTS {rollup.name}")
-        for i, (day,) in enumerate(sorted(days)):
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM voice_quality "
-                "WHERE CAST(measured_at AS DATE) = ?",
-                [day],
-            )
-            verb = "CREATE TABLE" if i == 0 else "INSERT INTO"
-            con.execute(f"{verb} {rollup.name} {'AS ' if i == 0 else ''}{rollup.select}")
-        con.execute("DROP TABLE IF EXISTS src")
 
 
 def test_samples_use_each_rows_codec_profile(db):
@@ -216,7 +200,7 @@ def awkward():
     c.execute("UPDATE voice_quality SET packet_loss_pct = 'NaN' WHERE sample_id LIKE '%7'")
     c.execute("UPDATE voice_quality SET latency_ms = NULL WHERE sample_id LIKE '%11'")
     c.execute("UPDATE voice_quality SET latency_ms = 'NaN' WHERE sample_id LIKE '%22'")
-    build_quality_rollup(c)
+    build_rollups(c, "voice_quality")
     yield c
     c.close()
 
