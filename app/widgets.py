@@ -84,6 +84,17 @@ def period_picker(end: datetime, key: str = PERIOD_KEY) -> tuple[datetime, datet
     return end - timedelta(days=PERIODS.get(label, PERIODS[DEFAULT_PERIOD])), end
 
 
+def period_covering(start: datetime | None, now: datetime) -> str:
+    """The shortest period that shows everything since `start` (the longest when it shows
+    nothing or `start` is unknown): an alert's evidence opens on its episode."""
+    if start is None:
+        return DEFAULT_PERIOD
+    for label, days in sorted(PERIODS.items(), key=lambda item: item[1]):
+        if now - timedelta(days=days) <= start:
+            return label
+    return max(PERIODS, key=lambda label: PERIODS[label])
+
+
 def period_days() -> int:
     """The shared period in days (the default when none was chosen yet)."""
     return PERIODS.get(str(st.session_state.get(PERIOD_KEY, DEFAULT_PERIOD)), 30)

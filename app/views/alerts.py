@@ -16,7 +16,7 @@ from app import data
 from app.charts import add_deploy_markers, show
 from app.failures import fragment
 from app.safe_text import markdown_literal, plain
-from app.widgets import data_table, freshness_banner
+from app.widgets import PERIOD_KEY, data_table, freshness_banner, period_covering
 from collectors.alerts import summaries
 from collectors.alerts.store import AlertInputError, parse_time
 from collectors.control import ControlStoreError
@@ -37,8 +37,11 @@ def open_evidence(evidence: dict[str, Any]) -> None:
     """Focus the page that explains an alert, then go there."""
     for key, value in (evidence.get("focus") or {}).items():
         st.session_state[key] = value
-    # The period is a widget bound to the URL (app/widgets.py): it is set through the link.
-    st.switch_page(f"views/{evidence['page']}.py", query_params={"period": "Last 30 days"})
+    # The period is a widget bound to the URL (app/widgets.py): it is set through the link,
+    # the shortest that shows the episode. Focused widgets bound to the URL (the Anomalies
+    # page's metric and sensitivity) then write their own labels into the address.
+    period = period_covering(parse_time(evidence.get("start")), now)
+    st.switch_page(f"views/{evidence['page']}.py", query_params={PERIOD_KEY: period})
 
 
 try:

@@ -47,6 +47,7 @@ metric = left.selectbox(
     index=names.index(DEFAULT_METRIC) if DEFAULT_METRIC in names else 0,
     format_func=lambda k: metrics[k].title,
     key="metric",
+    bind="query-params",  # an anomaly alert's evidence links here with its metric
 )
 sensitivity = middle.select_slider(
     "Sensitivity",
@@ -54,6 +55,7 @@ sensitivity = middle.select_slider(
     value="normal",
     format_func=lambda k: SENSITIVITY_LABELS[k],
     key="sensitivity",
+    bind="query-params",
 )
 lookback = right.number_input(
     "Deployment counts if within (hours) before", min_value=1, max_value=72, value=6

@@ -138,3 +138,40 @@ def test_sensitivity_high_finds_at_least_what_normal_finds(demo30):
         and (e.end is None or e.end >= pd.Timestamp(start).floor("h"))
     ]
     con.close()
+
+
+def test_an_alert_evidence_link_opens_its_metric_sensitivity_and_period(page):
+    """An anomaly alert's evidence focuses the page's metric and sensitivity (as the Alerts
+    page does, through the session) with its period in the link; the address then names all
+    three, so the view can be shared."""
+    at = AppTest.from_file(str(PAGE), default_timeout=90)
+    at.session_state["metric"] = "p95_e2e_latency"
+    at.session_state["sensitivity"] = "low"
+    at.query_params["period"] = "Last 7 days"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.selectbox(key="metric").value == "p95_e2e_latency"
+    assert at.select_slider(key="sensitivity").value == "low"
+    spec = figure(at)
+    assert spec["layout"]["title"]["text"].startswith("p95 end-to-end turn latency")
+    hours = pd.to_datetime(spec["data"][0]["x"])
+    assert timedelta(days=6) < hours.max() - hours.min() <= timedelta(days=7)
+    assert at.query_params["metric"] == "p95 end-to-end turn latency"  # its label
+    # the same view from a shared address alone
+    shared = AppTest.from_file(str(PAGE), default_timeout=90)
+    for key, value in at.query_params.items():
+        shared.query_params[key] = value
+    shared.run()
+    assert shared.selectbox(key="metric").value == "p95_e2e_latency"
+    assert shared.select_slider(key="sensitivity").value == "low"
+
+
+def test_the_evidence_period_is_the_shortest_that_shows_the_episode():
+    from app.widgets import period_covering
+
+    now = datetime(2026, 12, 3, 9, 0)
+    assert period_covering(now - timedelta(hours=5), now) == "Last 24 hours"
+    assert period_covering(now - timedelta(days=3), now) == "Last 7 days"
+    assert period_covering(now - timedelta(days=10), now) == "Last 14 days"
+    assert period_covering(now - timedelta(days=40), now) == "Last 30 days"
+    assert period_covering(None, now) == "Last 30 days"
