@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import duckdb
 
@@ -53,7 +53,11 @@ from analysis.stats import (
 from analysis.stats.corrections import CORRECTIONS, interval_statement
 from analysis.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING_N
 from analysis.stats.results import not_computable
-from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
+from analysis.stats.statistics import (
+    add_statistics,
+    quantile_interval_supported,
+    quantile_ranks,
+)
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,9 @@ def _params(sql: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in used}
 
 
-def _run(con: duckdb.DuckDBPyConnection, sql: str, values: Mapping[str, Any]) -> list[tuple]:
+def _run(
+    con: duckdb.DuckDBPyConnection, sql: str, values: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
     return con.execute(sql, _params(sql, values)).fetchall()
 
 
@@ -320,6 +326,8 @@ def _kind(metric: Metric, unit_type: str) -> str:
 
 
 DailyStats = dict[str, dict[dt.date, Statistic]]
+# (day, control, treatment): an arm pair's statistics summed up to and including the day
+Cumulative = tuple[dt.date, Statistic, Statistic]
 
 
 def _daily_statistics(
@@ -355,7 +363,9 @@ def _daily_statistics(
 
 
 def _fill_ratios(
-    out: DailyStats, rows: Mapping[tuple, Sequence], exposures: Mapping[str, Mapping[dt.date, int]]
+    out: DailyStats,
+    rows: Mapping[tuple[str, dt.date], Sequence[Any]],
+    exposures: Mapping[str, Mapping[dt.date, int]],
 ) -> None:
     # Exposed units without any fact still count: they add n and nothing to the sums.
     for arm, days in exposures.items():
@@ -457,7 +467,7 @@ def _calls_sql(parts: Sequence[dict[str, str]], use_cuped: bool) -> str:
     )
 
 
-def _fill_covariate(rows: Sequence[Sequence], j: int) -> list[tuple]:
+def _fill_covariate(rows: Sequence[Sequence[Any]], j: int) -> list[tuple[Any, ...]]:
     """Per (arm, day), the CUPED sums of metric j (columns n, Σy, Σy², Σx, Σx², Σxy, #x, Σy
     without x) with each missing covariate replaced by the mean covariate of all units with a
     value and a pre-period f: Σx + f·(n − #x), Σx² + f²·(n − #x), Σxy + f·Σy without x. The
@@ -513,6 +523,7 @@ def _calls_statistics(
         for (arm, day, *_), (n, s, ss, *cov) in zip(rows, sums, strict=True):
             if not n:  # no unit of this (arm, day) has a value: no row, as alone
                 continue
+            post: Statistic
             post = Proportion(n, s) if metric.type == "proportion" else SampleMean(n, s, ss)
             if use_cuped:
                 xs, xss, xy = cov
@@ -522,9 +533,9 @@ def _calls_statistics(
 
 
 def _total(stats: Mapping[dt.date, Statistic]) -> Statistic | None:
-    total = None
+    total: Statistic | None = None
     for day in sorted(stats):
-        total = stats[day] if total is None else total + stats[day]  # type: ignore[operator]
+        total = stats[day] if total is None else add_statistics(total, stats[day])
     return total
 
 
@@ -697,11 +708,12 @@ def _resolve_arms(
 def _first_exposure(
     con: duckdb.DuckDBPyConnection, definition: ExperimentDefinition
 ) -> dt.datetime | None:
-    return con.execute(
+    row = con.execute(
         "SELECT min(exposed_at) FROM experiment_exposures WHERE experiment_key = ? "
         "AND (unit_type = ? OR unit_type IS NULL)",
         [definition.key, definition.unit_type],
-    ).fetchone()[0]
+    ).fetchone()
+    return cast(dt.datetime | None, row[0]) if row else None
 
 
 # Experiment facts are read from this long before the first exposure (or before the start of
@@ -815,7 +827,9 @@ def _evaluate(
     srm = srm_check({**unplanned, **units}, planned)
     values.update(pre_start=pre_start, pre_end=pre_end)
     notes: list[str] = []
-    pending: list[tuple[Metric, str, Statistic | None, Statistic | None, str, tuple]] = []
+    pending: list[
+        tuple[Metric, str, Statistic | None, Statistic | None, str, tuple[Cumulative, ...]]
+    ] = []
     use_cuped = definition.cuped and pre_start is not None
     if use_cuped:  # ratio metrics then read their pre-period in their own statement
         parts = {i: p for i, p in parts.items() if "value" in p}
@@ -889,12 +903,15 @@ def _metric_statistics(
     arms: Sequence[str],
     have_pre: bool,
     daily: DailyStats | None = None,
-) -> tuple[dict[str, Statistic], str, dict[str, list[tuple[dt.date, Statistic, Statistic]]]]:
+) -> tuple[dict[str, Statistic], str, dict[str, list[Cumulative]]]:
     """Total statistic per arm, an error sentence, and cumulative (day, control, arm) rows.
     `daily`: the metric's daily statistics when a shared statement computed them already."""
     try:
         if metric.type == "quantile":
-            return _quantile_statistics(con, metric, definition, values, arms), "", {}
+            quantiles: dict[str, Statistic] = dict(
+                _quantile_statistics(con, metric, definition, values, arms)
+            )
+            return quantiles, "", {}
         use_cuped = definition.cuped and have_pre
         if daily is None:
             daily = _daily_statistics(con, metric, definition, values, exposures, use_cuped)
@@ -905,17 +922,17 @@ def _metric_statistics(
     return totals, "", _cumulative_pairs(daily, arms)
 
 
-def _cumulative_pairs(
-    daily: DailyStats, arms: Sequence[str]
-) -> dict[str, list[tuple[dt.date, Statistic, Statistic]]]:
+def _cumulative_pairs(daily: DailyStats, arms: Sequence[str]) -> dict[str, list[Cumulative]]:
     control, out = arms[0], {}
     days = sorted({d for arm in arms for d in daily.get(arm, {})})
     for arm in arms[1:]:
-        rows, c_cum, t_cum = [], None, None
+        rows: list[Cumulative] = []
+        c_cum: Statistic | None = None
+        t_cum: Statistic | None = None
         for day in days:
             c, t = daily.get(control, {}).get(day), daily.get(arm, {}).get(day)
-            c_cum = c if c_cum is None else (c_cum + c if c is not None else c_cum)
-            t_cum = t if t_cum is None else (t_cum + t if t is not None else t_cum)
+            c_cum = c if c_cum is None else (add_statistics(c_cum, c) if c is not None else c_cum)
+            t_cum = t if t_cum is None else (add_statistics(t_cum, t) if t is not None else t_cum)
             if c_cum is not None and t_cum is not None:
                 rows.append((day, c_cum, t_cum))
         out[arm] = rows
@@ -923,7 +940,7 @@ def _cumulative_pairs(
 
 
 def _daily_results(
-    series: tuple, metric: Metric, method: str, definition: ExperimentDefinition
+    series: tuple[Cumulative, ...], metric: Metric, method: str, definition: ExperimentDefinition
 ) -> tuple[DailyResult, ...]:
     if not series:
         return ()
@@ -946,7 +963,7 @@ def experiment_over_time(
     con: duckdb.DuckDBPyConnection,
     definition: ExperimentDefinition,
     metric: Metric,
-    method: str = "sequential",
+    method: Method = "sequential",
 ) -> dict[str, list[DailyResult]]:
     """Cumulative effect (treatment − control) and interval as of each exposure day, per
     treatment arm. Quantile metrics have no additive daily statistics: empty lists."""
@@ -1043,9 +1060,11 @@ def metric_baseline(
         "SELECT count(*), sum(y), sum(y * y), sum(d), sum(d * d), sum(y * d) FROM per_unit"
     )
     try:
-        n, sy, syy, sd, sdd, syd = con.execute(sql, {"days": days}).fetchone()
+        row = con.execute(sql, {"days": days}).fetchone()
     except duckdb.Error as exc:
         return Baseline(False, f"the metric's SQL failed ({str(exc).splitlines()[0]})")
+    assert row is not None  # an aggregate without GROUP BY returns its one row
+    n, sy, syy, sd, sdd, syd = row
     n = int(n or 0)
     if n < 2:
         return Baseline(False, "not enough recent data for this metric")

@@ -10,7 +10,7 @@ from analysis.experiment_rules import METHODS
 from analysis.stats.bayesian import NormalPrior, bayesian_test
 from analysis.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING_N, sequential_test, welch_test
 from analysis.stats.results import Comparison, not_computable
-from analysis.stats.statistics import Quantile, Statistic
+from analysis.stats.statistics import Quantile, Statistic, add_statistics
 
 
 def compare(
@@ -72,7 +72,7 @@ def cumulate(
     out: list[tuple[dt.date, Statistic, Statistic]] = []
     for day, c, t in sorted(daily, key=lambda row: row[0]):
         if out:
-            c, t = out[-1][1] + c, out[-1][2] + t  # type: ignore[operator]
+            c, t = add_statistics(out[-1][1], c), add_statistics(out[-1][2], t)
         out.append((day, c, t))
     return out
 

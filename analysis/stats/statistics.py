@@ -363,6 +363,22 @@ Statistic = (
 )
 
 
+def add_statistics(a: Statistic, b: Statistic) -> Statistic:
+    """Two statistics of one kind summed (one arm's days); quantiles and post-stratified
+    statistics do not add up, nor do two of different kinds."""
+    if isinstance(a, SampleMean) and isinstance(b, SampleMean):
+        return a + b
+    if isinstance(a, Proportion) and isinstance(b, Proportion):
+        return a + b
+    if isinstance(a, Ratio) and isinstance(b, Ratio):
+        return a + b
+    if isinstance(a, RegressionAdjusted) and isinstance(b, RegressionAdjusted):
+        return a + b
+    if isinstance(a, RegressionAdjustedRatio) and isinstance(b, RegressionAdjustedRatio):
+        return a + b
+    raise TypeError(f"a {type(a).__name__} and a {type(b).__name__} do not add up")
+
+
 def quantile_ranks(n: int, nu: float, confidence: float = 0.95) -> tuple[int, int, int]:
     """1-based ranks (lower, estimate, upper) of the order statistics for a quantile interval.
 
