@@ -14,7 +14,7 @@ named); too few rows or events, or perfect separation, give a reason instead of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -116,21 +116,32 @@ def feature_usage(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     return Table(df)
 
 
+# A rating is left during or soon after its call (the demo: within 25 minutes of its end), so
+# a rated call's data is looked for from CALL_LOOKBACK before the window to its end: the scans
+# follow the window (and its days' files), not the retention, and a call id that a source
+# reuses weeks apart never mixes two calls.
+CALL_LOOKBACK = timedelta(days=1)
 _DRIVERS_SQL = """
 WITH f AS (
   SELECT call_id, min(rating) AS rating FROM feedback
-  WHERE submitted_at >= ? AND submitted_at < ? AND call_id IS NOT NULL
+  WHERE submitted_at >= $start AND submitted_at < $end AND call_id IS NOT NULL
     AND rating BETWEEN 1 AND 5
   GROUP BY call_id
 ), t AS (
   SELECT call_id, avg(e2e_ms) AS mean_e2e_ms FROM voice_turns
-  WHERE call_id IN (SELECT call_id FROM f) AND NOT isnan(e2e_ms) GROUP BY call_id
+  WHERE started_at >= $since AND started_at < $end
+    AND call_id IN (SELECT call_id FROM f) AND NOT isnan(e2e_ms) GROUP BY call_id
 ), q AS (
   SELECT call_id, avg(mos_reported) AS mos FROM voice_quality
-  WHERE call_id IN (SELECT call_id FROM f) AND NOT isnan(mos_reported) GROUP BY call_id
+  WHERE measured_at >= $since AND measured_at < $end
+    AND call_id IN (SELECT call_id FROM f) AND NOT isnan(mos_reported) GROUP BY call_id
+), c AS (
+  SELECT call_id, any_value(interruptions) AS interruptions FROM calls
+  WHERE started_at >= $since AND started_at < $end AND call_id IN (SELECT call_id FROM f)
+  GROUP BY call_id
 )
 SELECT f.call_id, f.rating, t.mean_e2e_ms, c.interruptions, q.mos
-FROM f LEFT JOIN t USING (call_id) LEFT JOIN calls c USING (call_id) LEFT JOIN q USING (call_id)
+FROM f LEFT JOIN t USING (call_id) LEFT JOIN c USING (call_id) LEFT JOIN q USING (call_id)
 """
 
 PREDICTORS = {
@@ -152,8 +163,10 @@ class FeedbackDrivers:
 def call_feedback_rows(
     con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
 ) -> pd.DataFrame:
-    """One row per rated call: rating (the call's lowest), negative, e2e_s, interruptions, mos."""
-    df = con.execute(_DRIVERS_SQL, [start, end]).df()
+    """One row per rated call: rating (the call's lowest), negative, e2e_s, interruptions, mos,
+    from the call's turns, quality samples and call row since CALL_LOOKBACK before `start`."""
+    params = {"start": start, "end": end, "since": start - CALL_LOOKBACK}
+    df = con.execute(_DRIVERS_SQL, params).df()
     df["negative"] = (df["rating"] <= 2).astype(int)
     df["e2e_s"] = df["mean_e2e_ms"] / 1000.0
     return df

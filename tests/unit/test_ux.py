@@ -110,6 +110,28 @@ def test_latency_raises_odds_of_negative_feedback_matching_statsmodels_formula(c
     assert abs(lat["coef"] - 1.4) < 3 * ref.bse["e2e_s"]  # recovers the planted effect
 
 
+def test_a_call_id_reused_weeks_earlier_does_not_mix_into_the_rated_call(con):
+    world = _world()
+    _load(con, world)
+    before = feedback_drivers(con, T0 + timedelta(days=2), T1)
+    calls, turns, quality, _ = world
+    # the same call ids a month earlier (a source that reuses room names), slow and bad
+    earlier = timedelta(days=30)
+    old_calls = calls.assign(started_at=calls.started_at - earlier, interruptions=9)
+    old_turns = turns.assign(
+        turn_id="old" + turns.turn_id, started_at=turns.started_at - earlier, e2e_ms=9000.0
+    )
+    old_quality = quality.assign(
+        sample_id="old" + quality.sample_id,
+        measured_at=quality.measured_at - earlier,
+        mos_reported=1.0,
+    )
+    _load(con, (old_calls, old_turns, old_quality, world[3].iloc[:0]))
+    after = feedback_drivers(con, T0 + timedelta(days=2), T1)
+    assert after.calls == before.calls > 0
+    pd.testing.assert_frame_equal(after.frame, before.frame)
+
+
 def test_drivers_degrade_with_too_few_rows_and_drop_empty_predictors(con):
     calls, turns, quality, fb = _world(n_calls=30)
     _load(con, (calls, turns, quality.iloc[:0], fb))
