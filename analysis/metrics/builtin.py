@@ -16,7 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from analysis.metrics.definition import Facts, FromRollup, Metric, from_facts, metric_from_config
+from analysis.metrics.definition import (
+    Facts,
+    FromRollup,
+    Metric,
+    Surface,
+    from_facts,
+    metric_from_config,
+)
 
 
 def _outcome_rate(outcome: str, label: str, lower_is_better: bool, description: str) -> Metric:
@@ -302,7 +309,7 @@ def catalogue(custom: Iterable[Mapping[str, Any]] = ()) -> dict[str, Metric]:
     return metrics
 
 
-def metrics_on(surface: str, custom: Iterable[Mapping[str, Any]] = ()) -> dict[str, Metric]:
+def metrics_on(surface: Surface, custom: Iterable[Mapping[str, Any]] = ()) -> dict[str, Metric]:
     """The catalogue's metrics offered on `surface` (analysis.metrics.SURFACES), in order."""
     return {name: m for name, m in catalogue(custom).items() if m.on(surface)}
 

@@ -20,16 +20,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 # Kinds a user may define (`type` in [[metrics]]); built-ins may also count events per period.
-METRIC_TYPES = ("proportion", "mean", "ratio", "quantile")
-KINDS = (*METRIC_TYPES, "count")
+MetricType = Literal["proportion", "mean", "ratio", "quantile"]
+Kind = Literal[MetricType, "count"]
+METRIC_TYPES: tuple[MetricType, ...] = ("proportion", "mean", "ratio", "quantile")
+KINDS: tuple[Kind, ...] = (*METRIC_TYPES, "count")
 # What one fact row is. Experiments take the first four; the rest are built-ins' own.
-LEVELS = ("call", "turn", "feedback", "request")
-BUILTIN_LEVELS = (*LEVELS, "sample", "error", "probe")
+Level = Literal["call", "turn", "feedback", "request"]
+BuiltinLevel = Literal[Level, "sample", "error", "probe"]
+LEVELS: tuple[Level, ...] = ("call", "turn", "feedback", "request")
+BUILTIN_LEVELS: tuple[BuiltinLevel, ...] = (*LEVELS, "sample", "error", "probe")
 # Where a metric is offered. Overview KPIs and alert rules name their metrics instead.
-SURFACES = ("anomalies", "benchmarks", "experiments")
+Surface = Literal["anomalies", "benchmarks", "experiments"]
+SURFACES: tuple[Surface, ...] = ("anomalies", "benchmarks", "experiments")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -92,8 +97,8 @@ class Metric:
 
     name: str
     sql: str
-    type: str
-    level: str  # what one fact row is: call | turn | feedback | request (built-ins: more)
+    type: Kind
+    level: BuiltinLevel  # what one fact row is: call | turn | feedback | request (or more)
     lower_is_better: bool = False
     unit: str = ""  # "s", "ms", "%", "rating", ...
     label: str = ""
@@ -102,7 +107,7 @@ class Metric:
     # Built-ins only, never configuration keys:
     rollup: FromRollup | None = None
     facts: Facts | None = None
-    shown_on: frozenset[str] = frozenset(SURFACES)
+    shown_on: frozenset[Surface] = frozenset(SURFACES)
 
     @property
     def title(self) -> str:
@@ -117,7 +122,7 @@ class Metric:
         """Values are shown in the metric's unit: a share in % is a proportion times 100."""
         return 100.0 if self.unit == "%" else 1.0
 
-    def on(self, surface: str) -> bool:
+    def on(self, surface: Surface) -> bool:
         """Whether the metric is offered on `surface` and can be computed there: experiments
         need per-call facts of a user-definable kind, benchmarks a rate or mean whose facts are
         rows of one table with a release column."""
@@ -137,8 +142,8 @@ class Metric:
 def from_facts(
     name: str,
     facts: Facts,
-    kind: str,
-    level: str,
+    kind: Kind,
+    level: BuiltinLevel,
     *,
     lower_is_better: bool,
     unit: str,
@@ -146,7 +151,7 @@ def from_facts(
     description: str,
     quantile: float | None = None,
     rollup: FromRollup | None = None,
-    shown_on: tuple[str, ...] = SURFACES,
+    shown_on: tuple[Surface, ...] = SURFACES,
 ) -> Metric:
     """A built-in entry: its facts SQL is written from `facts`, so the two never disagree."""
     return Metric(
