@@ -14,6 +14,8 @@ from typing import Literal
 Status = Literal["draft", "running", "paused", "stopped"]
 Method = Literal["fixed", "sequential", "bayesian"]
 UnitType = Literal["call", "caller"]
+# The hypothesis on treatment − control every method tests.
+Alternative = Literal["two-sided", "greater", "less"]
 
 STATUSES: tuple[Status, ...] = ("draft", "running", "paused", "stopped")
 METHODS: tuple[Method, ...] = ("fixed", "sequential", "bayesian")

@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 
 import duckdb
 
-from analysis.experiment_rules import METHODS, UNIT_TYPES, Method, UnitType
+from analysis.experiment_rules import METHODS, UNIT_TYPES, Alternative, Method, UnitType
 from analysis.metrics import Metric, builtin_metrics
 from analysis.stats import (
     Comparison,
@@ -79,7 +79,7 @@ class ExperimentDefinition:
     # daily series get it rescaled by the control mean, so it reaches the decision. Flat if
     # None.
     prior: NormalPrior | None = None
-    alternative: str = "two-sided"  # or "greater" / "less" (treatment − control), every method
+    alternative: Alternative = "two-sided"  # on treatment − control, for every method
 
 
 class SavedDefinition(Protocol):
@@ -872,7 +872,7 @@ def _compare(
     metric: Metric,
     c: Statistic | None,
     t: Statistic | None,
-    method: str,
+    method: Method,
     relative: bool,
     definition: ExperimentDefinition,
     error: str,
@@ -940,7 +940,7 @@ def _cumulative_pairs(daily: DailyStats, arms: Sequence[str]) -> dict[str, list[
 
 
 def _daily_results(
-    series: tuple[Cumulative, ...], metric: Metric, method: str, definition: ExperimentDefinition
+    series: tuple[Cumulative, ...], metric: Metric, method: Method, definition: ExperimentDefinition
 ) -> tuple[DailyResult, ...]:
     if not series:
         return ()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from scipy.stats import norm
 
+from analysis.experiment_rules import Alternative
 from analysis.stats.effects import estimate_effect
 from analysis.stats.results import Comparison, not_computable
 from analysis.stats.statistics import Statistic
@@ -54,7 +55,7 @@ def bayesian_test(
     lower_is_better: bool = False,
     ci_level: float = 0.95,
     threshold: float = 0.95,
-    alternative: str = "two-sided",
+    alternative: Alternative = "two-sided",
     prior_on_lift: bool = False,
 ) -> Comparison:
     """Posterior of the effect: chance to beat control, risks and a credible interval.

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from analysis.experiment_rules import METHODS
+from analysis.experiment_rules import METHODS, Alternative, Method
 from analysis.stats.bayesian import NormalPrior, bayesian_test
 from analysis.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING_N, sequential_test, welch_test
 from analysis.stats.results import Comparison, not_computable
@@ -16,11 +16,11 @@ from analysis.stats.statistics import Quantile, Statistic, add_statistics
 def compare(
     control: Statistic,
     treatment: Statistic,
-    method: str = "fixed",
+    method: Method = "fixed",
     relative: bool = False,
     alpha: float = 0.05,
     lower_is_better: bool = False,
-    alternative: str = "two-sided",
+    alternative: Alternative = "two-sided",
     tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N,
     prior: NormalPrior | None = None,
     prior_on_lift: bool = False,
@@ -79,13 +79,13 @@ def cumulate(
 
 def results_over_time(
     cumulative: Sequence[tuple[dt.date, Statistic, Statistic]],
-    method: str = "fixed",
+    method: Method = "fixed",
     relative: bool = False,
     alpha: float = 0.05,
     lower_is_better: bool = False,
     tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N,
     prior: NormalPrior | None = None,
-    alternative: str = "two-sided",
+    alternative: Alternative = "two-sided",
     prior_on_lift: bool = False,
 ) -> list[DailyResult]:
     """The cumulative effect and its interval as of each day, from cumulative statistics.

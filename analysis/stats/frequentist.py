@@ -33,15 +33,18 @@ from scipy.optimize import brentq
 from scipy.stats import fisher_exact, norm
 from scipy.stats import t as student_t
 
+from analysis.experiment_rules import Alternative, Method
 from analysis.stats.effects import estimate_effect
 from analysis.stats.results import Comparison, EffectEstimate, not_computable
 from analysis.stats.statistics import Proportion, Quantile, Statistic
 
-ALTERNATIVES = ("two-sided", "greater", "less")
+ALTERNATIVES: tuple[Alternative, ...] = ("two-sided", "greater", "less")
 DEFAULT_SEQUENTIAL_TUNING_N = 5000
 
 
-def _not_computable_from(est: EffectEstimate, method: str, alpha: float, alt: str) -> Comparison:
+def _not_computable_from(
+    est: EffectEstimate, method: Method, alpha: float, alt: Alternative
+) -> Comparison:
     return not_computable(
         est.reason,
         method,
@@ -64,7 +67,7 @@ def welch_test(
     control: Statistic,
     treatment: Statistic,
     relative: bool = False,
-    alternative: str = "two-sided",
+    alternative: Alternative = "two-sided",
     alpha: float = 0.05,
     null: float = 0.0,
 ) -> Comparison:
@@ -81,7 +84,10 @@ def welch_test(
 
 
 def welch_from_estimate(
-    est: EffectEstimate, alternative: str = "two-sided", alpha: float = 0.05, null: float = 0.0
+    est: EffectEstimate,
+    alternative: Alternative = "two-sided",
+    alpha: float = 0.05,
+    null: float = 0.0,
 ) -> Comparison:
     tstat = (est.effect - null) / est.se
     dof = est.dof
@@ -119,7 +125,7 @@ def welch_from_estimate(
 
 
 def welch_interval(
-    effect: float, se: float, dof: float, alpha: float, alternative: str = "two-sided"
+    effect: float, se: float, dof: float, alpha: float, alternative: Alternative = "two-sided"
 ) -> tuple[float, float]:
     """Welch interval at `alpha` with Student t quantiles at `dof` (normal when dof is not a
     finite number, e.g. an exact test's interval rebuilt at another level)."""
@@ -171,7 +177,7 @@ def sequential_test(
     relative: bool = False,
     alpha: float = 0.05,
     tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N,
-    alternative: str = "two-sided",
+    alternative: Alternative = "two-sided",
 ) -> Comparison:
     """Always-valid interval and p-value (safe to look at every day); one-sided when
     `alternative` is "greater" or "less"."""
@@ -195,7 +201,7 @@ def sequential_interval(
     n_total: float,
     alpha: float,
     tuning_n: float,
-    alternative: str = "two-sided",
+    alternative: Alternative = "two-sided",
 ) -> tuple[float, float]:
     """The confidence sequence at `alpha` (at N = n_total units over both arms)."""
     if alternative == "two-sided":
@@ -210,7 +216,7 @@ def sequential_from_estimate(
     n_total: int,
     alpha: float = 0.05,
     tuning_n: float = DEFAULT_SEQUENTIAL_TUNING_N,
-    alternative: str = "two-sided",
+    alternative: Alternative = "two-sided",
 ) -> Comparison:
     rho = sequential_rho(alpha, tuning_n)
     v = n_total * rho**2

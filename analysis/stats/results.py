@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from analysis.experiment_rules import Alternative, Method
+
 NAN = math.nan
 
 
@@ -36,10 +38,10 @@ class Comparison:
 
     computable: bool
     reason: str
-    method: str  # "fixed" | "sequential" | "bayesian"
+    method: Method
     relative: bool
     alpha: float
-    alternative: str = "two-sided"  # "two-sided" | "greater" | "less"
+    alternative: Alternative = "two-sided"
     control_mean: float = NAN
     treatment_mean: float = NAN
     effect: float = NAN
@@ -71,7 +73,7 @@ class Comparison:
 
 
 def not_computable(
-    reason: str, method: str, relative: bool, alpha: float, **fields: object
+    reason: str, method: Method, relative: bool, alpha: float, **fields: object
 ) -> Comparison:
     return Comparison(False, reason, method, relative, alpha, **fields)  # type: ignore[arg-type]
 
