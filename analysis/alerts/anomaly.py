@@ -50,7 +50,7 @@ from analysis.alerts.model import (
 )
 from analysis.alerts.threshold import format_value, metric_of
 from analysis.anomalies import LEAD_IN, SENSITIVITY, detector_config
-from analysis.metrics import Metric, hourly_values
+from analysis.metrics import Metric, metric_series
 from analysis.online_anomalies import (
     DetectorState,
     Verdicts,
@@ -201,6 +201,22 @@ def feed_end(ctx: Context, now: datetime, since: datetime | None = None) -> date
     if latest is None:
         return floor_hour(now) if since is None else min(since, floor_hour(now))
     return min(floor_hour(now), floor_hour(pd.Timestamp(latest).to_pydatetime()))
+
+
+def complete_hours(ctx: Context, metric: Metric, start: datetime, end: datetime) -> pd.Series:
+    """The metric per hour over [start, end), hours known to be complete (`end` from
+    `feed_end`): what analysis.metrics.hourly_values gives the Anomalies page (counts 0 in
+    hours without events, other kinds NaN), without its search of the whole requests table
+    for an hour still being collected."""
+    hours = pd.date_range(
+        pd.Timestamp(start).floor("h"), pd.Timestamp(end), freq="h", inclusive="left"
+    )
+    values = metric_series(ctx.con, metric, start, end, bucket="hour").set_index("hour")["value"]
+    if metric.type == "count":
+        values = values.reindex(hours, fill_value=0)
+    out = pd.Series(values, dtype=float).reindex(hours)
+    out.index.name = "hour"
+    return out
 
 
 def _hours_available_at(ctx: Context, hours: pd.DatetimeIndex, end: datetime) -> np.ndarray:
@@ -366,6 +382,8 @@ def _carried(ctx: Context, rule: Rule, states: DetectorStates | None) -> tuple[C
     key = state_key(rule)
     lead_in = timedelta(seconds=_settings(rule)[2])
     carried = states.carried.get(rule.name) if states is not None else None
+    if carried is not None and carried.key == key and carried.through >= floor_hour(ctx.now):
+        return carried, carried.through  # no hour can have completed since: nothing to read
     if carried is not None and carried.key == key:
         end = feed_end(ctx, ctx.now, since=carried.through)
         if carried.through >= end - lead_in:
@@ -379,7 +397,7 @@ def check(ctx: Context, rule: Rule) -> list[Reading]:
     states = _states(ctx)
     carried, end = _carried(ctx, rule, states)
     if carried.through < end:
-        _feed(carried, hourly_values(ctx.con, metric, carried.through, end), metric)
+        _feed(carried, complete_hours(ctx, metric, carried.through, end), metric)
         carried.through = end
         carried.dirty = True
     if states is not None:
@@ -397,7 +415,7 @@ def history(ctx: Context, rule: Rule, start: datetime, end: datetime) -> Timelin
     moments = steps(start, end, step)
     stop = feed_end(ctx, end)
     first_end = feed_end(ctx, moments[0]) if moments else stop
-    series = hourly_values(ctx.con, metric, first_end - lead_in, stop)
+    series = complete_hours(ctx, metric, first_end - lead_in, stop)
     times = pd.DatetimeIndex(series.index)
     available = _hours_available_at(ctx, times, end)
     carried = Carried(state_key(rule), _fresh(rule), first_end - lead_in)

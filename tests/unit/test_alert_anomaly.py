@@ -17,7 +17,7 @@ import pytest
 import analysis.alerts.anomaly as anomaly
 from analysis.alerts.kinds import KINDS
 from analysis.alerts.model import Context
-from analysis.metrics import catalogue
+from analysis.metrics import catalogue, hourly_values
 from collectors.alerts.engine import AlertEngine
 from collectors.alerts.settings import AlertSettings, rule_from_definition
 from collectors.alerts.store import AlertStore
@@ -146,13 +146,13 @@ def test_small_steps_a_replay_at_once_and_a_restart_give_the_same_alert(
     run(first, clock, CONFIRMED + timedelta(hours=1))
     saved = first.detectors.carried[RULE["name"]]
     read: list[tuple[datetime, datetime]] = []
-    real = anomaly.hourly_values
+    real = anomaly.complete_hours
 
-    def spy(con, metric, start, stop):  # what the restarted service reads
+    def spy(ctx, metric, start, stop):  # what the restarted service reads
         read.append((start, stop))
-        return real(con, metric, start, stop)
+        return real(ctx, metric, start, stop)
 
-    monkeypatch.setattr(anomaly, "hourly_values", spy)
+    monkeypatch.setattr(anomaly, "complete_hours", spy)
     second = engine(root, store, clock)  # a restart: the detector comes from the store
     run(second, clock, end)
     assert read, "the restarted service judged the hours after the restart"
@@ -178,6 +178,17 @@ def test_a_check_from_scratch_finds_what_the_carried_detector_finds(root):
         ], t
         t += timedelta(minutes=25)
     con.close()
+
+
+@pytest.mark.parametrize("name", ["error_rate", "p95_request_latency", "calls"])
+def test_the_rule_judges_the_hourly_values_the_anomalies_page_shows(root, name):
+    con = open_snapshot(root / "serving").con
+    metric = catalogue()[name]
+    start, end = START + timedelta(days=9, hours=5), START + timedelta(days=11)
+    page = hourly_values(con, metric, start, end)
+    rule = anomaly.complete_hours(Context(con, end, catalogue()), metric, start, end)
+    con.close()
+    pd.testing.assert_series_equal(rule, page, check_names=False)
 
 
 @pytest.mark.parametrize(
