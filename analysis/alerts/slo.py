@@ -25,6 +25,7 @@ from typing import Any
 from analysis.alerts.model import (
     Context,
     Evidence,
+    Page,
     Param,
     Reading,
     Rule,
@@ -125,14 +126,16 @@ def _readings(ctx: Context, rule: Rule, ends: list[datetime]) -> dict[datetime, 
             f"over {describe_duration(short_w.total_seconds())} (alert above {factor:g}x); at "
             f"this rate the {describe_duration(period)} budget lasts {lasts}."
         )
-        page = "health" if metric.level == "probe" or metric.name == "error_rate" else "performance"
+        page: Page = (
+            "health" if metric.level == "probe" or metric.name == "error_rate" else "performance"
+        )
         out.setdefault(end, []).append(
             Reading(
                 labels_of({} if group is None else {str(by): group}),
                 "breach",
                 long,
                 summary,
-                Evidence(page, "The SLO and its burn rates.", end - long_w, end),  # type: ignore[arg-type]
+                Evidence(page, "The SLO and its burn rates.", end - long_w, end),
             )
         )
     return out

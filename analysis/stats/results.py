@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 from analysis.experiment_rules import Alternative, Method
 
@@ -73,10 +74,10 @@ class Comparison:
 
 
 def not_computable(
-    reason: str, method: Method, relative: bool, alpha: float, **fields: object
+    reason: str, method: Method, relative: bool, alpha: float, **fields: Any
 ) -> Comparison:
-    return Comparison(False, reason, method, relative, alpha, **fields)  # type: ignore[arg-type]
+    return Comparison(False, reason, method, relative, alpha, **fields)
 
 
-def with_fields(result: Comparison, **fields: object) -> Comparison:
-    return replace(result, **fields)  # type: ignore[arg-type]
+def with_fields(result: Comparison, **fields: Any) -> Comparison:
+    return replace(result, **fields)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from scipy.stats import norm
 
@@ -202,6 +203,10 @@ def _add(a: SampleMean | Proportion, b: SampleMean | Proportion) -> SampleMean |
     return SampleMean(a.n + b.n, a.sum + b.sum, a.sum_squares + b.sum_squares)
 
 
+# RegressionAdjustedRatio's ten sums of products
+Products = tuple[float, float, float, float, float, float, float, float, float, float]
+
+
 @dataclass(frozen=True)
 class RegressionAdjustedRatio:
     """CUPED input for a ratio metric in one arm: per randomisation unit the experiment's
@@ -212,7 +217,7 @@ class RegressionAdjustedRatio:
 
     n: int
     sums: tuple[float, float, float, float]
-    products: tuple[float, float, float, float, float, float, float, float, float, float]
+    products: Products
 
     @property
     def post(self) -> Ratio:
@@ -252,7 +257,7 @@ class RegressionAdjustedRatio:
         return RegressionAdjustedRatio(
             self.n + other.n,
             (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]),
-            tuple(x + y for x, y in zip(p, q, strict=True)),  # type: ignore[arg-type]
+            cast(Products, tuple(x + y for x, y in zip(p, q, strict=True))),
         )
 
 

@@ -23,12 +23,21 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from analysis.alerts.defaults import DEFAULT_INHIBIT, DEFAULT_RULES
 from analysis.alerts.kinds import KINDS
 from analysis.alerts.matchers import InhibitRule, Matcher, MatcherError, matches_all, parse_matcher
-from analysis.alerts.model import SEVERITIES, Labels, Origin, Param, Rule, labels_of, parse_duration
+from analysis.alerts.model import (
+    SEVERITIES,
+    Labels,
+    Origin,
+    Param,
+    Rule,
+    Severity,
+    labels_of,
+    parse_duration,
+)
 from collectors.config_validator import Validator
 
 WebhookFormat = Literal["auto", "alertmanager", "slack"]
@@ -274,7 +283,7 @@ def parse_rule(
         name=name or "",
         kind=kind_name,
         params=params,
-        severity=severity,  # type: ignore[arg-type]
+        severity=cast(Severity, severity),  # one of SEVERITIES, or the default
         for_s=_duration(t, prefix, "for", 0, v),
         keep_firing_for_s=_duration(t, prefix, "keep_firing_for", 0, v),
         every_s=_duration(t, prefix, "every", kind.every_s, v, low=5),

@@ -55,6 +55,14 @@ def parse_time(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
+def required_time(value: object) -> datetime:
+    """A time from a NOT NULL column."""
+    found = parse_time(value)
+    if found is None:
+        raise ValueError("a required time is empty in the alert store")
+    return found
+
+
 def group_labels(labels: Labels, group_by: Sequence[str]) -> Labels:
     """The labels a notification group is made of ("..." groups by every label)."""
     if "..." in group_by:
@@ -482,7 +490,7 @@ class AlertStore(ControlStore):
         return [
             Delivery(r["notification"], r["receiver"], r["attempts"], json.loads(r["body"]))
             for r in rows
-            if parse_time(r["next_attempt_at"]) <= now  # type: ignore[operator]
+            if required_time(r["next_attempt_at"]) <= now
         ]
 
     @_recovering
@@ -757,9 +765,9 @@ def _silence(r: sqlite3.Row) -> Silence:
         tuple(matcher(*m) for m in json.loads(r["matchers"])),
         r["author"],
         r["comment"],
-        parse_time(r["starts_at"]),  # type: ignore[arg-type]
-        parse_time(r["ends_at"]),  # type: ignore[arg-type]
-        parse_time(r["created_at"]),  # type: ignore[arg-type]
+        required_time(r["starts_at"]),
+        required_time(r["ends_at"]),
+        required_time(r["created_at"]),
         parse_time(r["expired_at"]),
     )
 
