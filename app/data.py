@@ -6,6 +6,9 @@ next rerun while every session shares one in-memory DuckDB per version. When a f
 latest version cannot be read, pages keep the last snapshot that opened (or, before any did,
 the readable part of this one) and the freshness banner says so.
 
+Pages call analysis functions through `analysed`, which caches each result on the snapshot's
+version and the arguments, so a widget change reruns only what it changes.
+
 User-defined metrics (`[[metrics]]`) are read from the configuration file itself, cached on its
 modification time, so an edit shows on the next rerun without a restart.
 """
@@ -13,10 +16,12 @@ modification time, so an edit shows on the next rerun without a restart.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import duckdb
 import streamlit as st
 
 from collectors.alerts.store import AlertStore
@@ -35,22 +40,24 @@ def serving_dir() -> Path:
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def _snapshot_at(serving: str, version: int, _manifest: dict) -> Snapshot:
+def _snapshot_at(serving: str, version: int, _manifest: dict[str, Any]) -> Snapshot:
     # Keyed on the version; built from the very manifest that version came from.
     return open_snapshot(serving, _manifest or None)
 
 
-def manifest() -> dict:
+def manifest() -> dict[str, Any]:
     return read_manifest(serving_dir()) or {"version": 0}
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def _readable_part_at(serving: str, version: int, _manifest: dict, skip: tuple[str, ...]):
+def _readable_part_at(
+    serving: str, version: int, _manifest: dict[str, Any], skip: tuple[str, ...]
+) -> Snapshot:
     return open_snapshot(serving, without_files(_manifest, set(skip)))
 
 
 @st.cache_resource(show_spinner=False)
-def _served(serving: str) -> dict:
+def _served(serving: str) -> dict[str, Any]:
     """Per snapshot folder: the last snapshot that opened, and the version that did not."""
     return {}
 
@@ -90,9 +97,37 @@ def snapshot_problem() -> str | None:
     return _snapshot_and_problem()[1]
 
 
-def cursor():
+def cursor() -> duckdb.DuckDBPyConnection:
     """A cursor on the shared in-memory snapshot: one per query, safe across sessions."""
     return snapshot().con.cursor()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# analysed()'s functions by name: the cached runner is keyed on the name, not the function.
+_ANALYSES: dict[str, Callable[..., Any]] = {}
+
+
+def analysed(
+    fn: Callable[Concatenate[duckdb.DuckDBPyConnection, P], R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """fn(cursor, *args, **kwargs) for an analysis function of the snapshot, cached on the
+    snapshot's version and the arguments: a widget change reruns only the analyses whose
+    arguments it changes, and a new publish recomputes them all. Only for functions that read
+    nothing but the snapshot (not the control store or the clock)."""
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    _ANALYSES.setdefault(name, fn)
+    snap = snapshot()
+    result: R = _analysed_at(str(serving_dir()), snap.version, name, args, kwargs)
+    return result
+
+
+@st.cache_data(ttl=3600, max_entries=512, show_spinner=False)
+def _analysed_at(
+    serving: str, version: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # Keyed on the snapshot folder and version; computed on the snapshot of that version.
+    return _ANALYSES[name](cursor(), *args, **kwargs)
 
 
 @st.cache_resource(show_spinner=False)
@@ -115,14 +150,14 @@ def alert_store() -> AlertStore:
     return _alert_store_at(str(data_dir() / "control.sqlite"))
 
 
-def staleness_minutes(manifest_: dict) -> float | None:
+def staleness_minutes(manifest_: dict[str, Any]) -> float | None:
     published = manifest_.get("published_at")
     if not published:
         return None
     return (datetime.now(UTC) - datetime.fromisoformat(published)).total_seconds() / 60
 
 
-def publish_problem() -> dict | None:
+def publish_problem() -> dict[str, Any] | None:
     """The service's report of a failing publish (since, message, attempts, retry_at)."""
     try:
         return control_store().service_info().get("publish_error") or None

@@ -15,15 +15,14 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Conversations")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
-summary = ux.session_summary(con, start, end)
+summary = data.analysed(ux.session_summary, start, end)
 if summary.reason:
     st.caption(f"Conversations: {summary.reason}.")
     st.stop()
@@ -35,7 +34,7 @@ c.metric("Abandoned", f"{overall['abandoned_share'] * 100:.1f} %")
 d.metric("Mean duration", f"{overall['mean_duration_s']:.0f} s")
 e.metric("Interruptions per call", f"{overall['mean_interruptions']:.2f}")
 
-outcomes = conversations.outcomes_hourly(con, start, end)
+outcomes = data.analysed(conversations.outcomes_hourly, start, end)
 show(
     time_chart(
         outcomes,
@@ -45,7 +44,7 @@ show(
         title="Call outcomes per hour",
     )
 )
-turns = conversations.turns_hourly(con, start, end)
+turns = data.analysed(conversations.turns_hourly, start, end)
 show(
     time_chart(
         turns,
@@ -58,7 +57,7 @@ show(
 )
 
 st.subheader("Outcomes by release")
-by_release = ux.session_summary(con, start, end, by="release")
+by_release = data.analysed(ux.session_summary, start, end, by="release")
 data_table(
     by_release.frame,
     hide_index=True,
@@ -72,15 +71,19 @@ data_table(
 
 st.subheader("Per-turn latency")
 st.caption("Each stage beside end to end; the stages overlap, so they do not add up.")
-data_table(stage_percentiles(con, start, end), hide_index=True, width="stretch")
+data_table(data.analysed(stage_percentiles, start, end), hide_index=True, width="stretch")
 
 
 @fragment
 def call_drilldown():
     st.subheader("Calls")
     outcome = st.selectbox("Outcome", ["all", *OUTCOMES], key="outcome", bind="query-params")
-    calls = conversations.recent_calls(
-        con, start, end, outcome=None if outcome == "all" else outcome, limit=200
+    calls = data.analysed(
+        conversations.recent_calls,
+        start,
+        end,
+        outcome=None if outcome == "all" else outcome,
+        limit=200,
     )
     if calls.empty:
         st.caption("No calls with this outcome in the period.")
@@ -88,7 +91,7 @@ def call_drilldown():
     st.caption(f"The latest {len(calls)} calls (at most 200).")
     data_table(calls, hide_index=True, width="stretch")
     call_id = st.selectbox("Open a call", list(calls["call_id"]), format_func=plain, key="call_id")
-    call_turns = conversations.call_turns(con, call_id)
+    call_turns = data.analysed(conversations.call_turns, call_id)
     if call_turns.empty:
         st.caption("This call has no recorded turns.")
         return

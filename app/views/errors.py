@@ -12,15 +12,14 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Errors")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
-hourly = errors.errors_hourly(con, start, end)
+hourly = data.analysed(errors.errors_hourly, start, end)
 show(
     time_chart(
         hourly,
@@ -33,7 +32,7 @@ show(
 )
 
 st.subheader("Error rate per release")
-rates = errors.error_rate_by_release(con, start, end)
+rates = data.analysed(errors.error_rate_by_release, start, end)
 if rates.reason:
     st.caption(f"Error rates: {rates.reason}.")
 else:
@@ -48,7 +47,7 @@ else:
     )
 
 st.subheader("Error groups")
-groups = errors.error_groups(con, start, end)
+groups = data.analysed(errors.error_groups, start, end)
 if groups.reason:
     st.caption(f"Error groups: {groups.reason}.")
     st.stop()
@@ -119,7 +118,7 @@ def group_detail():
     y.metric("First seen", str(group["first_seen"])[:19])
     z.metric("Last seen", str(group["last_seen"])[:19])
     st.markdown(f"**Latest message:** {markdown_literal(group['example_message'])}")
-    found = errors.error_occurrences(con, start, end, chosen, group["error_type"])
+    found = data.analysed(errors.error_occurrences, start, end, chosen, group["error_type"])
     if found.stack_trace:
         st.code(plain(found.stack_trace, None), language="python")
     if found.reason:

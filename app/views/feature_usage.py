@@ -10,15 +10,14 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Feature usage")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
-usage = ux.feature_usage(con, start, end)
+usage = data.analysed(ux.feature_usage, start, end)
 if usage.reason:
     st.caption(f"Feature usage: {usage.reason}.")
     st.stop()
@@ -33,6 +32,6 @@ data_table(
         "mean_duration_s": st.column_config.NumberColumn("mean duration (s)", format="%.1f"),
     },
 )
-daily = ux.feature_usage_daily(con, start, end)
+daily = data.analysed(ux.feature_usage_daily, start, end)
 features = [c for c in daily.columns if c != "day"]
 show(time_chart(daily, "day", {f: f for f in features}, deploys, title="Uses per day"))

@@ -12,15 +12,14 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Feedback")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
-overall = ux.csat(con, start, end, by=None)
+overall = data.analysed(ux.csat, start, end, by=None)
 if overall.reason:
     st.caption(f"Feedback: {overall.reason}.")
 else:
@@ -34,7 +33,7 @@ else:
     )
     b.metric("Ratings", f"{row['ratings']:,}")
     c.metric("Mean rating", f"{row['mean_rating']:.2f} / 5")
-    daily = ux.csat_daily(con, start, end)
+    daily = data.analysed(ux.csat_daily, start, end)
     show(
         time_chart(
             daily,
@@ -47,7 +46,7 @@ else:
     )
 
     st.subheader("Ratings by category")
-    by_category = ux.csat(con, start, end, by="category")
+    by_category = data.analysed(ux.csat, start, end, by="category")
     ratings = by_category.frame
     figure = go.Figure(
         [go.Bar(x=ratings["category"], y=ratings[f"r{k}"], name=f"{k} ★") for k in range(1, 6)]
@@ -70,7 +69,7 @@ else:
     )
 
 st.subheader("What drives negative feedback")
-drivers = ux.feedback_drivers(con, start, end)
+drivers = data.analysed(ux.feedback_drivers, start, end)
 if drivers.reason:
     st.caption(f"Drivers: {drivers.reason}.")
 else:
@@ -101,7 +100,7 @@ else:
     data_table(frame, hide_index=True, width="stretch")
 
 st.subheader("Recent comments")
-comments = ux.recent_feedback(con, start, end, limit=30)
+comments = data.analysed(ux.recent_feedback, start, end, limit=30)
 if comments.empty:
     st.caption("No comments in this period.")
 for item in comments.itertuples():

@@ -12,13 +12,12 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Health & uptime")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
 st.subheader("Uptime per target")
 lenient = st.toggle(
@@ -26,7 +25,7 @@ lenient = st.toggle(
     value=False,
     help="Uptime Kuma counts a pending beat (a failure not yet confirmed) against uptime.",
 )
-report = uptime.uptime_by_target(con, start, end, pending_counts_as_up=lenient)
+report = data.analysed(uptime.uptime_by_target, start, end, pending_counts_as_up=lenient)
 if report.reason:
     st.caption(f"Uptime: {report.reason}.")
 else:
@@ -43,7 +42,7 @@ else:
             "unknown_s": st.column_config.NumberColumn("unknown (s)", help="Gaps with no checks"),
         },
     )
-    hourly = uptime.probe_uptime_hourly(con, start, end)
+    hourly = data.analysed(uptime.probe_uptime_hourly, start, end)
     wide = hourly.pivot(index="hour", columns="target", values="uptime_pct").reset_index()
     targets = [c for c in wide.columns if c != "hour"]
     show(time_chart(wide, "hour", {t: t for t in targets}, deploys, title="Uptime per hour (%)"))
@@ -57,7 +56,9 @@ reapply = st.checkbox(
 retries = (
     st.number_input("Retries before down", min_value=0, max_value=10, value=2) if reapply else None
 )
-found = uptime.incidents(con, start, end, retries=None if retries is None else int(retries))
+found = data.analysed(
+    uptime.incidents, start, end, retries=None if retries is None else int(retries)
+)
 if found.reason:
     st.caption(f"Incidents: {found.reason}.")
 else:
@@ -101,9 +102,9 @@ latency = right.number_input(
     disabled=source != "requests",
 )
 period_days = max(1, round((end - start).total_seconds() / 86400))
-slo = uptime.slo_status(
-    con,
-    overview.latest_request_at(con) or end,  # short burn windows end at the newest data
+slo = data.analysed(
+    uptime.slo_status,
+    data.analysed(overview.latest_request_at) or end,  # short burn windows end at the newest data
     objective=objective / 100,
     period_days=period_days,
     source=source,
@@ -137,7 +138,7 @@ else:
     )
 
 st.subheader("Application start-up")
-starts = uptime.startup_times(con, start, end)
+starts = data.analysed(uptime.startup_times, start, end)
 if starts.reason:
     st.caption(f"Start-up times: {starts.reason}.")
 else:

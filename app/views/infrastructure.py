@@ -13,16 +13,15 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Infrastructure")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
 st.subheader("Deployments")
-shipped = deployments(con, start, end, newest_first=True)
+shipped = data.analysed(deployments, start, end, newest_first=True)
 if shipped.empty:
     st.caption("No deployments in this period.")
 else:
@@ -34,7 +33,7 @@ else:
     )
 
 st.subheader("Dependency probes")
-probes = uptime.probe_status(con, start, end)
+probes = data.analysed(uptime.probe_status, start, end)
 if probes.empty:
     st.caption("No probe results in this period.")
 else:
@@ -52,7 +51,7 @@ else:
         width="stretch",
         column_config={"up_pct": st.column_config.NumberColumn("up", format="%.3f %%")},
     )
-    hourly = uptime.probe_uptime_hourly(con, start, end)
+    hourly = data.analysed(uptime.probe_uptime_hourly, start, end)
     latency = hourly.pivot(index="hour", columns="target", values="mean_latency_ms").reset_index()
     targets = [c for c in latency.columns if c != "hour"]
     show(
@@ -66,7 +65,7 @@ else:
     )
 
 st.subheader("Host resources")
-usage = infrastructure.resources_hourly(con, start, end)
+usage = data.analysed(infrastructure.resources_hourly, start, end)
 if usage.empty:
     st.caption("No resource samples in this period.")
 else:
@@ -83,7 +82,7 @@ else:
 
 st.subheader("Collector freshness")
 now = datetime.now(UTC).replace(tzinfo=None)
-sources = collector_health.source_status(con, now)
+sources = collector_health.source_status(data.cursor(), now)  # depends on the clock
 if sources.empty:
     st.caption("No collector has run yet.")
 else:

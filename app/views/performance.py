@@ -13,16 +13,15 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Performance")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
 st.subheader("Requests per route")
-routes = latency.route_percentiles(con, start, end)
+routes = data.analysed(latency.route_percentiles, start, end)
 data_table(
     routes,
     hide_index=True,
@@ -37,7 +36,7 @@ data_table(
     },
 )
 st.caption("Percentiles from hourly latency histograms (about 1 % relative error).")
-hourly = latency.requests_hourly(con, start, end)
+hourly = data.analysed(latency.requests_hourly, start, end)
 show(
     time_chart(
         hourly,
@@ -51,7 +50,9 @@ show(
 
 st.subheader("Slow requests")
 threshold = st.number_input("Slower than (ms)", min_value=1, value=2000, step=100, key="slow_ms")
-slow = performance.slow_requests(con, start, end, threshold_ms=float(threshold), limit=200)
+slow = data.analysed(
+    performance.slow_requests, start, end, threshold_ms=float(threshold), limit=200
+)
 if slow.reason:
     st.caption(f"Slow requests: {slow.reason}.")
 else:
@@ -59,7 +60,7 @@ else:
     data_table(slow.frame, hide_index=True, width="stretch")
 
 st.subheader("Database statements")
-statements = performance.db_query_stats(con, start, end)
+statements = data.analysed(performance.db_query_stats, start, end)
 if statements.reason:
     st.caption(f"Database statements: {statements.reason}.")
 else:
@@ -76,7 +77,7 @@ else:
     )
 
 st.subheader("Resources")
-resources = infrastructure.resource_usage(con, start, end)
+resources = data.analysed(infrastructure.resource_usage, start, end)
 if resources.reason:
     st.caption(f"Resources: {resources.reason}.")
 else:
@@ -90,7 +91,7 @@ else:
             )
         },
     )
-    usage = infrastructure.resources_hourly(con, start, end)
+    usage = data.analysed(infrastructure.resources_hourly, start, end)
     cpu = usage.pivot(index="hour", columns="host", values="cpu_pct").reset_index()
     hosts = [c for c in cpu.columns if c != "hour"]
     figure = time_chart(
@@ -109,9 +110,9 @@ st.caption(
     "The stages overlap in time (transcription runs during the end-of-utterance wait), so "
     "each is shown on its own beside end to end, never added up."
 )
-stages = latency.stage_percentiles(con, start, end)
+stages = data.analysed(latency.stage_percentiles, start, end)
 data_table(stages, hide_index=True, width="stretch")
-distributions = latency.stage_distributions(con, start, end)
+distributions = data.analysed(latency.stage_distributions, start, end)
 if not distributions.empty:
     figure = px.line(
         distributions,
@@ -124,7 +125,7 @@ if not distributions.empty:
     )
     figure.update_layout(height=360, legend={"orientation": "h", "y": -0.2})
     show(figure)
-stage_p95 = latency.stage_quantile_hourly(con, start, end, q=0.95)
+stage_p95 = data.analysed(latency.stage_quantile_hourly, start, end, q=0.95)
 show(
     time_chart(
         stage_p95,
@@ -136,7 +137,7 @@ show(
 )
 
 st.subheader("What makes slow turns slow")
-attribution = performance.slow_turn_attribution(con, start, end)
+attribution = data.analysed(performance.slow_turn_attribution, start, end)
 if attribution.reason:
     st.caption(f"Slow-turn attribution: {attribution.reason}.")
 else:

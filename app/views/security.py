@@ -14,13 +14,12 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Security")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
 with st.expander("Detection settings"):
     a, b, c = st.columns(3)
@@ -43,23 +42,31 @@ KINDS = {
     "api_usage_spike": "API usage spike",
 }
 results = [
-    security.failed_login_bursts(
-        con, start, end, by="ip", max_failed_logins=max_failed, failed_login_window_s=failed_window
+    data.analysed(
+        security.failed_login_bursts,
+        start,
+        end,
+        by="ip",
+        max_failed_logins=max_failed,
+        failed_login_window_s=failed_window,
     ),
-    security.failed_login_bursts(
-        con,
+    data.analysed(
+        security.failed_login_bursts,
         start,
         end,
         by="user_id",
         max_failed_logins=max_failed,
         failed_login_window_s=failed_window,
     ),
-    security.credential_stuffing(con, start, end, min_accounts=stuffing_accounts),
-    security.password_spraying(con, start, end, stuffing_accounts=stuffing_accounts),
-    security.rate_limit_violations(
-        con, start, end, {rate_route: {"limit": rate_limit, "window": rate_window}}
+    data.analysed(security.credential_stuffing, start, end, min_accounts=stuffing_accounts),
+    data.analysed(security.password_spraying, start, end, stuffing_accounts=stuffing_accounts),
+    data.analysed(
+        security.rate_limit_violations,
+        start,
+        end,
+        {rate_route: {"limit": rate_limit, "window": rate_window}},
     ),
-    security.api_usage_anomalies(con, start, end, by="user_id"),
+    data.analysed(security.api_usage_anomalies, start, end, by="user_id"),
 ]
 detections = [d for r in results for d in r.items]
 
@@ -108,7 +115,7 @@ else:
     evidence()
 
 st.subheader("Login attempts")
-logins = security.auth_failures_hourly(con, start, end)
+logins = data.analysed(security.auth_failures_hourly, start, end)
 if logins.empty:
     st.caption("No login attempts in this period.")
 else:
@@ -124,7 +131,7 @@ else:
     )
 
 st.subheader("Events reported by the SDK")
-events = security.security_event_summary(con, start, end)
+events = data.analysed(security.security_event_summary, start, end)
 if events.empty:
     st.caption("No security events in this period.")
 else:

@@ -10,16 +10,15 @@ from app.widgets import data_table, freshness_banner, period_picker
 
 st.title("Voice quality")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
 start, end = period_picker(end)
-deploys = deployments(con, start, end)
+deploys = data.analysed(deployments, start, end)
 
 grain = st.radio("Resolution", ["hour", "day"], horizontal=True, key="grain")
-trend = voice_quality.quality_trend(con, start, end, grain=grain)
+trend = data.analysed(voice_quality.quality_trend, start, end, grain=grain)
 if trend.reason:
     st.caption(f"Voice quality: {trend.reason}.")
     st.stop()
@@ -59,8 +58,12 @@ st.caption(
 
 st.subheader("Worst segments")
 min_samples = st.number_input("Minimum samples per segment", min_value=1, value=20, step=10)
-segments = voice_quality.worst_segments(
-    con, start, end, dimensions=("release", "network", "region"), min_samples=int(min_samples)
+segments = data.analysed(
+    voice_quality.worst_segments,
+    start,
+    end,
+    dimensions=("release", "network", "region"),
+    min_samples=int(min_samples),
 )
 if segments.reason:
     st.caption(f"Segments: {segments.reason}.")
