@@ -30,6 +30,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pandas as pd
 
 from analysis import load_strata as ls
 from analysis.metrics import Facts, Metric, metrics_on
@@ -45,7 +46,11 @@ from analysis.stats import (
 )
 from analysis.stats.frequentist import exact_two_proportions
 from analysis.stats.results import not_computable
-from analysis.stats.statistics import quantile_interval_supported, quantile_ranks
+from analysis.stats.statistics import (
+    add_statistics,
+    quantile_interval_supported,
+    quantile_ranks,
+)
 from analysis.vocabulary import STAGES
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -160,7 +165,8 @@ SliceStats = dict[tuple[str, str, str], Statistic]  # (metric or stage, group, s
 
 
 def _filter(table: str, s: Slice, time_column: str | None = None) -> tuple[str, dict[str, Any]]:
-    clauses, params = [], {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
     if s.release is not None:
         clauses.append("release = $release")
         params["release"] = s.release
@@ -202,11 +208,11 @@ def _quantile_series(
         wanted.append((g, n, ests))
     bounds = con.execute(f"SELECT {', '.join(exprs)} {base}", qparams).fetchone() if exprs else ()  # noqa: S608
     out = {}
-    for (g, n, ests), b in zip(wanted, bounds, strict=True):
+    for (g, n, ests), b in zip(wanted, bounds or (), strict=True):
         for j, nu in enumerate(quantiles):
             ok = quantile_interval_supported(n, nu)
-            lo, hi = (b[2 * j], b[2 * j + 1]) if ok else (math.nan, math.nan)
-            out[(g, nu)] = Quantile(n, nu, float(ests[j]), float(lo), float(hi))
+            low, high = (b[2 * j], b[2 * j + 1]) if ok else (math.nan, math.nan)
+            out[(g, nu)] = Quantile(n, nu, float(ests[j]), float(low), float(high))
     return out
 
 
@@ -219,12 +225,12 @@ _HISTOGRAMS = {
 
 def _has_histograms(con: duckdb.DuckDBPyConnection) -> bool:
     names = {h for h, _ in _HISTOGRAMS.values()}
-    found = con.execute(
+    row = con.execute(
         "SELECT count(DISTINCT table_name) FROM information_schema.tables "
         "WHERE list_contains($names, table_name)",
         {"names": sorted(names)},
-    ).fetchone()[0]
-    return found == len(names)
+    ).fetchone()
+    return row is not None and row[0] == len(names)
 
 
 def _on_hours(s: Slice) -> bool:
@@ -235,7 +241,8 @@ def _on_hours(s: Slice) -> bool:
 
 
 def _hist_filter(s: Slice) -> tuple[str, dict[str, Any]]:
-    clauses, params = [], {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
     if s.release is not None:
         clauses.append("release = $release")
         params["release"] = s.release
@@ -278,7 +285,7 @@ def _quantiles_from_histograms(
         values = bucket_value(b_, ALPHA)
         lower_edge, upper_edge = bucket_edges(b_, ALPHA)  # interval ends: outer edges
 
-        def nth(rank: int, cum=cum, v=values) -> float:
+        def nth(rank: int, cum: np.ndarray = cum, v: np.ndarray = values) -> float:
             return float(v[min(int(np.searchsorted(cum, rank - 0.5)), len(v) - 1)])
 
         for nu in quantiles:
@@ -322,12 +329,13 @@ def slice_statistics(
     for name, metric in _simple().items():
         facts = _facts(metric)
         where, params = _filter(facts.table, s, facts.ts)
-        n, total, squares = con.execute(
+        row = con.execute(
             f"SELECT {_aggregates(facts)} FROM {facts.table} "  # noqa: S608 - catalogue SQL
             f"WHERE ({facts.where}) AND {where}",
             params,
         ).fetchone()
-        n, total, squares = int(n or 0), float(total or 0), float(squares or 0)
+        assert row is not None  # an aggregate without GROUP BY returns its one row
+        n, total, squares = int(row[0] or 0), float(row[1] or 0), float(row[2] or 0)
         kind = metric.type
         stat = Proportion(n, total) if kind == "proportion" else SampleMean(n, total, squares)
         out[(name, "", "rate" if kind == "proportion" else "mean")] = stat
@@ -342,7 +350,10 @@ LoadSlice = dict[tuple[str, str], dict[int, Any]]
 
 
 def _histograms_by_stratum(
-    rows: dict[str, np.ndarray], metric: str, out: LoadSlice, only: str | None = None
+    rows: Mapping[str, np.ndarray | pd.Categorical],
+    metric: str,
+    out: LoadSlice,
+    only: str | None = None,
 ) -> None:
     groups = np.asarray(rows["g"], dtype=object)
     strata = np.asarray(rows["st"], dtype=np.int64)
@@ -374,23 +385,25 @@ def slice_by_load(
     use_hist = quantile_source == "rollup" or (
         quantile_source == "auto" and _on_hours(s) and _has_histograms(con)
     )
-    for table, metric in (("requests", "latency"), ("voice_turns", "stage")):
+    for table, measure in (("requests", "latency"), ("voice_turns", "stage")):
         if use_hist:
-            hist, group = _HISTOGRAMS[table]
+            hist, hist_group = _HISTOGRAMS[table]
             where, fp = _hist_filter(s)
             rows = con.execute(
                 f"WITH {ls.STRATA_CTE} "  # noqa: S608 - whitelisted identifiers
-                f"SELECT {group} AS g, coalesce(l.stratum, 0) AS st, bucket, sum(n) AS n "
+                f"SELECT {hist_group} AS g, coalesce(l.stratum, 0) AS st, bucket, sum(n) AS n "
                 f"FROM {hist} t LEFT JOIN load_strata l ON l.strata_hour = t.hour "
                 f"WHERE {where} AND bucket IS NOT NULL GROUP BY ALL ORDER BY g, st, bucket",
                 {**params, **fp},
             ).fetchnumpy()
             part: LoadSlice = {}
-            _histograms_by_stratum(rows, metric, part)
-            out.update({k: v for k, v in part.items() if metric == "latency" or k[1] in STAGES})
+            _histograms_by_stratum(rows, measure, part)
+            out.update({k: v for k, v in part.items() if measure == "latency" or k[1] in STAGES})
             continue
         where, fp = _filter(table, s)
-        columns = [("duration_ms", "route")] if table == "requests" else [(c, None) for c in STAGES]
+        columns: list[tuple[str, str | None]] = (
+            [("duration_ms", "route")] if table == "requests" else [(c, None) for c in STAGES]
+        )
         for column, group in columns:
             rows = con.execute(
                 f"WITH {ls.STRATA_CTE} "  # noqa: S608 - whitelisted identifiers
@@ -400,18 +413,18 @@ def slice_by_load(
                 f"WHERE {where} AND {column} IS NOT NULL GROUP BY ALL ORDER BY g, st, bucket",
                 {**params, **fp},
             ).fetchnumpy()
-            _histograms_by_stratum(rows, metric, out, only=None if group else column)
+            _histograms_by_stratum(rows, measure, out, only=None if group else column)
     for name, metric in _simple().items():
         facts, kind = _facts(metric), metric.type
         where, fp = _filter(facts.table, s, facts.ts)
-        rows = con.execute(
+        sums = con.execute(
             f"WITH {ls.STRATA_CTE} "  # noqa: S608 - whitelisted identifiers and catalogue SQL
             f"SELECT coalesce(l.stratum, 0) AS st, {_aggregates(facts)} FROM {facts.table} t "
             f"{join.format(col=facts.ts)} WHERE ({facts.where}) AND {where} GROUP BY st",
             {**params, **fp},
         ).fetchall()
         by_stratum: dict[int, Any] = {}
-        for st, n, total, squares in rows:
+        for st, n, total, squares in sums:
             n, total, squares = int(n or 0), float(total or 0), float(squares or 0)
             if n:
                 by_stratum[int(st)] = (
@@ -482,8 +495,10 @@ def at_equal_load(
             k = (metric, group, names[0])
             shared_b = _total_of(metric, names[0], {h: b[h] for h in weights})
             shared_c = _total_of(metric, names[0], {h: c[h] for h in weights})
-            if isinstance(shared_b, Proportion) and any(
-                x.sum in (0, x.n) for x in (shared_b, shared_c)
+            if (
+                isinstance(shared_b, Proportion)
+                and isinstance(shared_c, Proportion)
+                and any(x.sum in (0, x.n) for x in (shared_b, shared_c))
             ):
                 out.baseline[k], out.candidate[k] = shared_b, shared_c
                 out.notes[k] = "unweighted over the shared load strata (a rate at 0 % or 100 %)"
@@ -507,9 +522,10 @@ def _total_of(metric: str, statistic: str, by_stratum: Mapping[int, Any]) -> Sta
     """The strata added up (a rate or mean as they ran); empty when there are none."""
     if metric not in _simple() or not by_stratum:
         return _empty(metric, statistic)
-    total = None
-    for part in by_stratum.values():
-        total = part if total is None else total + part
+    parts: list[Statistic] = list(by_stratum.values())
+    total = parts[0]
+    for part in parts[1:]:
+        total = add_statistics(total, part)
     return total
 
 
