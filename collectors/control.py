@@ -208,6 +208,8 @@ SCHEMA: list[str | list[tuple[str, str, str]]] = [
         value TEXT NOT NULL
     );
     """,
+    # version 6: experiments can be archived (hidden from the page's list, kept with their data)
+    [("experiments", "archived", "INTEGER NOT NULL DEFAULT 0")],
 ]
 TABLES = (
     "schedules",
@@ -307,6 +309,7 @@ class SavedExperiment:
     created_at: str = ""
     updated_at: str = ""
     revision: int = 0  # the stored revision this definition was read at; 0: not saved yet
+    archived: bool = False  # hidden from the Experiments page's list unless asked for
 
 
 def validate_experiment(e: SavedExperiment) -> SavedExperiment:
@@ -335,6 +338,35 @@ def validate_experiment(e: SavedExperiment) -> SavedExperiment:
     if e.start_at and e.end_at and e.end_at <= e.start_at:
         raise ExperimentError("The experiment's end must be after its start.")
     return replace(e, name=(e.name or e.key).strip(), variants=variants, weights=weights)
+
+
+def _design_changed(row: sqlite3.Row, e: SavedExperiment) -> bool:
+    """Whether `e` changes the stored variants, split or randomisation unit."""
+    weights = json.loads(row["weights"])
+    return (
+        tuple(json.loads(row["variants"])) != e.variants
+        or row["unit_type"] != e.unit_type
+        or len(weights) != len(e.weights)
+        or any(abs(a - b) > 1e-6 for a, b in zip(weights, e.weights, strict=True))
+    )
+
+
+def _next_version_key(con: sqlite3.Connection, key: str) -> str:
+    """`<key>-v2`, `-v3`, ...: the first free one. A key that is itself a version of a stored
+    experiment counts on from it; any other key (e.g. `prompt-v2`, named so by its author) is
+    the base."""
+    match = re.fullmatch(r"(.+)-v(\d+)", key)
+    exists = "SELECT 1 FROM experiments WHERE key = ?"
+    if match and con.execute(exists, [match[1]]).fetchone() is not None:
+        base, n = match[1], int(match[2]) + 1
+    else:
+        base, n = key, 2
+    while True:
+        suffix = f"-v{n}"
+        candidate = base[: 64 - len(suffix)] + suffix
+        if con.execute(exists, [candidate]).fetchone() is None:
+            return candidate
+        n += 1
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -691,7 +723,12 @@ class ControlStore:
     def save_experiment(self, experiment: SavedExperiment) -> SavedExperiment:
         """Create a definition (revision 0) or update the one at `experiment.revision`; its
         status is kept. ExperimentError when the key is taken by another experiment, or when
-        someone saved the experiment since this copy was read."""
+        someone saved the experiment since this copy was read.
+
+        Once an experiment has started, its variants, split and unit are locked: units already
+        assigned must keep their variant, and a new split over the same key would reshuffle
+        them. Such a change is saved as a new version instead, a draft under the next free key
+        `<key>-v2`, `-v3`, ...; the returned definition is that version."""
         e = validate_experiment(experiment)
         now = now_iso()
         values = [
@@ -708,7 +745,11 @@ class ControlStore:
         ]
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
-            row = con.execute("SELECT revision FROM experiments WHERE key = ?", [e.key]).fetchone()
+            row = con.execute(
+                "SELECT revision, status, variants, weights, unit_type FROM experiments "
+                "WHERE key = ?",
+                [e.key],
+            ).fetchone()
             if e.revision == 0 and row is not None:
                 con.execute("ROLLBACK")
                 raise ExperimentError(
@@ -721,6 +762,18 @@ class ControlStore:
                     f"Experiment {e.key!r} was changed since you opened it (by another session "
                     "or person); reload the page to see the current definition, then save again."
                 )
+            if row is not None and row["status"] != "draft" and _design_changed(row, e):
+                version = _next_version_key(con, e.key)
+                con.execute(
+                    "INSERT INTO experiments (name, hypothesis, variants, weights, unit_type, "
+                    "primary_metrics, guardrail_metrics, start_at, end_at, method, key, "
+                    "status, created_at, updated_at, revision) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?, 1)",
+                    [f"{e.name} (version {version.rsplit('-v', 1)[1]})", *values[1:], version]
+                    + [now, now],
+                )
+                con.execute("COMMIT")
+                return self.experiments()[version]
             if row is None:
                 con.execute(
                     "INSERT INTO experiments (name, hypothesis, variants, weights, unit_type, "
@@ -761,9 +814,50 @@ class ControlStore:
                 created_at=r["created_at"],
                 updated_at=r["updated_at"],
                 revision=r["revision"],
+                archived=bool(r["archived"]),
             )
             for r in rows
         }
+
+    @_recovering
+    def delete_experiment(self, key: str) -> None:
+        """Delete a draft (it never ran, so nothing was assigned under it); ExperimentError
+        for any other status, whose exposures belong to it."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT status FROM experiments WHERE key = ?", [key]).fetchone()
+            if row is None or row["status"] != "draft":
+                con.execute("ROLLBACK")
+                raise ExperimentError(
+                    f"No experiment with key {key!r} to delete."
+                    if row is None
+                    else f"Only a draft can be deleted; {key!r} is {row['status']}, so callers "
+                    "were assigned under it: stop it and archive it instead."
+                )
+            con.execute("DELETE FROM experiments WHERE key = ?", [key])
+            con.execute("COMMIT")
+
+    @_recovering
+    def archive_experiment(self, key: str, archived: bool = True) -> SavedExperiment:
+        """Hide a draft or stopped experiment from the page's list (or bring it back);
+        ExperimentError for one that is running or paused, which still assigns callers."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT status FROM experiments WHERE key = ?", [key]).fetchone()
+            if row is None or (archived and row["status"] not in ("draft", "stopped")):
+                con.execute("ROLLBACK")
+                raise ExperimentError(
+                    f"No experiment with key {key!r}; save it first."
+                    if row is None
+                    else f"Experiment {key!r} is {row['status']}: stop it before archiving it."
+                )
+            con.execute(
+                "UPDATE experiments SET archived = ?, updated_at = ?, revision = revision + 1 "
+                "WHERE key = ?",
+                [int(archived), now_iso(), key],
+            )
+            con.execute("COMMIT")
+        return self.experiments()[key]
 
     @_recovering
     def set_experiment_status(self, key: str, status: Status) -> SavedExperiment:

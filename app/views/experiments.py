@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from analysis import experiments as ex
 from analysis import overview
+from analysis.changes import ExperimentPlan, decide
 from analysis.experiment_rules import METHODS, UNIT_TYPES, Method, Status, next_statuses
+from analysis.experiment_view import default_experiment, results_table
 from analysis.metrics import metric_registry
 from app import data
 from app.charts import add_deploy_markers, show
@@ -108,7 +110,16 @@ def save_from_form(prefix: str, revision: int) -> None:
     except ExperimentError as exc:
         s["experiment_flash"] = ("error", str(exc))
         return
-    s["experiment_flash"] = ("success", f"Saved experiment {saved.key} ({saved.status}).")
+    submitted = s[f"{prefix}key"].strip()
+    if saved.key != submitted:
+        s["experiment_flash"] = (
+            "info",
+            f"{submitted} has started, so its variants, split and unit are locked: your change "
+            f"was saved as a new version, {saved.key} (draft). Start it when ready; the agent "
+            f"assigns it by its own key.",
+        )
+    else:
+        s["experiment_flash"] = ("success", f"Saved experiment {saved.key} ({saved.status}).")
     s["experiment_choice"] = saved.key
 
 
@@ -129,6 +140,11 @@ def definition_form(e: SavedExperiment | None) -> None:
             key=f"{prefix}hypothesis",
             placeholder="We believe that … will raise … because …",
         )
+        if e is not None and e.status != "draft":
+            st.caption(
+                "This experiment has started: its variants, split and unit are locked. "
+                "Changing them saves a new version (a draft under a new key)."
+            )
         c1, c2, c3 = st.columns(3)
         c1.text_input(
             "Variants (control first)",
@@ -181,6 +197,15 @@ def definition_form(e: SavedExperiment | None) -> None:
         )
 
 
+def act(change: Callable[..., object], *args: object) -> None:
+    """Run a store change; its refusal is one sentence on the page."""
+    try:
+        change(*args)
+    except ExperimentError as exc:
+        st.session_state["experiment_flash"] = ("error", str(exc))
+    st.rerun()
+
+
 def status_controls(e: SavedExperiment) -> None:
     actions = [
         (ACTION_LABELS.get((e.status, status), status.title()), status)
@@ -195,6 +220,14 @@ def status_controls(e: SavedExperiment) -> None:
             except ExperimentError as exc:
                 st.error(markdown_literal(str(exc)))
             st.rerun()
+    keep = st.columns(4)
+    if e.status in ("draft", "stopped") and not e.archived:
+        if keep[0].button("Archive", key=f"archive_{e.key}", help="Hide it from the list"):
+            act(store.archive_experiment, e.key)
+    if e.archived and keep[0].button("Restore from archive", key=f"restore_{e.key}"):
+        act(store.archive_experiment, e.key, False)
+    if e.status == "draft" and keep[1].button("Delete draft", key=f"delete_{e.key}"):
+        act(store.delete_experiment, e.key)
     info = store.service_info().get("experiment_sync")
     if info:
         st.caption(markdown_literal(f"Supabase sync: {info}"))
@@ -206,32 +239,6 @@ def status_controls(e: SavedExperiment) -> None:
 
 
 # ---------------------------------------------------------------- results
-
-
-def results_table(result: ex.ExperimentResult, e: SavedExperiment) -> pd.DataFrame:
-    rows = []
-    for r in result.results:
-        c = r.absolute
-        scale = 100 if r.metric_type == "proportion" else 1
-        unit = "pts" if r.metric_type == "proportion" else r.unit
-        rows.append(
-            {
-                "Metric": r.label,
-                "Role": "primary" if r.metric in e.primary_metrics else "guardrail",
-                "Arm": r.arm,
-                "Control": c.control_mean * scale,
-                "Treatment": c.treatment_mean * scale,
-                "Effect": c.effect * scale,
-                "Interval low": c.ci_low * scale,
-                "Interval high": c.ci_high * scale,
-                "Unit": unit,
-                "Relative %": r.relative.effect * 100 if r.relative.computable else None,
-                "p-value": c.p_value,
-                "Chance to win": c.chance_to_beat_control,
-                "Direction": r.direction,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def over_time_chart(result: ex.ExperimentResult, metric: str) -> go.Figure | None:
@@ -279,6 +286,15 @@ def show_result(e: SavedExperiment) -> None:
     if not result.computable:
         st.info(markdown_literal(f"No result yet for {e.key}: {result.reason}."))
         return
+    plan = ExperimentPlan(
+        ex.experiment_definition(e),
+        tuple(registry[m] for m in e.primary_metrics if m in registry),
+        tuple(registry[m] for m in e.guardrail_metrics if m in registry),
+        method,
+    )
+    decision = decide(plan)(result)
+    show_decision = {"ship": st.success, "stop": st.error, "check assignment": st.warning}
+    show_decision.get(decision.decision, st.info)(markdown_literal(decision.summary))
     summary = ex.verdict(result, e.primary_metrics, e.guardrail_metrics)
     box = st.warning if result.srm and result.srm.flagged else st.info
     box(markdown_literal(summary))
@@ -287,7 +303,7 @@ def show_result(e: SavedExperiment) -> None:
     cols = st.columns(len(result.units))
     for col, (arm, n) in zip(cols, result.units.items(), strict=True):
         col.metric(markdown_literal(f"Units in {arm}", 80), f"{n:,}")
-    data_table(results_table(result, e), hide_index=True, width="stretch")
+    data_table(results_table(result, e.primary_metrics), hide_index=True, width="stretch")
     for note in result.notes:
         st.caption(markdown_literal(note))
     charted = [r.metric for r in result.results if r.daily]
@@ -358,16 +374,27 @@ if flash:
     getattr(st, flash[0])(flash[1])
 
 con = data.cursor()
-saved = store.experiments()
-found = {f["key"]: f for f in ex.discovered_experiments(con) if f["key"] not in saved}
+every = store.experiments()
+discovered = ex.discovered_experiments(con)
+show_archived = st.toggle("Show archived experiments", key="experiments_archived")
+saved = {k: e for k, e in every.items() if show_archived or not e.archived}
+found = {f["key"]: f for f in discovered if f["key"] not in every}
 choices = [*saved, *found, NEW]
 if st.session_state.get("experiment_choice") not in choices:
-    st.session_state["experiment_choice"] = choices[0]
+    st.session_state["experiment_choice"] = (
+        default_experiment(
+            choices[:-1],
+            {k: e.status for k, e in saved.items()},
+            {f["key"]: sum(f["units"].values()) for f in discovered},
+        )
+        or NEW
+    )
 
 
 def label(key: str) -> str:
     if key in saved:
-        return plain(f"{saved[key].name} ({saved[key].status})")
+        archived = ", archived" if saved[key].archived else ""
+        return plain(f"{saved[key].name} ({saved[key].status}{archived})")
     if key in found:
         return plain(f"{key} (found in exposures, not saved yet)")
     return plain(key)

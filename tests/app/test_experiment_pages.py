@@ -39,10 +39,11 @@ def test_demo_experiment_is_listed_with_its_real_result(with_demo15):
     assert "No guardrail got significantly worse" in verdict
     table = at.dataframe[0].value
     resolved = table[table["Metric"] == "Resolved rate"].iloc[0]
-    assert resolved["Interval low"] < 3 < resolved["Interval high"]
-    assert resolved["Interval low"] > 0
+    span = resolved["Likely range of the change"]
+    low, high = (float(x) for x in re.findall(r"[+-]?\d+(?:\.\d+)?", span))
+    assert 0 < low < 3 < high and span.endswith(" points")
     latency = table[table["Metric"] == "p95 end-to-end turn latency"].iloc[0]
-    assert latency["Direction"] == "unclear"
+    assert latency["Reading"] == "No clear difference yet"
     assert len(at.get("plotly_chart")) >= 1
 
 

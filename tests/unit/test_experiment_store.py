@@ -147,3 +147,39 @@ def test_a_version_3_store_loses_the_metrics_an_older_service_relayed(tmp_path):
     assert again.service_info() == {"pid": 42}
     again.save_experiment(definition())
     assert list(again.experiments()) == ["prompt-v2"]
+
+
+def test_a_started_experiments_design_is_locked_and_a_change_becomes_a_new_version(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    store.save_experiment(definition(key="greeting"))
+    running = store.set_experiment_status("greeting", "running")
+    # what the analysis reads may change in place
+    renamed = store.save_experiment(replace(running, name="Greeting", guardrail_metrics=()))
+    assert renamed.key == "greeting" and renamed.guardrail_metrics == ()
+    # the split may not: units already assigned would be reshuffled
+    v2 = store.save_experiment(replace(renamed, weights=(0.8, 0.2)))
+    assert (v2.key, v2.status, v2.weights) == ("greeting-v2", "draft", (0.8, 0.2))
+    assert store.experiments()["greeting"].weights == (0.5, 0.5)
+    store.set_experiment_status("greeting-v2", "running")
+    v3 = store.save_experiment(replace(store.experiments()["greeting-v2"], unit_type="caller"))
+    assert v3.key == "greeting-v3" and v3.name.endswith("(version 3)")
+    # a draft is still being designed: edited in place
+    edited = store.save_experiment(replace(v3, variants=("control", "a", "b"), weights=(1, 1, 1)))
+    assert edited.key == "greeting-v3" and edited.variants == ("control", "a", "b")
+
+
+def test_only_drafts_are_deleted_and_only_drafts_or_stopped_ones_archived(tmp_path):
+    store = ControlStore(tmp_path / "c.sqlite")
+    store.save_experiment(definition(key="idea"))
+    store.save_experiment(definition(key="live"))
+    store.set_experiment_status("live", "running")
+    with pytest.raises(ExperimentError, match="Only a draft can be deleted; 'live' is running"):
+        store.delete_experiment("live")
+    with pytest.raises(ExperimentError, match="'live' is running: stop it before archiving"):
+        store.archive_experiment("live")
+    store.set_experiment_status("live", "stopped")
+    assert store.archive_experiment("live").archived
+    assert store.archive_experiment("idea").archived
+    assert not store.archive_experiment("idea", False).archived
+    store.delete_experiment("idea")
+    assert list(store.experiments()) == ["live"]
