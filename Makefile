@@ -41,6 +41,7 @@ run-env:
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 system-deps:
 	@bash scripts/system-deps.sh
