@@ -415,10 +415,10 @@ def regression_items(
         out.append(
             _item(
                 "regression",
-                f"{release}: {r.name} worse",
+                f"{release}: {r.title} worse",
                 calls,
                 severity,
-                f"{r.name} {change:+.0%} against {comparison.baseline.label} "
+                f"{r.title} {change:+.0%} against {comparison.baseline.label} "
                 f"({r.verdict}).".replace("..", "."),
                 "benchmarks",
                 params,

@@ -51,6 +51,7 @@ from analysis.stats.statistics import (
     quantile_interval_supported,
     quantile_ranks,
 )
+from analysis.uptime import incidents
 from analysis.vocabulary import STAGES
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -88,12 +89,14 @@ def _aggregates(facts: Facts) -> str:
 
 @dataclass(frozen=True)
 class Slice:
-    """A release (rows whose release column matches) or a period [start, end) of naive UTC."""
+    """A release (rows whose release column matches) or a period [start, end) of naive UTC,
+    without the whole hours of `exclude` (windows [start, end), e.g. outages)."""
 
     label: str
     release: str | None = None
     start: dt.datetime | None = None
     end: dt.datetime | None = None
+    exclude: tuple[tuple[dt.datetime, dt.datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,9 @@ class BenchmarkSettings:
     # Compare both slices at the same mix of traffic load (analysis.load_strata).
     adjust_for_load: bool = True
     load_bins: int = ls.DEFAULT_BINS
+    # Leave the hours of dependency outages out of both slices, so that an outage ending is
+    # not credited to the release that happened to follow it (analysis.uptime.incidents).
+    exclude_outages: bool = True
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,37 @@ class BenchmarkRow:
     def name(self) -> str:
         metric = self.metric.replace("_", " ")
         return " ".join(p for p in (self.statistic, metric, self.group) if p)
+
+    @property
+    def title(self) -> str:
+        """The row in a product owner's words ('LLM time to first token, 95th percentile')."""
+        return measure_title(self.metric, self.group, self.statistic)
+
+
+STAGE_TITLES = {
+    "eou_delay_ms": "End-of-utterance wait",
+    "stt_ms": "Transcription time",
+    "llm_ttft_ms": "LLM time to first token",
+    "tts_ttfb_ms": "Time to first audio (TTS)",
+    "e2e_ms": "Turn latency (end to end)",
+}
+STATISTIC_TITLES = {"p50": "median", "p95": "95th percentile", "p99": "99th percentile"}
+
+
+def measure_title(metric: str, group: str, statistic: str) -> str:
+    """A benchmark measure in plain words: its metric's title from the catalogue, a voice
+    stage's name, or an endpoint's response time, with the percentile spelled out."""
+    simple = _simple()
+    if metric in simple:
+        return simple[metric].title
+    what = (
+        STAGE_TITLES.get(group, group)
+        if metric == "stage"
+        else f"Response time of {group}"
+        if group
+        else "Response time"
+    )
+    return f"{what}, {STATISTIC_TITLES.get(statistic, statistic)}"
 
 
 @dataclass(frozen=True)
@@ -164,6 +201,22 @@ class ReleaseReport:
 SliceStats = dict[tuple[str, str, str], Statistic]  # (metric or stage, group, stat) -> stat
 
 
+def _hours(window: tuple[dt.datetime, dt.datetime]) -> tuple[dt.datetime, dt.datetime]:
+    """The whole hours a window touches (rollups are hourly: raw rows are cut the same way)."""
+    start, end = window
+    first = start.replace(minute=0, second=0, microsecond=0)
+    last = end.replace(minute=0, second=0, microsecond=0)
+    return first, last if last == end else last + dt.timedelta(hours=1)
+
+
+def _exclusions(s: Slice, col: str) -> tuple[list[str], dict[str, Any]]:
+    clauses, params = [], {}
+    for i, window in enumerate(s.exclude):
+        params[f"x{i}_start"], params[f"x{i}_end"] = _hours(window)
+        clauses.append(f"NOT ({col} >= $x{i}_start AND {col} < $x{i}_end)")
+    return clauses, params
+
+
 def _filter(table: str, s: Slice, time_column: str | None = None) -> tuple[str, dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
@@ -177,7 +230,8 @@ def _filter(table: str, s: Slice, time_column: str | None = None) -> tuple[str, 
     if s.end is not None:
         clauses.append(f"{col} < $end")
         params["end"] = s.end
-    return (" AND ".join(clauses) or "TRUE"), params
+    excluded, more = _exclusions(s, col)
+    return (" AND ".join(clauses + excluded) or "TRUE"), {**params, **more}
 
 
 def _quantile_series(
@@ -252,7 +306,8 @@ def _hist_filter(s: Slice) -> tuple[str, dict[str, Any]]:
     if s.end is not None:
         clauses.append("hour < $end")
         params["end"] = s.end
-    return (" AND ".join(clauses) or "TRUE"), params
+    excluded, more = _exclusions(s, "hour")
+    return (" AND ".join(clauses + excluded) or "TRUE"), {**params, **more}
 
 
 def _quantiles_from_histograms(
@@ -559,9 +614,9 @@ def _row(
     worse = c.computable and c.significant and ((c.effect > 0) == lower)
     better = c.computable and c.significant and not worse
     big = not math.isnan(rel) and abs(rel) > settings.practical_threshold
-    change = f"{rel * 100:+.1f} %" if math.isfinite(rel) else "from zero"
+    change = f"{rel * 100:+,.1f} %" if math.isfinite(rel) else "from zero"
     regression, improvement = worse and big, better and big
-    name = " ".join(p for p in (statistic, metric.replace("_", " "), group) if p)
+    name = measure_title(metric, group, statistic)
     if not c.computable:
         verdict = f"{name}: not compared ({c.reason})."
     elif regression:
@@ -633,10 +688,22 @@ class _Benchmarker:
     def __init__(self, con: duckdb.DuckDBPyConnection, settings: BenchmarkSettings) -> None:
         self.con, self.settings = con, settings
         self.strata = ls.load_strata(con, settings.load_bins) if settings.adjust_for_load else None
+        self.outages = outage_windows(con) if settings.exclude_outages else ()
         self._plain: dict[Slice, SliceStats] = {}
         self._by_load: dict[Slice, LoadSlice] = {}
 
     def compare(self, baseline: Slice, candidate: Slice) -> BenchmarkComparison:
+        if self.outages:
+            baseline = dataclasses.replace(baseline, exclude=baseline.exclude + self.outages)
+            candidate = dataclasses.replace(candidate, exclude=candidate.exclude + self.outages)
+        comparison = self._compare(baseline, candidate)
+        if not self.outages:
+            return comparison
+        note = outage_note(self.outages)
+        joined = f"{comparison.adjustment} {note}" if comparison.adjustment else note
+        return dataclasses.replace(comparison, adjustment=joined)
+
+    def _compare(self, baseline: Slice, candidate: Slice) -> BenchmarkComparison:
         settings = self.settings
         if self.strata is None:
             return compare_slices(
@@ -678,13 +745,48 @@ class _Benchmarker:
         return self._by_load[s]
 
 
+def outage_windows(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
+    """[start, end) of every dependency outage the probes recorded (an ongoing one ends at the
+    last check); empty when there are no probe results."""
+    try:
+        row = con.execute(
+            "SELECT min(checked_at) FILTER (WHERE lower(status) IN ('down', 'pending')), "
+            "max(checked_at) FILTER (WHERE lower(status) IN ('down', 'pending')), "
+            "max(checked_at) FROM probe_results"
+        ).fetchone()
+    except duckdb.Error:
+        return ()
+    if not row or row[0] is None:
+        return ()
+    # Only the span around failed checks is read (the whole history takes ~1 s at 30 days);
+    # a day after the last failure is ample for the check that ends the outage.
+    first, last = row[0], min(row[1] + dt.timedelta(days=1), row[2] + dt.timedelta(seconds=1))
+    found = incidents(con, first, last).incidents
+    return tuple((i.start, i.end or last) for i in found)
+
+
+def outage_note(windows: Sequence[tuple[dt.datetime, dt.datetime]]) -> str:
+    """How outages were left out, in a sentence for the report."""
+    shown = "; ".join(f"{a:%d %b %H:%M} to {b:%d %b %H:%M} UTC" for a, b in windows[:4])
+    more = f" and {len(windows) - 4} more" if len(windows) > 4 else ""
+    return (
+        f"The hours of dependency outages ({shown}{more}) are left out of both, so a release "
+        "is neither blamed for an outage nor credited with its end."
+    )
+
+
 def releases(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dt.datetime]]:
-    """Releases in order of first appearance (deployment, call or request)."""
+    """Releases in order of first appearance (deployment, call or request). A deploy that
+    failed or crashed never served traffic: it is not a release to compare (its traffic, if
+    any, still counts)."""
     return [
         (r, t)
         for r, t in con.execute(
             "SELECT release, min(t) AS first_seen FROM ("
             " SELECT release, created_at AS t FROM deployments"
+            " WHERE upper(coalesce(status, '')) NOT IN ('FAILED', 'CRASHED')"
             " UNION ALL SELECT release, started_at FROM calls"
             " UNION ALL SELECT release, started_at FROM requests"
             ") WHERE release IS NOT NULL GROUP BY release ORDER BY first_seen, release"

@@ -269,8 +269,8 @@ def release_verdicts(
     out: dict[str, tuple[str, str, str]] = {}
     for c in report.comparisons:
         release = c.candidate.release or c.candidate.label
-        worse = [r.name for r in c.rows if r.regression]
-        better = [r.name for r in c.rows if r.improvement]
+        worse = [r.title for r in c.rows if r.regression]
+        better = [r.title for r in c.rows if r.improvement]
         if worse:
             title = f"Release {release}: {len(worse)} regression(s) against {c.baseline.label}"
             tone = "bad"
@@ -282,10 +282,10 @@ def release_verdicts(
             tone = "neutral"
         parts = []
         if worse:
-            parts.append("Worse: " + ", ".join(worse[:4]) + (" …" if len(worse) > 4 else "") + ".")
+            parts.append("Worse: " + "; ".join(worse[:4]) + (" …" if len(worse) > 4 else "") + ".")
         if better:
             parts.append(
-                "Better: " + ", ".join(better[:4]) + (" …" if len(better) > 4 else "") + "."
+                "Better: " + "; ".join(better[:4]) + (" …" if len(better) > 4 else "") + "."
             )
         out[release] = (title, " ".join(parts), tone)
     return out

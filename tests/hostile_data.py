@@ -217,6 +217,10 @@ _CODE_OR_ESCAPE = re.compile(
 _MATH = re.compile(r"(?<!\$)\$\$+(?!\$)[\s\S]*?\$\$|(?<!\$)\$(?![\s$])[^$\n]*?[^\s$]\$(?!\d)")
 
 
+# A link the workbench writes itself: a page's path, then URL-encoded query parameters only.
+_OWN_PAGE = re.compile(r"[a-z_]+(\?[A-Za-z0-9_.~+%=&-]*)?")
+
+
 def _after_boundary(text: str, start: int, email: bool = False) -> bool:
     if start == 0:
         return True
@@ -231,6 +235,8 @@ def markdown_findings(source: str) -> list[str]:
     tokens = _md.parse(source)
     for token in tokens:
         for child in [token, *(token.children or [])]:
+            if child.type == "link_open" and _OWN_PAGE.fullmatch(str(child.attrs.get("href"))):
+                continue  # the page's own link to another page, its filters URL-encoded
             if child.type in ("link_open", "image", "html_inline", "html_block", "autolink"):
                 found.append(f"{child.type}: {child.content or child.attrs}")
         text = "".join(c.content for c in token.children or [] if c.type == "text")

@@ -69,22 +69,38 @@ def period_slices(end: dt.datetime) -> tuple[bm.Slice, bm.Slice]:
     return as_slice("baseline", base), as_slice("candidate", cand)
 
 
-def forest(rows: pd.DataFrame, threshold_pct: float, interval: str) -> go.Figure:
-    rows = rows.dropna(subset=["relative_change_pct"]).iloc[::-1]
-    color = rows["flag"].map({"Regression": "#cf222e", "Improvement": "#1a7f37"}).fillna("#57606a")
+def forest(result: bm.BenchmarkComparison, threshold_pct: float, interval: str) -> go.Figure:
+    """Relative change per measure; the axis stops at ±100 % and a change beyond it is an
+    arrow at the edge labelled with its value, so one huge change does not squash the rest."""
+    points = pd.DataFrame(report.chart_points(result.rows)).iloc[::-1]
+    colors = {"Regression": "#cf222e", "Improvement": "#1a7f37"}
+    color = points["flag"].map(colors).fillna("#57606a")
+    pct = points[["rel", "lo", "hi"]].astype(float) * 100
     fig = go.Figure(
         go.Scatter(
-            x=rows["relative_change_pct"],
-            y=rows["name"],
-            mode="markers",
-            marker={"color": color, "size": 8},
+            x=pct["rel"],
+            y=points["title"],
+            mode="markers+text",
+            marker={
+                "color": color,
+                "size": [14 if c else 8 for c in points["clipped"]],
+                "symbol": [
+                    ("triangle-right" if r > 0 else "triangle-left") if c else "circle"
+                    for c, r in zip(points["clipped"], points["rel"], strict=True)
+                ],
+            },
+            text=[
+                f"off scale: {t}" if c else ""
+                for c, t in zip(points["clipped"], points["label"], strict=True)
+            ],
+            textposition="middle left",
             error_x={
                 "type": "data",
                 "symmetric": False,
-                "array": rows["relative_ci_high_pct"] - rows["relative_change_pct"],
-                "arrayminus": rows["relative_change_pct"] - rows["relative_ci_low_pct"],
+                "array": (pct["hi"] - pct["rel"]).fillna(0),
+                "arrayminus": (pct["rel"] - pct["lo"]).fillna(0),
             },
-            hovertext=rows["verdict"],
+            hovertext=points["verdict"],
             hoverinfo="text",
         )
     )
@@ -92,10 +108,11 @@ def forest(rows: pd.DataFrame, threshold_pct: float, interval: str) -> go.Figure
         fig.add_vline(x=x, line_dash="dash", line_color="#bf8700")
     fig.add_vline(x=0, line_color="#444")
     fig.update_layout(
-        title=f"Relative change ({interval}); dashed: practical threshold",
-        height=max(300, 18 * len(rows) + 80),
+        title=f"Relative change per measure ({interval}); dashed: practical threshold",
+        height=max(300, 18 * len(points) + 80),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        xaxis_title="change vs baseline (%)",
+        xaxis_title="change against the baseline (%), axis cut at ±100 %",
+        yaxis_title=None,
     )
     return fig
 
@@ -136,28 +153,13 @@ settings = bm.BenchmarkSettings(
 )
 result = comparison(int(data.manifest().get("version", 0)), baseline, candidate, settings)
 
-records = pd.DataFrame(report.benchmark_records([result]))
-if records.empty:
+if not result.rows:
     st.info("Nothing to compare: one of the two has no data.")
     st.stop()
-records.insert(0, "name", [r.name for r in result.rows])
-regressions = result.regressions
-if regressions:
-    st.error(
-        markdown_literal(
-            f"{len(regressions)} regression{'s' if len(regressions) != 1 else ''} flagged in "
-            f"{candidate.label} vs {baseline.label}: "
-            + "; ".join(r.name for r in regressions[:8])
-            + ("…" if len(regressions) > 8 else "")
-        )
-    )
-else:
-    st.success(
-        markdown_literal(
-            f"No regression: nothing in {candidate.label} got significantly worse than "
-            f"{baseline.label} by more than {threshold:g} %."
-        )
-    )
+tone, verdict = report.plain_verdict(result, settings.practical_threshold)
+{"bad": st.error, "good": st.success}.get(tone, st.info)(markdown_literal(verdict))
+for row in report.key_changes(result):
+    st.markdown("- " + markdown_literal(report.key_change_sentence(row)))
 if result.adjustment:
     st.caption(markdown_literal(result.adjustment))
 if equal_load and min(result.kept) < bm.LOW_COVERAGE:
@@ -176,12 +178,17 @@ if not equal_load and mix.confounded:
         )
     )
 
-show(forest(records, threshold, report.interval_label([result])))
-order = records.assign(_o=records["flag"].map({"Regression": 0, "Improvement": 1}).fillna(2))
+show(forest(result, threshold, report.interval_label([result])))
 data_table(
-    order.sort_values(["_o", "name"]).drop(columns=["_o", "baseline", "candidate"]),
+    pd.DataFrame(report.readable_rows(result)),
     hide_index=True,
     width="stretch",
+    column_config={
+        "Change": st.column_config.TextColumn(help="Rates change in percentage points."),
+        "Interval": st.column_config.TextColumn(
+            help=f"Of the relative change: {report.interval_label([result])}."
+        ),
+    },
 )
 
 html_report = report.benchmark_html(

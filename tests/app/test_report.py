@@ -93,7 +93,7 @@ def test_html_report_is_self_contained_and_names_the_regression(demo, bad_vs_pre
     parsed.feed(page)
     text = " ".join(parsed.text)
     assert truth.bad_release.release in text and truth.bad_release.previous_release in text
-    assert "regressions flagged" in text and "Regression" in text
+    assert f"Worse: {truth.bad_release.release} made" in text and "Regression" in text
     assert "Compared at equal traffic load" in text  # the reader learns how it was compared
     assert any(tag == "svg" for tag, _ in parsed.tags)  # the chart is inline
     # nothing is fetched from the network when the file is opened offline
@@ -142,8 +142,18 @@ def test_csv_parses_with_the_expected_columns_and_numbers(bad_vs_previous):
     flagged = [r for r in rows if r["flag"] == "Regression"]
     assert any(r["metric"] == "stage" and r["group"] == "llm_ttft_ms" for r in flagged)
     row = next(r for r in flagged if r["group"] == "llm_ttft_ms" and r["statistic"] == "p95")
-    assert float(row["relative_change_pct"]) > 30
-    assert float(row["relative_ci_low_pct"]) < float(row["relative_change_pct"])
+    assert row["measure"] == "LLM time to first token, 95th percentile" and row["unit"] == "ms"
+    assert float(row["relative change (%)"]) > 30
+    assert float(row["relative interval low (%)"]) < float(row["relative change (%)"])
+    # Rates labelled % hold percentages, and their change is in percentage points.
+    resolved = next(r for r in rows if r["metric"] == "resolved_rate")
+    stat = next(r for r in result.rows if r.metric == "resolved_rate")
+    assert resolved["unit"] == "%"
+    assert float(resolved["baseline value (unit)"]) == pytest.approx(stat.baseline.mean * 100)
+    assert float(resolved["candidate value (unit)"]) == pytest.approx(stat.candidate.mean * 100)
+    assert float(resolved["change (unit; rates in percentage points)"]) == pytest.approx(
+        (stat.candidate.mean - stat.baseline.mean) * 100, abs=1e-9
+    )
 
 
 def test_cli_report_defaults_and_explicit_releases(demo, tmp_path):
@@ -197,3 +207,94 @@ def test_interval_label_states_level_correction_and_approximation():
     assert interval_label([comp]) == (
         "99 % interval, holm-adjusted; relative to the baseline value, taken as fixed"
     )
+
+
+def test_the_report_opens_with_a_plain_verdict_and_the_changes_that_matter(demo, bad_vs_previous):
+    """Before any detail: one sentence, then at most five changes in words, with readable
+    numbers (no scientific notation), rates in points and no internal names."""
+    result, settings = bad_vs_previous
+    _, _, truth = demo
+    page = benchmark_html([result], settings, title="Benchmark")
+    parsed = _Collector()
+    parsed.feed(page.split("<h3>How it was compared</h3>")[0])
+    opening = " ".join(parsed.text)
+    assert f"Worse: {truth.bad_release.release} made" in opening
+    items = re.findall(r"<li>(.*?)</li>", page.split("<h3>How it was compared</h3>")[0])
+    assert 3 <= len(items) <= 5
+    assert any(i.startswith("LLM time to first token, 95th percentile got slower") for i in items)
+    resolved = next(i for i in items if i.startswith("Resolved rate fell"))
+    row = next(r for r in result.rows if r.metric == "resolved_rate")
+    before, after = row.baseline.mean * 100, row.candidate.mean * 100
+    assert f"{before:.1f} % → {after:.1f} %" in resolved
+    assert f"{before - after:.1f} points" in resolved
+    assert not re.search(r"\de[+-]\d", page)  # 1.35e+03 nowhere, values or p
+    for internal in ("llm_ttft_ms", "rate csat", "p95 stage"):
+        assert internal not in opening
+
+
+def test_a_change_too_large_for_the_chart_is_drawn_at_its_edge_with_its_value(bad_vs_previous):
+    from analysis.report import CHART_LIMIT, chart_points, forest_svg
+
+    result, settings = bad_vs_previous
+    points = chart_points(result.rows)
+    assert all(abs(p["rel"]) <= CHART_LIMIT for p in points)
+    huge = [r for r in result.rows if r.relative_change > CHART_LIMIT]
+    assert huge, "the demo's bad release multiplies the 5xx error rate"
+    svg = forest_svg(result.rows, settings.practical_threshold)
+    assert svg.count('class="clipped"') == len(huge)
+    for r in huge:
+        assert f"off scale: +{r.relative_change * 100:,.0f} %" in svg
+
+
+def test_failed_builds_are_not_releases_to_compare():
+    """As the demo plants it (19 days back): a build that failed, then a retry that served."""
+    import duckdb
+
+    from analysis.benchmarks import releases
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE deployments (release TEXT, created_at TIMESTAMP, status TEXT)")
+    con.execute("CREATE TABLE calls (release TEXT, started_at TIMESTAMP)")
+    con.execute("CREATE TABLE requests (release TEXT, started_at TIMESTAMP)")
+    con.execute(
+        "INSERT INTO deployments VALUES ('v1.0.0', '2026-11-01 10:00', 'SUCCESS'), "
+        "('v1.1.0', '2026-11-02 10:30', 'FAILED'), ('v1.1.1', '2026-11-02 11:15', 'SUCCESS'), "
+        "('v1.2.0', '2026-11-03 09:00', 'CRASHED')"
+    )
+    con.execute(
+        "INSERT INTO calls VALUES ('v1.0.0', '2026-11-01 12:00'), ('v1.1.1', '2026-11-02 12:00')"
+    )
+    assert [r for r, _ in releases(con)] == ["v1.0.0", "v1.1.1"]
+
+
+def test_the_default_comparison_does_not_credit_a_release_with_an_outage_ending(demo):
+    """The release that ran during the demo's outage has a higher 5xx rate because of it;
+    compared with the release after it, the outage's hours are left out of both by default."""
+    import pandas as pd
+
+    from analysis.benchmarks import releases
+
+    _, con, truth = demo
+    start = truth.outage.start.replace(tzinfo=None)
+    ordered = releases(con)
+    during = [r for r, first in ordered if first <= start][-1]
+    after = ordered[[r for r, _ in ordered].index(during) + 1][0]
+    pair = (Slice(during, release=during), Slice(after, release=after))
+    plain = BenchmarkSettings(adjust_for_load=False)
+    fair = compare_periods(con, *pair, plain)
+    naive = compare_periods(con, *pair, BenchmarkSettings(adjust_for_load=False,
+                                                          exclude_outages=False))  # fmt: skip
+    fair_row = next(r for r in fair.rows if r.metric == "error_rate")
+    naive_row = next(r for r in naive.rows if r.metric == "error_rate")
+    assert naive_row.improvement  # what the report used to say
+    assert not fair_row.improvement
+    assert "dependency outages" in fair.adjustment and f"{start:%d %b %H:%M}" in fair.adjustment
+    # the baseline's rate is the raw requests' rate outside the outage's whole hours
+    raw = con.execute(
+        "SELECT started_at, status_code FROM requests WHERE release = ?", [during]
+    ).df()
+    hour = raw["started_at"].dt.floor("h")
+    first = pd.Timestamp(start).floor("h")
+    last = pd.Timestamp(truth.outage.end.replace(tzinfo=None)).ceil("h")
+    kept = raw[(hour < first) | (hour >= last)]
+    assert fair_row.baseline.mean == pytest.approx((kept["status_code"] >= 500).mean())
