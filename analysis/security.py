@@ -29,15 +29,27 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+# What a detection found, one per detector (failed logins counted per account and per IP).
+Kind = Literal[
+    "failed_logins_account",
+    "failed_logins_ip",
+    "credential_stuffing",
+    "password_spraying",
+    "rate_limit",
+    "blacklisted_ip",
+    "api_usage_spike",
+]
+
 
 @dataclass(frozen=True)
 class Detection:
-    kind: str
+    kind: Kind
     entity: str
     start: datetime
     end: datetime
@@ -113,7 +125,7 @@ def failed_login_bursts(
     failed = failed[failed[by].notna()]
     if failed.empty:
         return Detections([], "no failed logins in this window")
-    kind = "failed_logins_account" if by == "user_id" else "failed_logins_ip"
+    kind: Kind = "failed_logins_account" if by == "user_id" else "failed_logins_ip"
     window = int(failed_login_window_s * 1e9)
     found = []
     for entity, g in failed.groupby(by, sort=True):

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -36,7 +36,8 @@ from collectors.sources.registry import Built, SourceKind
 
 log = logging.getLogger(__name__)
 
-STATES = ("up", "pending", "down", "maintenance")
+State = Literal["up", "pending", "down", "maintenance"]
+STATES: tuple[State, ...] = ("up", "pending", "down", "maintenance")
 MAX_ERROR = 2000
 DEFAULT_MAX_REDIRECTS = 10  # Uptime Kuma's default
 
@@ -47,7 +48,7 @@ class CheckResult:
     latency_ms: float | None = None
     status_code: int | None = None
     error: str | None = None
-    state: str | None = None  # force a state (e.g. "pending" for a deploy in progress)
+    state: State | None = None  # force a state (e.g. "pending" for a deploy in progress)
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Window:
 
 def next_state(
     previous: Mapping[str, Any] | None, result: CheckResult, retries: int, maintenance: bool
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[State, dict[str, Any]]:
     """(state to record, state to keep) for one check, per Uptime Kuma's retry rule."""
     failures = int((previous or {}).get("failures", 0))
     if maintenance:
@@ -88,7 +89,7 @@ def next_state(
     if result.ok:
         return "up", {"failures": 0, "state": "up"}
     failures += 1
-    state = "pending" if failures <= retries else "down"
+    state: State = "pending" if failures <= retries else "down"
     return state, {"failures": failures, "state": state}
 
 
