@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -782,7 +782,7 @@ def _reason(change: Change) -> str:
     return f"{change.instance.rule} {verb}"
 
 
-def _alert_body(a: Instance, status: str) -> dict[str, Any]:
+def _alert_body(a: Instance, status: Literal["firing", "resolved"]) -> dict[str, Any]:
     return {
         "status": status,
         "fingerprint": a.fingerprint,
