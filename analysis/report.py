@@ -298,7 +298,7 @@ def chart_points(rows: Sequence[BenchmarkRow], limit: float = CHART_LIMIT) -> li
 
 # ------------------------------------------------------------------------------- HTML
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1rem}
 table{border-collapse:collapse;font-size:.85rem;margin-top:.5rem}
@@ -311,8 +311,12 @@ tr.regression{background:#ffebe9}tr.improvement{background:#dafbe1}
 """
 
 
-def _e(text: Any) -> str:
+def escape_cell(text: Any) -> str:
+    """Text for the HTML reports: no formula a spreadsheet would run, then HTML-escaped."""
     return html.escape(neutralise_cell("" if text is None else str(text)), quote=True)
+
+
+_e = escape_cell
 
 
 def _minus(number: str) -> str:
@@ -501,7 +505,7 @@ def benchmark_html(
     )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1>"
         + "".join(sections)
         + f'<h2>Method</h2><p class="muted">Generated {generated_at:%Y-%m-%d %H:%M} UTC. '

@@ -49,6 +49,7 @@ navigation = st.navigation(
             page("anomalies.py", "Anomalies", "troubleshoot"),
             page("experiments.py", "Experiments", "science"),
             page("benchmarks.py", "Benchmarks", "compare_arrows"),
+            page("reports.py", "Reports", "summarize"),
         ],
         "Operations": [page("collector_status.py", "Collectors", "sync")],
     }

@@ -79,6 +79,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     service.poll_tasks = poll_tasks(config, service.control)
+    from collectors.weekly_reports import WeeklyReports
+
+    service.poll_tasks.append(WeeklyReports(service.paths.root, config.metrics).tick)
     if config.alerts.enabled:
         from collectors.alerts.runner import Alerting, receivers_from
 
@@ -290,11 +293,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write the release benchmark report from the published snapshot (safe while serving)."""
+    """Write the release benchmark report and the weekly report from the published snapshot
+    (safe while serving)."""
     from analysis.benchmarks import BenchmarkSettings, Slice, compare_periods, releases
     from analysis.report import benchmark_csv, benchmark_html
     from collectors.snapshot import open_snapshot
 
+    if args.weekly:
+        code = _weekly_report(args)
+        if code or args.weekly_only:
+            return code
     con = open_snapshot(_paths(args).serving).con
     names = [r for r, _ in releases(con)]
     candidate = args.release or (names[-1] if names else None)
@@ -325,6 +333,33 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"{candidate} vs {baseline}: {len(result.regressions)} regression(s) flagged; "
         f"wrote {args.out}" + (f" and {args.csv}" if args.csv else "")
     )
+    return 0
+
+
+def _weekly_report(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from collectors.weekly_reports import weekly_report_page, write_atomically
+
+    week_end = None
+    if args.week_ending:
+        try:
+            week_end = dt.datetime.fromisoformat(args.week_ending)
+        except ValueError:
+            print(
+                f"--week-ending {args.week_ending!r} is not a date (YYYY-MM-DD).", file=sys.stderr
+            )
+            return 2
+    config = _config(args)
+    made = weekly_report_page(
+        _paths(args).root, week_end, config.metrics if config is not None else ()
+    )
+    if made is None:
+        print("Cannot write the weekly report: no data has been published yet.", file=sys.stderr)
+        return 2
+    end, page = made
+    write_atomically(Path(args.weekly), page)
+    print(f"weekly report for the week ending {end:%Y-%m-%d} (Monday, UTC): wrote {args.weekly}")
     return 0
 
 
@@ -413,9 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "report",
-        help="write a release benchmark report (HTML, optional CSV)",
+        help="write the release benchmark report (HTML, optional CSV) and the weekly report",
         description="Compare two releases from the published snapshot and write a "
-        "self-contained HTML report (default: the latest release vs the one before).",
+        "self-contained HTML report (default: the latest release vs the one before); with "
+        "--weekly, also the weekly report (what changed, incidents, experiments, backlog) of "
+        "the last whole week, Monday to Monday UTC. The service writes the weekly report "
+        "into <data-dir>/reports/ every Monday by itself.",
     )
     p.add_argument("--baseline", help="baseline release (default: the one before --release)")
     p.add_argument("--release", help="candidate release (default: the latest)")
@@ -432,6 +470,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw",
         action="store_true",
         help="compare the releases as they ran, not at equal traffic load",
+    )
+    p.add_argument("--weekly", help="also write the weekly report (HTML) to this file")
+    p.add_argument(
+        "--weekly-only", action="store_true", help="write only the weekly report (with --weekly)"
+    )
+    p.add_argument(
+        "--week-ending",
+        help="the weekly report's week ends on the Monday at or before this date "
+        "(default: the last whole week of data)",
     )
     p.set_defaults(func=cmd_report)
     return parser

@@ -29,6 +29,7 @@ PAGES = {
     "anomalies": "Anomalies",
     "experiments": "Experiments",
     "benchmarks": "Benchmarks",
+    "reports": "Reports",
     "collector_status": "Collectors",
 }
 
