@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import load_strata as ls
+from analysis.first_seen import release_first_seen
 from analysis.metrics import Facts, Metric, metrics_on
 from analysis.sketch import ALPHA, bucket_edges, bucket_sql, bucket_value
 from analysis.stats import (
@@ -780,18 +781,18 @@ def outage_note(windows: Sequence[tuple[dt.datetime, dt.datetime]]) -> str:
 def releases(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dt.datetime]]:
     """Releases in order of first appearance (deployment, call or request). A deploy that
     failed or crashed never served traffic: it is not a release to compare (its traffic, if
-    any, still counts)."""
-    return [
-        (r, t)
-        for r, t in con.execute(
-            "SELECT release, min(t) AS first_seen FROM ("
-            " SELECT release, created_at AS t FROM deployments"
-            " WHERE upper(coalesce(status, '')) NOT IN ('FAILED', 'CRASHED')"
-            " UNION ALL SELECT release, started_at FROM calls"
-            " UNION ALL SELECT release, started_at FROM requests"
-            ") WHERE release IS NOT NULL GROUP BY release ORDER BY first_seen, release"
+    any, still counts). Calls and requests are read through their release-span rollups
+    (analysis.first_seen), so the list costs the same however long the history."""
+    first: dict[str, dt.datetime] = dict(
+        con.execute(
+            "SELECT release, min(created_at) FROM deployments WHERE release IS NOT NULL "
+            "AND created_at IS NOT NULL "
+            "AND upper(coalesce(status, '')) NOT IN ('FAILED', 'CRASHED') GROUP BY release"
         ).fetchall()
-    ]
+    )
+    for release, t in release_first_seen(con, ("calls", "requests")).items():
+        first[release] = min(t, first.get(release, t))
+    return sorted(first.items(), key=lambda item: (item[1], item[0]))
 
 
 def release_benchmarks(

@@ -31,6 +31,7 @@ from analysis.error_fingerprint import (
     normalise_frames,
     normalise_message,
 )
+from analysis.first_seen import release_first_seen
 from analysis.stats.frequentist import wilson_interval
 
 __all__ = [
@@ -60,21 +61,20 @@ WHERE occurred_at >= ? AND occurred_at < ?
 GROUP BY ALL
 """
 
-_RELEASE_ORDER_SQL = """
-SELECT release, min(t) AS first_at FROM (
-  SELECT release, coalesce(finished_at, created_at) AS t FROM deployments
-  WHERE release IS NOT NULL AND coalesce(upper(status), '') NOT IN ('FAILED', 'CRASHED', 'REMOVED')
-  UNION ALL
-  SELECT release, min(occurred_at) FROM errors WHERE release IS NOT NULL GROUP BY release
-  UNION ALL
-  SELECT release, min(started_at) FROM requests WHERE release IS NOT NULL GROUP BY release
-) GROUP BY release ORDER BY first_at
+_DEPLOYED_SQL = """
+SELECT release, min(coalesce(finished_at, created_at)) FROM deployments
+WHERE release IS NOT NULL AND coalesce(upper(status), '') NOT IN ('FAILED', 'CRASHED', 'REMOVED')
+GROUP BY release
 """
 
 
 def release_order(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Releases in the order they went live (deployments first, else first seen in data)."""
-    return [r[0] for r in con.execute(_RELEASE_ORDER_SQL).fetchall()]
+    """Releases in the order they went live (deployments first, else first seen in errors or
+    requests, read from the rollups: analysis.first_seen)."""
+    first: dict[str, datetime] = {r: t for r, t in con.execute(_DEPLOYED_SQL).fetchall() if t}
+    for release, t in release_first_seen(con, ("errors", "requests")).items():
+        first[release] = min(t, first.get(release, t))
+    return sorted(first, key=lambda r: (first[r], r))
 
 
 @dataclass(frozen=True)

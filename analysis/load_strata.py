@@ -67,9 +67,16 @@ class LoadStrata:
 
 
 def load_strata(con: duckdb.DuckDBPyConnection, bins: int = DEFAULT_BINS) -> LoadStrata | None:
-    """Each hour with calls and its load stratum, or None when there are no calls."""
+    """Each hour with calls and its load stratum, or None when there are no calls. Calls per
+    hour are read from the calls_hourly rollup when the snapshot has it (a few rows an hour,
+    however long the history), else counted from the calls."""
+    has_rollup = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'calls_hourly'"
+    ).fetchone()
     rows = con.execute(
-        "SELECT date_trunc('hour', started_at) AS hour, count(*) FROM calls "
+        "SELECT hour, sum(n) FROM calls_hourly GROUP BY 1 HAVING sum(n) > 0 ORDER BY 1"
+        if has_rollup and has_rollup[0]
+        else "SELECT date_trunc('hour', started_at) AS hour, count(*) FROM calls "
         "WHERE started_at IS NOT NULL GROUP BY 1 ORDER BY 1"
     ).fetchall()
     if not rows:

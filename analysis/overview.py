@@ -16,6 +16,7 @@ from typing import cast
 import duckdb
 import pandas as pd
 
+from analysis import first_seen
 from analysis.deployments import deployments  # noqa: F401 - app/views/experiments.py reads it here
 from analysis.metrics import builtin_metrics, metric_series, metric_value
 
@@ -198,8 +199,7 @@ def hourly_trend(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime)
         frame = series if frame is None else frame.merge(series, on="hour", how="outer")
     assert frame is not None  # the loop read three series
     # The hour still being collected would read as a sudden drop in volume: leave it out.
-    row = con.execute("SELECT max(started_at) FROM calls").fetchone()
-    latest = row[0] if row else None
+    latest = first_seen.latest(con, "calls")
     if latest is not None:
         frame = frame[frame["hour"] < latest.replace(minute=0, second=0, microsecond=0)]
     return frame.sort_values("hour").reset_index(drop=True)
@@ -217,5 +217,4 @@ def data_end(con: duckdb.DuckDBPyConnection) -> datetime | None:
 
 def latest_request_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """The newest request: where short windows (the last 5 minutes of an SLO) must end."""
-    row = con.execute("SELECT max(started_at) FROM requests").fetchone()
-    return cast(datetime | None, row[0]) if row else None
+    return first_seen.latest(con, "requests")

@@ -210,5 +210,23 @@ ROLLUPS: tuple[Rollup, ...] = (
 )
 
 
+def _release_span(table: str, t: str) -> Rollup:
+    """Per hour and release: the first and last time of `table`'s rows (exact), so the first
+    sighting of a release and the newest row are read without scanning the history."""
+    return Rollup(
+        f"{table}_release_span",
+        table,
+        f"SELECT {HOUR.format(t=t)}, release, min({t}) AS first_at, max({t}) AS last_at, "
+        "count(*) AS n FROM src GROUP BY ALL",
+    )
+
+
+ROLLUPS += (
+    _release_span("requests", "started_at"),
+    _release_span("calls", "started_at"),
+    _release_span("errors", "occurred_at"),
+)
+
+
 def rollups_for(table_name: str) -> list[Rollup]:
     return [r for r in ROLLUPS if r.source == table_name]

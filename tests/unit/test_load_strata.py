@@ -16,6 +16,7 @@ from analysis.sketch import ALPHA, bucket_index, bucket_value
 from analysis.stats import PostStratified, Proportion, SampleMean
 from analysis.stats.statistics import quantile_ranks
 from bench.bench_experiment import create_schema
+from tests.rollup_tables import build_rollups
 
 
 def _histogram(values):
@@ -114,6 +115,8 @@ def test_hours_are_cut_into_load_strata_by_their_calls():
     assert by_hour[start] == by_hour[start + dt.timedelta(hours=1)] == 0  # equal loads together
     assert by_hour[start + dt.timedelta(hours=9)] == 4
     assert list(strata.strata) == sorted(strata.strata)  # load only rises here, so do strata
+    build_rollups(con, "calls")  # as in a snapshot: the same strata from the hourly rollup
+    assert ls.load_strata(con, bins=5) == strata
 
 
 # --------------------------------------------------------------- on a warehouse
