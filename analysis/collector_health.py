@@ -54,3 +54,63 @@ def recent_rejects(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pd.DataF
         "ORDER BY reject_id DESC LIMIT ?",
         [limit],
     ).df()
+
+
+def run_by_id(con: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, object] | None:
+    """One run's record (collector_runs), or None until it is published."""
+    row = con.execute(
+        "SELECT run_id, source, status, rows_read, rows_inserted, rows_updated, rows_rejected, "
+        "date_diff('millisecond', started_at, ended_at) / 1000.0 AS seconds, error "
+        "FROM collector_runs WHERE run_id = ?",
+        [run_id],
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("run_id", "source", "status", "rows_read", "rows_inserted", "rows_updated",
+            "rows_rejected", "seconds", "error")  # fmt: skip
+    return dict(zip(keys, row, strict=True))
+
+
+def _count(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def run_now_status(
+    job: str,
+    request: dict[str, object],
+    progress: dict[str, object] | None,
+    run: dict[str, object] | None,
+) -> tuple[str, str, float | None]:
+    """What the Collectors page says about a run someone asked for: (state, sentence, share
+    done or None). The progress line counts only once the requested run has started (the
+    progress record still holds the previous run's until then); the result gives the run's
+    row counts and, when it failed, the reason."""
+    status = str(request.get("status") or "")
+    if status == "pending":
+        return "waiting", f"{job}: queued, waiting for the collectors service to start it.", None
+    if status == "running":
+        p = progress or {}
+        claimed = str(request.get("claimed_at") or "")
+        started = str(p.get("started_at") or "")
+        if p.get("state") != "running" or (claimed and started and started < claimed):
+            return "starting", f"{job}: starting…", None
+        rows = _count(p.get("rows_read"))
+        done, total = _count(p.get("done")), _count(p.get("total"))
+        share = min(1.0, done / total) if total else None
+        part = f" ({share:.0%})" if share is not None else ""
+        return "running", f"{job}: running{part}, {rows:,} rows read so far.", share
+    reason = str(request.get("message") or "")
+    if run is None:
+        ended = f"{job}: the run finished {status}" + (f": {reason}" if reason else ".")
+        return status or "done", ended, None
+    counts = (
+        f"{_count(run['rows_read']):,} rows read, {_count(run['rows_inserted']):,} new, "
+        f"{_count(run['rows_updated']):,} updated, {_count(run['rows_rejected']):,} rejected"
+    )
+    took = run.get("seconds")
+    lasted = f" in {took:.1f} s" if isinstance(took, int | float) else ""
+    if status == "failed":
+        why = reason or str(run.get("error") or "no reason recorded")
+        return "failed", f"{job}: the run failed{lasted}: {why}. Before it failed: {counts}.", None
+    partial = " Some rows were rejected; see Rejected rows below." if status == "partial" else ""
+    return status, f"{job}: the run finished {status}{lasted}: {counts}.{partial}", None

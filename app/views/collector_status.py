@@ -119,32 +119,64 @@ for job, schedule in schedules.items():
                 )
 
 
-@fragment(run_every="1s")
-def progress():
-    requests = {job: st.session_state.get(f"request-{job}") for job in schedules}
+RUN_COLUMNS = {
+    "run_id": st.column_config.NumberColumn("Run", format="%d"),
+    "source": "Source",
+    "started_at": st.column_config.DatetimeColumn("Started (UTC)"),
+    "ended_at": st.column_config.DatetimeColumn("Ended (UTC)"),
+    "seconds": st.column_config.NumberColumn("Duration (s)", format="%.1f"),
+    "status": "Status",
+    "rows_read": st.column_config.NumberColumn("Rows read", format="%d"),
+    "rows_inserted": st.column_config.NumberColumn("New rows", format="%d"),
+    "rows_updated": st.column_config.NumberColumn("Updated rows", format="%d"),
+    "rows_rejected": st.column_config.NumberColumn("Rejected rows", format="%d"),
+    "attempts": st.column_config.NumberColumn("Attempts", format="%d"),
+    "error": st.column_config.TextColumn("Why it failed", width="large"),
+}
+SAY = {"failed": st.error, "partial": st.warning, "ok": st.success}
+
+
+# Refreshes by itself: a requested run's progress, then its result with row counts (or why it
+# failed), and the recent runs as the service publishes them.
+@fragment(run_every="2s")
+def runs() -> None:
     live = control.progress()
-    for job, request_id in requests.items():
+    con = data.cursor()
+    for job in schedules:
+        request_id = st.session_state.get(f"request-{job}")
         if request_id is None:
             continue
         request = control.request(request_id) or {}
-        p = live.get(job, {})
-        if request.get("status") in ("pending", "running"):
-            done, total = p.get("done"), p.get("total")
-            text = f"{job}: {request['status']}, {p.get('rows_read', 0):,} rows read"
-            st.progress(min(1.0, done / total) if done and total else 0.0, text=text)
+        run_id = request.get("run_id")
+        run = collector_health.run_by_id(con, int(run_id)) if run_id is not None else None
+        state, text, share = collector_health.run_now_status(job, request, live.get(job), run)
+        if state in ("waiting", "starting", "running"):
+            st.progress(share or 0.0, text=markdown_literal(text))
         else:
-            st.caption(
-                markdown_literal(
-                    f"{job}: last requested run finished {request.get('status')}"
-                    + (f": {request['message']}" if request.get("message") else "")
-                )
-            )
+            SAY.get(state, st.info)(markdown_literal(text))
+    st.subheader("Recent runs")
+    recent = collector_health.recent_runs(con)
+    failed = int((recent["status"] == "failed").sum()) if not recent.empty else 0
+    if failed:
+        st.caption(
+            f"{failed} of the last {len(recent)} runs failed; the reason is in the last column."
+        )
+    data_table(recent, hide_index=True, width="stretch", column_config=RUN_COLUMNS)
 
 
-progress()
+runs()
 
-st.subheader("Recent runs")
-data_table(collector_health.recent_runs(data.cursor()), hide_index=True, width="stretch")
 st.subheader("Rejected rows")
 st.caption("Rows that did not fit the schema, with the reason. Everything valid was kept.")
-data_table(collector_health.recent_rejects(data.cursor()), hide_index=True, width="stretch")
+data_table(
+    collector_health.recent_rejects(data.cursor()),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "rejected_at": st.column_config.DatetimeColumn("Rejected (UTC)"),
+        "source": "Source",
+        "table_name": "Table",
+        "reason": st.column_config.TextColumn("Reason", width="large"),
+        "row_json": "Row as received",
+    },
+)
