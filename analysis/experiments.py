@@ -218,7 +218,7 @@ _JOIN = {
 def _with(metric: Metric, unit_type: str, columns: str) -> str:
     return (
         f"WITH {_UNITS},\nfacts AS ({metric.sql}),\n"
-        f"joined AS (SELECT u.unit_id, u.variant, u.day, u.caller_id, {columns}\n"
+        f"joined AS (SELECT u.unit_id, u.uid, u.variant, u.day, u.caller_id, {columns}\n"
         f"    {_JOIN[unit_type]})\n"
     )
 
@@ -290,24 +290,34 @@ _RATIO_PRODUCTS = ", ".join(
 )
 
 
-def _cuped_ratio_sql(metric: Metric, unit_type: str) -> str:
+def _cuped_ratio_sql(metric: Metric, unit_type: str, unique: bool) -> str:
     """Per (variant, day): n, Σm, Σd, Σmx, Σdx and the ten products, over every exposed unit:
     its sums in the experiment (0 without facts) and its caller's sums of the same numerator
     and denominator over the pre-period (0 for a new caller, a constant, so unbiased). Every
-    exposed unit carries its covariate whatever happened after exposure."""
+    exposed unit carries its covariate whatever happened after exposure. With unique unit
+    ids the units are keyed by their integer row number (`uid`), cheaper than the strings."""
     cols = _ratio_columns(metric)
+    key = "uid" if unique else "unit_id"
+    units = (
+        "(SELECT variant, day, uid, caller_id FROM units)"
+        if unique
+        else "(SELECT DISTINCT variant, day, unit_id, caller_id FROM units)"
+    )
     return _with(metric, unit_type, cols) + (  # noqa: S608 - registry SQL, fixed fragments
-        ", post AS (SELECT variant, day, unit_id, coalesce(sum(m), 0.0) AS m, "  # noqa: S608
+        f", post AS (SELECT variant, day, {key}, coalesce(sum(m), 0.0) AS m, "  # noqa: S608
         "coalesce(sum(d), 0.0) AS d FROM joined GROUP BY ALL),\n"
-        f"pre AS (SELECT c.caller_id, coalesce(sum(m), 0.0) AS mx, coalesce(sum(d), 0.0) AS dx "
-        f"FROM (SELECT f.call_id, {cols} FROM facts f "
-        "WHERE f.ts >= $pre_start AND f.ts < $pre_end) f "
-        "JOIN (SELECT DISTINCT call_id, caller_id FROM calls) c ON c.call_id = f.call_id "
+        f"prefacts AS (SELECT f.call_id, {cols} FROM facts f "
+        "WHERE f.ts >= $pre_start AND f.ts < $pre_end),\n"
+        # DISTINCT: a call row stored twice must not count its facts twice; only the calls
+        # with pre-period facts are deduplicated, not the whole table
+        "pre AS (SELECT c.caller_id, coalesce(sum(m), 0.0) AS mx, coalesce(sum(d), 0.0) AS dx "
+        "FROM prefacts f JOIN (SELECT DISTINCT call_id, caller_id FROM calls "
+        "WHERE call_id IN (SELECT call_id FROM prefacts)) c ON c.call_id = f.call_id "
         "WHERE c.caller_id IS NOT NULL GROUP BY 1),\n"
         "per AS (SELECT u.variant, u.day, coalesce(p.m, 0.0) AS m, coalesce(p.d, 0.0) AS d, "
         "coalesce(q.mx, 0.0) AS mx, coalesce(q.dx, 0.0) AS dx "
-        "FROM (SELECT DISTINCT variant, day, unit_id, caller_id FROM units) u "
-        "LEFT JOIN post p ON p.unit_id = u.unit_id AND p.variant = u.variant AND p.day = u.day "
+        f"FROM {units} u "
+        f"LEFT JOIN post p ON p.{key} = u.{key} AND p.variant = u.variant AND p.day = u.day "
         "LEFT JOIN pre q ON q.caller_id = u.caller_id)\n"
         f"SELECT variant, day, count(*), sum(m), sum(d), sum(mx), sum(dx), {_RATIO_PRODUCTS} "
         "FROM per GROUP BY ALL"
@@ -349,10 +359,9 @@ def _daily_statistics(
             stat = Proportion(n, s) if metric.type == "proportion" else SampleMean(n, s, ss)
             out.setdefault(arm, {})[day] = stat
     elif use_cuped:
-        for arm, day, n, *sums in _run(con, _cuped_ratio_sql(metric, definition.unit_type), values):
-            out.setdefault(arm, {})[day] = RegressionAdjustedRatio(
-                n, tuple(sums[:4]), tuple(sums[4:])
-            )
+        sql = _cuped_ratio_sql(metric, definition.unit_type, bool(values.get("units_unique")))
+        for arm, day, n, *sums in _run(con, sql, values):
+            out.setdefault(arm, {})[day] = _adjusted_ratio(n, sums)
     else:
         rows = {
             (arm, day): rest
@@ -360,6 +369,16 @@ def _daily_statistics(
         }
         _fill_ratios(out, rows, exposures)
     return out
+
+
+def _adjusted_ratio(n: int, sums: Sequence[Any]) -> RegressionAdjustedRatio:
+    """ΣM, ΣD, ΣMx, ΣDx and the ten products, as the statements select them (NULL: 0)."""
+    v = [float(x or 0.0) for x in sums]
+    return RegressionAdjustedRatio(
+        int(n),
+        (v[0], v[1], v[2], v[3]),
+        (v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13]),
+    )
 
 
 def _fill_ratios(
@@ -420,8 +439,10 @@ def _calls_columns(parts: Sequence[dict[str, str]]) -> list[str]:
 def _calls_sql(parts: Sequence[dict[str, str]], use_cuped: bool) -> str:
     """Per (variant, day): for each single metric j count, Σy, Σy² (and with CUPED, over the
     units with a value: Σx, Σx², Σxy and #x over those with a pre-period, and Σy over those
-    without), for each ratio metric #units, Σm, Σm², Σd, Σd², Σmd: the statements of
-    `_single_sql`, `_cuped_sql` and `_ratio_sql` when each unit has at most one calls row,
+    without), for each ratio metric #units, Σm, Σm², Σd, Σd², Σmd (with CUPED, the 14 sums of
+    `_cuped_ratio_sql` over the units with a call, the caller's pre-period beside): the
+    statements of `_single_sql`, `_cuped_sql`, `_ratio_sql` and `_cuped_ratio_sql` when each
+    unit has at most one calls row,
     read from the columns the units table carries (`_units_build_sql`). Filling a missing
     covariate with the mean one happens in `_fill_covariate`, so this is one pass."""
     # CASE rather than FILTER: the same sums, measurably cheaper over a million units.
@@ -440,6 +461,20 @@ def _calls_sql(parts: Sequence[dict[str, str]], use_cuped: bool) -> str:
                     f"count({x})",
                     f"sum(CASE WHEN x{j} IS NULL THEN {y} END)",
                 ]
+        elif use_cuped:  # RegressionAdjustedRatio: every unit, 0 where the call has no fact
+            k, m, d = f"k{j}", f"m{j}", f"d{j}"
+            pre += [
+                f"sum(CASE WHEN {k} THEN {m} ELSE 0.0 END) AS mx{j}",
+                f"sum(CASE WHEN {k} THEN {d} ELSE 0.0 END) AS dx{j}",
+            ]
+            four = (
+                f"CASE WHEN {k} THEN {m} ELSE 0.0 END",
+                f"CASE WHEN {k} THEN {d} ELSE 0.0 END",
+                f"coalesce(mx{j}, 0.0)",
+                f"coalesce(dx{j}, 0.0)",
+            )
+            out += [f"sum({a})" for a in four]
+            out += [f"sum(({a}) * ({b}))" for i, a in enumerate(four) for b in four[i:]]
         else:
             k, m, d = f"k{j}", f"m{j}", f"d{j}"
             out += [f"count(*) FILTER (WHERE {k})"] + [
@@ -454,7 +489,7 @@ def _calls_sql(parts: Sequence[dict[str, str]], use_cuped: bool) -> str:
     if not pre:
         return f"{select} FROM ({base}) GROUP BY variant, day"
     # The pre-period reads the registry's calls fragments with the caller on the same row.
-    values = [c for c in _calls_columns(parts) if c.rsplit(" AS ", 1)[1].startswith("y")]
+    values = _calls_columns(parts)
     facts = f"SELECT caller_id, started_at AS ts, {', '.join(values)} FROM calls"  # noqa: S608
     pre_sql = (
         f"SELECT caller_id, {', '.join(pre)} FROM ({facts}) "  # noqa: S608 - fixed fragments
@@ -511,6 +546,15 @@ def _calls_statistics(
     at = 2  # after variant, day
     for i in order:
         metric, stats = metrics[i], out[i]
+        if "value" not in parts[i] and use_cuped:
+            # units without a calls row add n and nothing else: n comes from the exposures
+            adjusted = {(r[0], r[1]): r[at : at + 14] for r in rows}
+            for arm, days in exposures.items():
+                for day, n in days.items():
+                    row = adjusted.get((arm, day), (0.0,) * 14)
+                    stats[arm][day] = _adjusted_ratio(n, row)
+            at += 14
+            continue
         if "value" not in parts[i]:
             ratios = {(r[0], r[1]): r[at : at + 6] for r in rows if r[at]}
             _fill_ratios(stats, ratios, exposures)
@@ -831,8 +875,6 @@ def _evaluate(
         tuple[Metric, str, Statistic | None, Statistic | None, str, tuple[Cumulative, ...]]
     ] = []
     use_cuped = definition.cuped and pre_start is not None
-    if use_cuped:  # ratio metrics then read their pre-period in their own statement
-        parts = {i: p for i, p in parts.items() if "value" in p}
     shared = _calls_statistics(con, metrics, parts, values, exposures, use_cuped)
     for i, metric in enumerate(metrics):
         stats, error, daily = _metric_statistics(
