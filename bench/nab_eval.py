@@ -42,7 +42,7 @@ from analysis.nab_score import (  # noqa: E402
 )
 from analysis.online_anomalies import OnlineConfig, scan  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
+SHARED = ROOT / "tests" / "data"  # copies of ../shared/nab and ../shared/nab-more
 FOLDERS = {"nab": SHARED / "nab", "nab-more": SHARED / "nab-more"}
 GRID = {"tail_factor": (1.25, 1.5, 2.0), "tail_quantile": (0.5, 0.75, 0.9)}
 

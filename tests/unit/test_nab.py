@@ -1,6 +1,7 @@
 """NAB scoring (checked against NAB's published values and hand computation) and the online
-detector's results on both development folders (../shared/nab, ../shared/nab-more), against the rolling median/MAD
-baseline."""
+detector's results on both development folders, against the rolling median/MAD baseline. The
+folders (tests/data/nab and tests/data/nab-more, MIT-licensed NAB series) are copies of the team's
+../shared/nab and ../shared/nab-more, carried in the repository so that a clean clone runs these."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from analysis.nab_score import (
     scaled_sigmoid,
 )
 
-NAB_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "nab"
+NAB_ROOT = Path(__file__).resolve().parents[1] / "data" / "nab"  # tests/data: see conftest
 
 
 # --- scoring, on small hand-made files ---------------------------------------------------

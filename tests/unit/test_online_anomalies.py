@@ -34,7 +34,7 @@ from analysis.online_anomalies import (
     update,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED = Path(__file__).resolve().parents[1] / "data"  # the NAB development series
 FOLDERS = ("nab", "nab-more")
 PARIS = "Europe/Paris"
 
