@@ -188,28 +188,11 @@ def _mark_damaged_days(
             for day, d in entry["days"].items():
                 if d["file"] in problems and table_name in TABLES:
                     days.add((table_name, day))
-    con.executemany(
-        "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING",
-        sorted(days),
-    )
-
-
-def _mark_new_rollups(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> None:
-    """A rollup this snapshot has never had (added by an upgrade) is built for every day its
-    source table has, once; after that it is kept up to date with the rest."""
-    days = [
-        (r.source, day)
-        for r in ROLLUPS
-        if r.name not in manifest.get("rollups", {})
-        for day in manifest.get("tables", {}).get(r.source, {}).get("days", {})
-    ]
-    if not days:
-        return
-    log.info("building new rollups for %d published days", len(days))
-    con.executemany(
-        "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING",
-        sorted(set(days)),
-    )
+    if days:  # executemany refuses an empty list
+        con.executemany(
+            "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING",
+            sorted(days),
+        )
 
 
 def _resume_state(
@@ -232,9 +215,11 @@ def _resume_state(
     if state.get("base") == base:
         return dict(state)
     path.unlink(missing_ok=True)  # someone published in between (e.g. `publish --full`)
-    con.executemany(
-        "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING", done
-    )
+    if done:
+        con.executemany(
+            "INSERT INTO dirty_partitions VALUES (?, CAST(? AS DATE)) ON CONFLICT DO NOTHING",
+            done,
+        )
     return None
 
 
@@ -257,9 +242,11 @@ def _note_progress(
     except OSError as exc:  # e.g. the disk is full: the retry rewrites those days
         log.warning("could not note the publish's progress (%s)", exc)
         return
-    con.executemany(
-        "DELETE FROM dirty_partitions WHERE table_name = ? AND day = CAST(? AS DATE)", done_iso
-    )
+    if done_iso:  # a publish can fail before it finishes a day
+        con.executemany(
+            "DELETE FROM dirty_partitions WHERE table_name = ? AND day = CAST(? AS DATE)",
+            done_iso,
+        )
 
 
 def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResult:
@@ -283,11 +270,11 @@ def publish(con: duckdb.DuckDBPyConnection, serving: str | Path) -> PublishResul
             assert base is not None  # set from `current`
             manifest, version = current, base + 1
         _mark_damaged_days(con, serving, manifest)
-        _mark_new_rollups(con, manifest)
         dirty = con.execute("SELECT table_name, day FROM dirty_partitions ORDER BY ALL").fetchall()
         files = 0
         done: list[tuple[str, date]] = []
         try:
+            files += _build_new_rollups(con, serving, manifest, dirty, version)
             files += _publish_days(con, serving, manifest, dirty, version, done)
             files += _publish_bookkeeping(con, serving, manifest, version)
             manifest["version"] = version
@@ -394,6 +381,49 @@ def _drop_staged(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE IF EXISTS src")
     for rollup in ROLLUPS:
         con.execute(f"DROP TABLE IF EXISTS _rollup_{rollup.name}")
+
+
+def _build_new_rollups(
+    con: duckdb.DuckDBPyConnection,
+    serving: Path,
+    manifest: Manifest,
+    dirty: list[tuple[str, date]],
+    version: int,
+) -> int:
+    """A rollup this snapshot has never had (added by an upgrade) is built once for every day
+    its source table has published, writing only its own files (the raw days are not
+    rewritten; days being republished anyway get it there). It enters the manifest only when
+    all its days are written, so a failed publish builds it again. Returns the files written."""
+    files = 0
+    republished = set(dirty)
+    for rollup in ROLLUPS:
+        if rollup.name in manifest["rollups"]:
+            continue
+        published = sorted(manifest["tables"].get(rollup.source, {}).get("days", {}))
+        if not published:
+            continue
+        log.info("building the new rollup %s for %d days", rollup.name, len(published))
+        t = TABLES[rollup.source].time_column
+        entry: dict[str, Any] = {"days": {}}
+        for key in published:
+            day = date.fromisoformat(key)
+            if (rollup.source, day) in republished:
+                continue
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM {rollup.source} "
+                f"WHERE {t} >= ? AND {t} < ? ORDER BY {t}",
+                _day_range(day),
+            )
+            target = serving / "rollups" / rollup.name / f"{key}-v{version}.parquet"
+            rows = _copy(con, f"SELECT * FROM ({rollup.select})", [], target)
+            if rows:
+                entry["days"][key] = {"file": _rel(serving, target), "rows": rows}
+                files += 1
+            else:
+                _unlink(target)
+        con.execute("DROP TABLE IF EXISTS src")
+        manifest["rollups"][rollup.name] = entry
+    return files
 
 
 def _publish_days(

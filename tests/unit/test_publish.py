@@ -112,11 +112,54 @@ def test_a_rollup_the_snapshot_never_had_is_built_for_every_published_day(con, t
     older = json.loads(path.read_text())
     del older["rollups"]["requests_latency_hist"]
     path.write_text(json.dumps(older))
-    days = len(older["tables"]["requests"]["days"])
-    assert publish(con, tmp_path / "serving").days_written == days
+    result = publish(con, tmp_path / "serving")
+    assert result.days_written == 0  # the raw days are not rewritten
+    assert result.files_written == len(older["tables"]["requests"]["days"]) + 4  # + bookkeeping
+    newer = read_manifest(tmp_path / "serving")
+    assert newer["tables"]["requests"] == older["tables"]["requests"]
     snap = open_snapshot(tmp_path / "serving")
     assert snap.con.execute("SELECT sum(n) FROM requests_latency_hist").fetchone()[0] == 96
-    assert publish(con, tmp_path / "serving").days_written == 0  # once only
+    assert publish(con, tmp_path / "serving").files_written == 4  # once only
+
+
+def test_a_new_rollup_and_a_new_row_on_the_same_day(con, tmp_path):
+    run_source(con, Rows([req(i, i * 60) for i in range(48)]))
+    publish(con, tmp_path / "serving")
+    path = tmp_path / "serving" / "manifest.json"
+    older = json.loads(path.read_text())
+    del older["rollups"]["requests_latency_hist"]
+    path.write_text(json.dumps(older))
+    run_source(con, Rows([req(10_000, 0)]))
+    publish(con, tmp_path / "serving")
+    snap = open_snapshot(tmp_path / "serving")
+    assert snap.con.execute("SELECT sum(n) FROM requests_latency_hist").fetchone()[0] == 49
+
+
+def test_a_new_rollup_that_fails_part_way_is_built_whole_by_the_next_publish(
+    con, tmp_path, monkeypatch
+):
+    import collectors.publish as publish_module
+
+    run_source(con, Rows([req(i, i * 60) for i in range(24 * 4)]))
+    publish(con, tmp_path / "serving")
+    path = tmp_path / "serving" / "manifest.json"
+    older = json.loads(path.read_text())
+    del older["rollups"]["requests_latency_hist"]
+    path.write_text(json.dumps(older))
+    real, seen = publish_module._copy, []
+
+    def copy(con, select, params, target):
+        seen.append(target)
+        if "requests_latency_hist" in str(target) and len(seen) == 2:
+            raise OSError(28, "No space left on device")
+        return real(con, select, params, target)
+
+    monkeypatch.setattr(publish_module, "_copy", copy)
+    with pytest.raises(OSError):
+        publish(con, tmp_path / "serving")
+    publish(con, tmp_path / "serving")
+    snap = open_snapshot(tmp_path / "serving")
+    assert snap.con.execute("SELECT sum(n) FROM requests_latency_hist").fetchone()[0] == 96
 
 
 def test_a_snapshot_with_missing_files_is_rebuilt(con, tmp_path, caplog):
