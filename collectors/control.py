@@ -425,7 +425,10 @@ class ControlStore:
             con.close()
 
     def _migrate(self) -> None:
-        with self._connect() as con:
+        # One migrating process at a time: the service and the app open a new store together,
+        # and both would read version 0 and create the same tables ("table ... already exists").
+        with open(f"{self.path}.migrate-lock", "a") as lock, self._connect() as con:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             con.execute("PRAGMA journal_mode=WAL")
             version = con.execute("PRAGMA user_version").fetchone()[0]
             for number, step in enumerate(SCHEMA, start=1):

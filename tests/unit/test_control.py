@@ -108,3 +108,28 @@ def test_recovery_keeps_what_it_can_read(tmp_path, caplog):
     assert store.schedules()["demo"].every_seconds == 120  # ...the others were kept
     assert list(store.experiments()) == ["prompt-v2"]
     assert "recreated" in caplog.text
+
+
+def _open_store(path: str, barrier) -> str:
+    barrier.wait()
+    try:
+        ControlStore(path)
+    except Exception as exc:  # reported to the parent, which names it
+        return repr(exc)
+    return ""
+
+
+def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
+    # The service and the app start together on a fresh data folder: both find no tables and
+    # would create them at once.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        path = str(tmp_path / f"control-{attempt}.sqlite")
+        with ctx.Manager() as manager:
+            barrier = manager.Barrier(6)
+            with ctx.Pool(6) as pool:
+                problems = pool.starmap(_open_store, [(path, barrier)] * 6)
+        assert problems == [""] * 6, problems
+        assert ControlStore(path).schedules() == {}
