@@ -122,6 +122,20 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
         "for": "2m",
         "description": "The snapshot the pages read is not being published.",
     },
+    {
+        # Shipped disabled, as an example to enable (docs/alerts.md says why): hours are judged
+        # once complete, so it confirms a fast incident after the rules above have paged it,
+        # often after the probe alert that would inhibit it has resolved.
+        "name": "turn_latency_anomaly",
+        "kind": "anomaly",
+        "severity": "warning",
+        "metric": "p95_e2e_latency",
+        "direction": "worse",
+        "keep_firing_for": "1h",
+        "enabled": False,
+        "description": "The hourly p95 end-to-end turn latency is out of the band the anomaly "
+        "detector expects for that hour of the day and week (the Anomalies page's verdicts).",
+    },
 )
 
 # Alertmanager inhibit rules: while a dependency is down, the errors, budget burn and latency it
