@@ -218,3 +218,17 @@ def data_end(con: duckdb.DuckDBPyConnection) -> datetime | None:
 def latest_request_at(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """The newest request: where short windows (the last 5 minutes of an SLO) must end."""
     return first_seen.latest(con, "requests")
+
+
+def partial_days(start: datetime, end: datetime) -> list[tuple[datetime, float]]:
+    """The days (their midnight, UTC) a daily chart of [start, end) shows only in part, with
+    the share of the day inside the period: a partial first or last day reads as a drop."""
+    out = []
+    for day in {start.replace(hour=0, minute=0, second=0, microsecond=0),
+                (end - timedelta(microseconds=1)).replace(hour=0, minute=0, second=0,
+                                                          microsecond=0)}:  # fmt: skip
+        inside = min(end, day + timedelta(days=1)) - max(start, day)
+        share = inside / timedelta(days=1)
+        if 0 < share < 1:
+            out.append((day, share))
+    return sorted(out)

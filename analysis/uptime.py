@@ -116,6 +116,41 @@ class SloStatus:
         return any(w.firing for w in self.windows)
 
 
+def _span(t: timedelta) -> str:
+    hours = t.total_seconds() / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{t.total_seconds() / 60:g} min"
+
+
+def budget_explanation(slo: SloStatus) -> str:
+    """Why the error budget and the burn-rate alert can disagree, in words: the budget is the
+    whole period's, the alert watches only its recent windows (Google SRE workbook)."""
+    if slo.sli is None or slo.error_budget_remaining is None:
+        return ""
+    bad = slo.total - slo.good
+    allowed = (1 - slo.objective) * slo.total
+    spent = (
+        f"The period had {bad:,} bad events of {slo.total:,}, where the "
+        f"{slo.objective * 100:g} % objective allows {allowed:,.0f}"
+    )
+    windows = ", ".join(_span(w.long_window) for w in slo.windows) or "recent"
+    if slo.firing:
+        return (
+            f"{spent}. The burn-rate alert is firing: bad events are arriving now fast enough "
+            f"to spend the budget early (its windows: the last {windows})."
+        )
+    if slo.error_budget_remaining < 0:
+        return (
+            f"{spent}: the budget is overspent by {-slo.error_budget_remaining:.0%}. The "
+            f"burn-rate alert is quiet because it watches only the last {windows}, where bad "
+            "events are below its thresholds: the budget was spent earlier (an outage or a bad "
+            "release) and is not being spent fast now."
+        )
+    return (
+        f"{spent}: {slo.error_budget_remaining:.0%} of the budget is left, and the burn-rate "
+        f"alert (the last {windows}) is quiet."
+    )
+
+
 @dataclass(frozen=True)
 class StartupReport:
     frame: pd.DataFrame  # per release: starts, p50/p95/max of startup_ms and init_ms
@@ -349,14 +384,18 @@ def probe_uptime_hourly(
 
 
 def probe_status(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
-    """Per target: its kind, last check, last status and error, checks in the window, share up
-    and latency p50/p95 (exact, over the window's raw checks)."""
+    """Per target: its kind, last check, last status and the last check's error (none when it
+    is up: an old error on a probe that is up misleads), the last failure and its error, checks
+    in the window, share up and latency p50/p95 (exact, over the window's raw checks)."""
     return con.execute(
         """
         SELECT target, any_value(kind) AS kind,
                max(checked_at) AS last_checked,
                arg_max(status, checked_at) AS last_status,
-               arg_max(error, checked_at) AS last_error,
+               arg_max_null(error, checked_at) AS last_error,
+               max(checked_at) FILTER (WHERE status IN ('down', 'pending')) AS last_failure_at,
+               arg_max(error, checked_at) FILTER (WHERE status IN ('down', 'pending'))
+                   AS last_failure_error,
                count(*) AS checks,
                100.0 * count(*) FILTER (WHERE status = 'up')
                    / nullif(count(*) FILTER (WHERE status <> 'maintenance'), 0) AS up_pct,

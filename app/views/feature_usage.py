@@ -1,5 +1,7 @@
 """Feature usage: which features callers use, how often, by how many, and the daily trend."""
 
+from datetime import timedelta
+
 import streamlit as st
 
 from analysis import overview, ux
@@ -34,4 +36,22 @@ data_table(
 )
 daily = data.analysed(ux.feature_usage_daily, start, end)
 features = [c for c in daily.columns if c != "day"]
-show(time_chart(daily, "day", {f: f for f in features}, deploys, title="Uses per day"))
+chart = time_chart(daily, "day", {f: f for f in features}, deploys, title="Uses per day")
+chart.update_layout(yaxis_title="uses per day", xaxis_title="day (UTC)")
+partial = overview.partial_days(start, end)
+for day, share in partial:  # shaded and labelled, so a partial day is not read as a drop
+    chart.add_vrect(
+        x0=day - timedelta(hours=12),
+        x1=day + timedelta(hours=12),
+        fillcolor="#8c959f",
+        opacity=0.15,
+        line_width=0,
+        annotation_text=f"partial day ({share:.0%})",
+        annotation_position="top left",
+    )
+show(chart)
+if partial:
+    st.caption(
+        "Shaded days are partial: the period covers only part of them, so their counts are "
+        "lower for that alone."
+    )

@@ -115,8 +115,14 @@ if slo.reason:
 else:
     a, b, c = st.columns(3)
     a.metric(f"SLI over {period_days} days", f"{slo.sli * 100:.3f} %")
-    b.metric("Error budget remaining", f"{slo.error_budget_remaining * 100:.1f} %")
+    b.metric(
+        "Error budget remaining",
+        f"{slo.error_budget_remaining * 100:.1f} %",
+        help="The share of the bad events the objective allows over the period that is not "
+        "used yet; negative when more went bad than it allows.",
+    )
     c.metric("Burn-rate alert", "firing" if slo.firing else "quiet")
+    st.info(uptime.budget_explanation(slo))
     data_table(
         [
             {

@@ -38,18 +38,32 @@ if probes.empty:
     st.caption("No probe results in this period.")
 else:
     for column, row in zip(st.columns(len(probes)), probes.itertuples(), strict=True):
+        # the p95 latency is a level, not a change: a caption, not an arrow delta
         column.metric(
             markdown_literal(f"{row.target} ({row.kind})", 80),
             markdown_literal(row.last_status, 80),
-            f"p95 {row.latency_p95_ms:,.0f} ms",
-            delta_color="off",
-            help=f"Last checked {row.last_checked}",
+            help=f"Last checked {row.last_checked} UTC",
         )
+        column.caption(f"p95 latency {row.latency_p95_ms:,.0f} ms over the period")
     data_table(
         probes,
         hide_index=True,
         width="stretch",
-        column_config={"up_pct": st.column_config.NumberColumn("up", format="%.3f %%")},
+        column_config={
+            "target": "Target",
+            "kind": "Kind",
+            "last_checked": st.column_config.DatetimeColumn("Last check (UTC)"),
+            "last_status": "Status now",
+            "last_error": st.column_config.TextColumn(
+                "Error now", help="The last check's error; empty when the target is up."
+            ),
+            "last_failure_at": st.column_config.DatetimeColumn("Last failure (UTC)"),
+            "last_failure_error": st.column_config.TextColumn("Its error", width="large"),
+            "checks": st.column_config.NumberColumn("Checks", format="%d"),
+            "up_pct": st.column_config.NumberColumn("Up (%)", format="%.3f %%"),
+            "latency_p50_ms": st.column_config.NumberColumn("Latency p50 (ms)", format="%.0f"),
+            "latency_p95_ms": st.column_config.NumberColumn("Latency p95 (ms)", format="%.0f"),
+        },
     )
     hourly = data.analysed(uptime.probe_uptime_hourly, start, end)
     latency = hourly.pivot(index="hour", columns="target", values="mean_latency_ms").reset_index()

@@ -1,0 +1,61 @@
+"""Readable pages (issue 14 item 5): Infrastructure shows no stale error on a probe that is up
+and no arrow for a latency level; Health explains the error budget beside the burn-rate alert;
+Feature usage marks its partial first and last days."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis.overview import partial_days
+from tests.conftest import REPO
+
+
+def run_page(name: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app" / "views" / f"{name}.py"), default_timeout=120).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_infrastructure_probes_show_no_stale_error_and_no_latency_arrows(with_demo):
+    at = run_page("infrastructure")
+    probes = next(d.value for d in at.dataframe if "last_status" in d.value.columns)
+    up = probes[probes["last_status"] == "up"]
+    assert len(up) and up["last_error"].isna().all()
+    probe_tiles = [m for m in at.metric if "(" in m.label]
+    assert probe_tiles and all(not m.delta for m in probe_tiles)
+    assert any("p95 latency" in c.value and "ms" in c.value for c in at.caption)
+
+
+def test_health_explains_the_error_budget_beside_the_burn_rate_alert(with_demo):
+    at = run_page("health")
+    state = next(m.value for m in at.metric if m.label == "Burn-rate alert")
+    said = " ".join(i.value for i in at.info).replace("\\", "")
+    assert "bad events of" in said and "objective allows" in said
+    assert ("alert is firing" in said) == (state == "firing")
+
+
+def test_feature_usage_marks_its_partial_days(with_demo):
+    at = run_page("feature_usage")
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    labels = [a.get("text", "") for a in spec["layout"].get("annotations", [])]
+    assert any(t.startswith("partial day") for t in labels)
+    assert any("Shaded days are partial" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (datetime(2026, 11, 3, 7), datetime(2026, 12, 3, 7),
+         [(datetime(2026, 11, 3), 17 / 24), (datetime(2026, 12, 3), 7 / 24)]),
+        (datetime(2026, 11, 3), datetime(2026, 12, 3), []),
+        (datetime(2026, 12, 2, 6), datetime(2026, 12, 2, 18), [(datetime(2026, 12, 2), 0.5)]),
+    ],
+)  # fmt: skip
+def test_partial_days(start, end, expected):
+    found = partial_days(start, end)
+    assert [d for d, _ in found] == [d for d, _ in expected]
+    assert [s for _, s in found] == pytest.approx([s for _, s in expected])
