@@ -1,9 +1,10 @@
-"""Conversations: outcomes, interruptions and per-turn latency; drill into one call's turns."""
+"""Conversations: outcomes, interruptions, repeat callers and per-turn latency; drill into one
+call's turns."""
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis import conversations, overview, ux
+from analysis import backlog, conversations, overview, ux
 from analysis.deployments import deployments
 from analysis.latency import STAGE_LABELS, stage_percentiles
 from analysis.vocabulary import OUTCOMES, STAGES
@@ -68,6 +69,29 @@ data_table(
         if c.endswith("_share")
     },
 )
+
+st.subheader("Repeat callers")
+repeats = data.analysed(backlog.repeat_callers, start, end)
+repeats = repeats[repeats["repeats"] > 0]
+if repeats.empty:
+    st.caption("No caller called back within 24 hours of a previous call in this period.")
+else:
+    st.caption(
+        f"{int(repeats['repeats'].sum()):,} calls came within 24 hours of the same caller's "
+        f"previous call, from {len(repeats):,} callers: calls the first one should have settled. "
+        "The callers who call back most often:"
+    )
+    data_table(
+        repeats.head(20),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "caller_id": "Caller",
+            "calls": st.column_config.NumberColumn("Calls in the period", format="%d"),
+            "repeats": st.column_config.NumberColumn("Called back within 24 h", format="%d"),
+            "resolved": st.column_config.NumberColumn("Resolved calls", format="%d"),
+        },
+    )
 
 st.subheader("Per-turn latency")
 st.caption("Each stage beside end to end; the stages overlap, so they do not add up.")

@@ -59,3 +59,12 @@ def test_partial_days(start, end, expected):
     found = partial_days(start, end)
     assert [d for d, _ in found] == [d for d, _ in expected]
     assert [s for _, s in found] == pytest.approx([s for _, s in expected])
+
+
+def test_conversations_shows_the_repeat_callers_the_demo_plants(with_demo):
+    at = run_page("conversations")
+    table = next(d for d in at.dataframe if "repeats" in d.value.columns)
+    repeats = table.value["repeats"]
+    assert len(repeats) > 0 and (repeats > 0).all() and repeats.is_monotonic_decreasing
+    assert json.loads(table.proto.columns)["repeats"]["label"] == "Called back within 24 h"
+    assert any("calls came within 24 hours" in c.value for c in at.caption)
