@@ -36,21 +36,41 @@ def show(fig: go.Figure) -> None:
     st.plotly_chart(_escaped(fig.to_plotly_json()), width="stretch")
 
 
+# More labels than this overlap at a 30-day range: the rest are lines with the release on hover.
+MAX_LABELS = 8
+
+
 def add_deploy_markers(fig: go.Figure, deployments: pd.DataFrame) -> go.Figure:
-    """A dashed vertical line per deployment (red for rollbacks), labelled with the release."""
-    for row in deployments.itertuples():
+    """A dashed vertical line per deployment (red for rollbacks), each named on hover; at most
+    MAX_LABELS are labelled (rollbacks first, then evenly spread), so labels stay legible at
+    any range. A deploy that failed never served traffic and gets no line."""
+    if deployments is None or deployments.empty:
+        return fig
+    shown = deployments
+    if "status" in shown:
+        shown = shown[~shown["status"].astype(str).str.upper().isin(["FAILED", "CRASHED"])]
+    rows = list(shown.itertuples())
+    rollbacks = [i for i, r in enumerate(rows) if r.is_rollback]
+    others = [i for i, r in enumerate(rows) if not r.is_rollback]
+    room = max(0, MAX_LABELS - len(rollbacks))
+    step = max(1, -(-len(others) // room)) if room else len(others) + 1
+    labelled = set(rollbacks[:MAX_LABELS]) | set(others[::-1][::step][:room])
+    for i, row in enumerate(rows):
         color = "#d62728" if row.is_rollback else "#7f7f7f"
+        name = f"deploy {row.release}" + (" (rollback)" if row.is_rollback else "")
         fig.add_vline(x=row.created_at, line_dash="dash", line_color=color, line_width=1)
-        fig.add_annotation(
+        fig.add_annotation(  # a label, or a small mark that names the release on hover
             x=row.created_at,
             y=1,
             yref="paper",
-            text=row.release,
+            text=row.release if i in labelled else "▾",
+            hovertext=name,
             showarrow=False,
-            textangle=-90,
-            xanchor="left",
+            textangle=-90 if i in labelled else 0,
+            xanchor="left" if i in labelled else "center",
             yanchor="top",
-            font={"size": 9, "color": color},
+            font={"size": 11 if i in labelled else 9, "color": color},
+            bgcolor="rgba(255,255,255,0.7)" if i in labelled else None,
         )
     return fig
 
@@ -85,7 +105,15 @@ def time_chart(
         "legend": {"orientation": "h", "y": -0.15},
         "hovermode": "x unified",
     }
+    layout["xaxis"] = {"title": {"text": "time (UTC)"}}
+    if len(series) == 1:
+        layout["yaxis"] = {"title": {"text": next(iter(series.values()))}}
     if secondary:
-        layout["yaxis2"] = {"overlaying": "y", "side": "right", "showgrid": False}
+        layout["yaxis2"] = {
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "title": {"text": ", ".join(secondary.values())},
+        }
     fig.update_layout(**layout)
     return add_deploy_markers(fig, deployments)

@@ -68,3 +68,31 @@ def test_conversations_shows_the_repeat_callers_the_demo_plants(with_demo):
     assert len(repeats) > 0 and (repeats > 0).all() and repeats.is_monotonic_decreasing
     assert json.loads(table.proto.columns)["repeats"]["label"] == "Called back within 24 h"
     assert any("calls came within 24 hours" in c.value for c in at.caption)
+
+
+def test_release_markers_stay_legible_at_a_long_range():
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from app.charts import MAX_LABELS, time_chart
+
+    deploys = pd.DataFrame(
+        {
+            "created_at": [datetime(2026, 11, 1) + timedelta(days=2 * i) for i in range(14)],
+            "release": [f"v1.{i}.0" for i in range(14)],
+            "is_rollback": [i == 5 for i in range(14)],
+            "status": ["FAILED" if i == 3 else "SUCCESS" for i in range(14)],
+        }
+    )
+    hours = pd.date_range("2026-11-01", periods=700, freq="h")
+    frame = pd.DataFrame({"hour": hours, "p95": range(700), "rate": range(700)})
+    fig = time_chart(frame, "hour", {"p95": "p95 latency (ms)"}, deploys,
+                     secondary={"rate": "5xx error rate (%)"})  # fmt: skip
+    marks = fig.layout.annotations
+    labels = [a.text for a in marks if a.text != "▾"]
+    assert len(labels) <= MAX_LABELS and "v1.5.0" in labels  # the rollback is always named
+    assert len(marks) == 13 and "deploy v1.3.0" not in {a.hovertext for a in marks}  # failed
+    assert {a.hovertext for a in marks} >= {"deploy v1.0.0", "deploy v1.5.0 (rollback)"}
+    assert fig.layout.yaxis.title.text == "p95 latency (ms)"
+    assert fig.layout.yaxis2.title.text == "5xx error rate (%)"
