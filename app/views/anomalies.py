@@ -31,8 +31,7 @@ DEFAULT_METRIC = "error_rate"
 
 st.title("Anomalies")
 freshness_banner()
-con = data.cursor()
-end = overview.data_end(con)
+end = data.analysed(overview.data_end)
 if end is None:
     st.caption("No data has been collected yet.")
     st.stop()
@@ -63,8 +62,8 @@ lookback = right.number_input(
 timezone = st.context.timezone or "UTC"
 
 chosen = metrics[metric]
-view = anomaly_view(
-    con,
+view = data.analysed(
+    anomaly_view,
     chosen,
     start,
     end,
@@ -78,7 +77,7 @@ figure = time_chart(
     frame,
     "hour",
     {"value": chosen.title},
-    deployments(con, start, end),
+    data.analysed(deployments, start, end),
     title=chart_title(chosen),
 )
 if not frame.empty and frame["status"].ne("learning").any():
