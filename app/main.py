@@ -52,7 +52,9 @@ navigation = st.navigation(
             page("reports.py", "Reports", "summarize"),
         ],
         "Operations": [page("collector_status.py", "Collectors", "sync")],
-    }
+    },
+    # every page listed: collapsed, Streamlit shows ten and hides the rest behind "View more"
+    expanded=True,
 )
 st.session_state[PAGE_KEY] = navigation.title
 shared_filters()  # the period, in the sidebar and the URL, the same on every page

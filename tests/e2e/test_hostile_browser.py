@@ -32,8 +32,14 @@ pytestmark = pytest.mark.e2e
 # navigation and heading anchors, on its own origin.
 FINDINGS = """() => {
   const found = [];
-  const own = (u) => !u || u.startsWith('#') || u.startsWith('/') || u.startsWith(location.origin)
-    || u.startsWith('data:') || u.startsWith('blob:');
+  // a relative link (a page's filters in its query) resolves to this origin: still its own
+  const own = (u) => {
+    if (!u || u.startsWith('#')) return true;
+    try {
+      const url = new URL(u, location.href);
+      return url.origin === location.origin || url.protocol === 'data:' || url.protocol === 'blob:';
+    } catch (e) { return false; }
+  };
   for (const a of document.querySelectorAll('a')) {
     const href = a.getAttribute('href') || a.getAttribute('xlink:href') || '';
     if (!own(href)) found.push('link ' + href.slice(0, 60));
