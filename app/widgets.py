@@ -160,6 +160,25 @@ def freshness_banner(stale_after_minutes: float = 10) -> None:
         )
 
 
+# Units are explicit in column names (DESIGN.md): a header shows them in words.
+_UNITS = (("_ms", "ms"), ("_pct", "%"), ("_s", "s"), ("_bytes", "bytes"), ("_mb", "MB"))
+
+
+def column_label(name: str) -> str:
+    """A column's header in words with its unit: 'latency_p95_ms' -> 'latency p95 (ms)'."""
+    for suffix, unit in _UNITS:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return f"{name[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return name.replace("_", " ")
+
+
 def data_table(frame, **kwargs) -> None:
-    """st.dataframe with formula-safe text (its toolbar downloads what it shows as CSV)."""
+    """st.dataframe with formula-safe text (its toolbar downloads what it shows as CSV) and
+    headers in words with units for the columns the page does not label itself."""
+    if hasattr(frame, "columns"):  # a DataFrame (pandas is not imported here for that alone)
+        given = dict(kwargs.get("column_config") or {})
+        labels = {
+            c: column_label(c) for c in frame.columns if isinstance(c, str) and c not in given
+        }
+        kwargs["column_config"] = {**labels, **given}
     st.dataframe(spreadsheet_safe(frame), **kwargs)

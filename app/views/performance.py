@@ -9,7 +9,7 @@ from analysis.deployments import deployments
 from analysis.vocabulary import STAGES
 from app import data
 from app.charts import show, time_chart
-from app.widgets import data_table, freshness_banner, period_picker
+from app.widgets import column_label, data_table, freshness_banner, period_picker
 
 st.title("Performance")
 freshness_banner()
@@ -27,11 +27,11 @@ data_table(
     hide_index=True,
     width="stretch",
     column_config={
-        c: st.column_config.NumberColumn(c, format="%.1f")
+        c: st.column_config.NumberColumn(column_label(c), format="%.1f")
         for c in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")
     }
     | {
-        c: st.column_config.NumberColumn(c, format="%.2f %%")
+        c: st.column_config.NumberColumn(column_label(c), format="%.2f %%")
         for c in ("error_5xx_pct", "error_4xx_pct")
     },
 )

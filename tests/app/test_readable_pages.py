@@ -96,3 +96,21 @@ def test_release_markers_stay_legible_at_a_long_range():
     assert {a.hovertext for a in marks} >= {"deploy v1.0.0", "deploy v1.5.0 (rollback)"}
     assert fig.layout.yaxis.title.text == "p95 latency (ms)"
     assert fig.layout.yaxis2.title.text == "5xx error rate (%)"
+
+
+def test_table_headers_are_words_with_units():
+    from app.widgets import column_label
+
+    assert column_label("latency_p95_ms") == "latency p95 (ms)"
+    assert column_label("error_rate_pct") == "error rate (%)"
+    assert column_label("mean_duration_s") == "mean duration (s)"
+    assert column_label("share_over_own_p90") == "share over own p90"
+
+
+def test_performance_tables_show_headers_in_words(with_demo):
+    at = run_page("performance")
+    for table in at.dataframe:
+        labels = json.loads(table.proto.columns or "{}")
+        for column in table.value.columns:
+            label = labels.get(str(column), {}).get("label", str(column))
+            assert "_" not in label, (column, label)
