@@ -318,7 +318,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"Cannot write the report: {what}; known releases: {known}.", file=sys.stderr)
         return 2
     settings = BenchmarkSettings(
-        practical_threshold=args.threshold / 100, alpha=args.alpha, adjust_for_load=not args.raw
+        practical_threshold=args.threshold / 100,
+        alpha=args.alpha,
+        adjust_for_load=not args.raw,
+        exclude_outages=not args.with_outages,
     )
     result = compare_periods(
         con, Slice(baseline, release=baseline), Slice(candidate, release=candidate), settings
@@ -470,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw",
         action="store_true",
         help="compare the releases as they ran, not at equal traffic load",
+    )
+    p.add_argument(
+        "--with-outages",
+        action="store_true",
+        help="keep the hours of dependency outages (by default both releases are compared "
+        "without them, so a release is not credited with an outage ending)",
     )
     p.add_argument("--weekly", help="also write the weekly report (HTML) to this file")
     p.add_argument(

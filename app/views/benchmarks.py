@@ -148,8 +148,19 @@ equal_load = c3.checkbox(
     help="Latency rises with load. Weight both to the same mix of busy and quiet hours, so "
     "a release is not judged by when it happened to run.",
 )
+without_outages = st.checkbox(
+    "Leave out the hours of dependency outages",
+    value=True,
+    key="bench_without_outages",
+    help="An outage raises the error rate of the release that was live during it; the release "
+    "after it would be credited with the outage ending. Both releases are compared without "
+    "those hours.",
+)
 settings = bm.BenchmarkSettings(
-    practical_threshold=threshold / 100, alpha=alpha, adjust_for_load=equal_load
+    practical_threshold=threshold / 100,
+    alpha=alpha,
+    adjust_for_load=equal_load,
+    exclude_outages=without_outages,
 )
 result = comparison(int(data.manifest().get("version", 0)), baseline, candidate, settings)
 

@@ -114,3 +114,13 @@ def test_performance_tables_show_headers_in_words(with_demo):
         for column in table.value.columns:
             label = labels.get(str(column), {}).get("label", str(column))
             assert "_" not in label, (column, label)
+
+
+def test_benchmarks_say_how_outages_are_left_out_and_can_keep_them(with_demo15):
+    at = run_page("benchmarks")
+    said = " ".join(c.value for c in at.caption).replace("\\", "")
+    assert "The hours of dependency outages (" in said and "left out of both" in said
+    at.checkbox(key="bench_without_outages").uncheck().run()
+    assert not at.exception
+    said = " ".join(c.value for c in at.caption).replace("\\", "")
+    assert "dependency outages" not in said
