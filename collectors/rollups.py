@@ -119,16 +119,23 @@ _ATTRIBUTION = (
     "g AS (SELECT hour, release, threshold_ms, slow, "
     + ", ".join(f"over_{s}" for s in PIPELINE_STAGES)
     + f", {_first_max([f'ratio_{s}' for s in PIPELINE_STAGES])} AS dominant FROM f) "
-    # sums of 0/1 rather than count(*) FILTER: measured about a third faster here
-    "SELECT hour, release, count(*) AS n, CAST(sum(CAST(slow AS INTEGER)) AS BIGINT) AS n_slow, "
-    "sum(threshold_ms) AS sum_threshold_ms, "
+    # Counted per combination of flags first (at most 2 x 16 x 4 an hour and release), then
+    # summed: about twice as fast as one pass of filtered counts over every turn (measured).
+    ", k AS (SELECT hour, release, slow, "
+    + ", ".join(f"over_{s}" for s in PIPELINE_STAGES)
+    + ", dominant, count(*) AS c, sum(threshold_ms) AS th FROM g GROUP BY ALL) "
+    "SELECT hour, release, CAST(sum(c) AS BIGINT) AS n, "
+    "CAST(coalesce(sum(c) FILTER (WHERE slow), 0) AS BIGINT) AS n_slow, "
+    "sum(th) AS sum_threshold_ms, "
     + ", ".join(
-        f"CAST(sum(CAST(over_{s} AS INTEGER)) AS BIGINT) AS n_over_{s}, "
-        f"CAST(sum(CAST(slow AND over_{s} AS INTEGER)) AS BIGINT) AS n_slow_over_{s}, "
-        f"CAST(sum(CAST(slow AND dominant = {i} AS INTEGER)) AS BIGINT) AS n_slow_dominant_{s}"
+        f"CAST(coalesce(sum(c) FILTER (WHERE over_{s}), 0) AS BIGINT) AS n_over_{s}, "
+        f"CAST(coalesce(sum(c) FILTER (WHERE slow AND over_{s}), 0) AS BIGINT) "
+        f"AS n_slow_over_{s}, "
+        f"CAST(coalesce(sum(c) FILTER (WHERE slow AND dominant = {i}), 0) AS BIGINT) "
+        f"AS n_slow_dominant_{s}"
         for i, s in enumerate(PIPELINE_STAGES)
     )
-    + " FROM g GROUP BY hour, release"
+    + " FROM k GROUP BY hour, release"
 )
 
 
