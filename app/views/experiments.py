@@ -380,7 +380,10 @@ show_archived = st.toggle("Show archived experiments", key="experiments_archived
 saved = {k: e for k, e in every.items() if show_archived or not e.archived}
 found = {f["key"]: f for f in discovered if f["key"] not in every}
 choices = [*saved, *found, NEW]
-if st.session_state.get("experiment_choice") not in choices:
+linked = st.query_params.get("experiment_choice")
+if linked in choices and linked != NEW:  # a link (e.g. from the Overview) names the key
+    st.session_state["experiment_choice"] = linked
+elif st.session_state.get("experiment_choice") not in choices:
     st.session_state["experiment_choice"] = (
         default_experiment(
             choices[:-1],
@@ -400,7 +403,9 @@ def label(key: str) -> str:
     return plain(key)
 
 
-choice = st.selectbox("Experiment", choices, format_func=label, key="experiment_choice")
+choice = st.selectbox(
+    "Experiment", choices, format_func=label, key="experiment_choice", bind="query-params"
+)
 
 if choice == NEW:
     st.subheader("Define an experiment")

@@ -126,3 +126,16 @@ def test_every_number_in_the_results_table_has_its_unit_and_p_values_read_plainl
     statements = [c.value for c in at.caption if "Intervals are" in c.value]
     assert len(statements) == 1 and "95" in statements[0] and "Holm" in statements[0]
     assert not any("95" in column for column in table.columns)
+
+
+def test_a_link_naming_an_experiment_opens_it(with_demo15):
+    # the Overview's timeline links here with ?experiment_choice=<key>
+    store(with_demo15).save_experiment(draft("idea-draft"))
+    at = AppTest.from_file(str(EXPERIMENTS), default_timeout=120)
+    at.query_params["experiment_choice"] = "idea-draft"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.selectbox(key="experiment_choice").value == "idea-draft"
+    # and the person can still choose another one afterwards
+    at.selectbox(key="experiment_choice").set_value("prompt-v2").run()
+    assert at.selectbox(key="experiment_choice").value == "prompt-v2"
