@@ -34,6 +34,7 @@ from analysis.metrics import Metric, builtin_metrics
 from analysis.stats import (
     Comparison,
     DailyResult,
+    MidExperimentPower,
     NormalPrior,
     PowerPlan,
     Proportion,
@@ -46,6 +47,7 @@ from analysis.stats import (
     Statistic,
     adjust_comparisons,
     compare,
+    mid_experiment_power,
     plan_experiment,
     results_over_time,
     srm_check,
@@ -1132,8 +1134,10 @@ def plan_for_metric(
     target_power: float = 0.8,
     alpha: float = 0.05,
     traffic_share: float = 1.0,
+    comparisons: int = 1,
 ) -> tuple[PowerPlan, Baseline, float]:
-    """Sample size and days needed to detect `relative_effect` on `metric` at current traffic.
+    """Sample size and days needed to detect `relative_effect` on `metric` at current traffic,
+    at α/`comparisons` (`planned_comparisons`: the correction the evaluation applies).
     Returns the plan, the baseline it used, and the daily units it assumed."""
     baseline = metric_baseline(con, metric, unit_type)
     daily = daily_traffic(con, unit_type)
@@ -1151,8 +1155,56 @@ def plan_for_metric(
         traffic_share,
         baseline.proportion,
         tuning,
+        comparisons=comparisons,
     )
     return plan, baseline, daily
+
+
+def planned_comparisons(metrics: int, arms: int, correction: str = "holm") -> int:
+    """How many comparisons the evaluation's correction spreads α over: every metric for
+    every treatment arm (Holm's first step and Benjamini-Hochberg's strictest are α/m), or 1
+    without a correction."""
+    return max(metrics, 1) * max(arms - 1, 1) if correction in ("holm", "bh") else 1
+
+
+def power_so_far(
+    result: ExperimentResult,
+    definition: ExperimentDefinition,
+    metric: str,
+    relative_effect: float,
+    target_power: float,
+    daily_units: float,
+) -> MidExperimentPower | None:
+    """For a running experiment, the power reached so far on `metric` (its first treatment
+    arm) to detect `relative_effect`, under the evaluation's method and correction, and the
+    further units and days that reach `target_power`. `daily_units` is the experiment's whole
+    traffic; the two compared arms get their planned share of it. None without a result."""
+    r = result.result(metric)
+    if not result.computable or r is None or r.control is None or r.treatment is None:
+        return None
+    weights = definition.weights or {}
+    arms = (result.control, r.arm)
+    share = (
+        sum(weights.get(a, 0.0) for a in arms) / sum(weights.values())
+        if weights and sum(weights.values()) > 0
+        else 2 / (len(result.treatments) + 1)
+    )
+    return mid_experiment_power(
+        r.control,
+        r.treatment,
+        relative_effect,
+        target_power,
+        definition.alpha,
+        comparisons=planned_comparisons(
+            len({x.metric for x in result.results}),
+            len(result.treatments) + 1,
+            definition.correction,
+        ),
+        sequential_tuning_n=(
+            definition.sequential_tuning_n if result.method == "sequential" else None
+        ),
+        daily_units=daily_units * share,
+    )
 
 
 def verdict(

@@ -338,6 +338,9 @@ def show_plan(e: SavedExperiment) -> None:
     share = c4.number_input(
         "Traffic in the experiment (%)", 1.0, 100.0, 100.0, 5.0, key=f"plan_s_{e.key}"
     )
+    measured = [m for m in (*e.primary_metrics, *e.guardrail_metrics) if m in registry]
+    comparisons = ex.planned_comparisons(len(measured), len(e.variants))
+    alpha = ex.experiment_definition(e).alpha
     plan, baseline, daily = ex.plan_for_metric(
         data.cursor(),
         registry[metric],
@@ -347,6 +350,7 @@ def show_plan(e: SavedExperiment) -> None:
         method=e.method if e.method != "bayesian" else "fixed",
         target_power=power / 100,
         traffic_share=share / 100,
+        comparisons=comparisons,
     )
     if not plan.computable:
         st.info(markdown_literal(f"Cannot plan on {registry[metric].title}: {plan.reason}."))
@@ -358,9 +362,24 @@ def show_plan(e: SavedExperiment) -> None:
     st.caption(
         markdown_literal(
             f"Baseline {registry[metric].title}: {baseline.mean:.4g} over {baseline.units:,} "
-            f"recent units; current traffic {daily:,.0f} {e.unit_type}s a day (last 7 days)."
+            f"recent units; current traffic {daily:,.0f} {e.unit_type}s a day (last 7 days). "
+            f"Planned at a {alpha * 100 / comparisons:.3g} % significance level per comparison: the "
+            f"result corrects for {comparisons} comparison(s) ({len(measured)} metric(s) × "
+            f"{len(e.variants) - 1} variant(s) against control)."
         )
     )
+    if e.status != "draft":
+        result = evaluate(data.manifest().get("version", 0), e, e.method)
+        so_far = ex.power_so_far(
+            result,
+            ex.experiment_definition(e),
+            metric,
+            lift / 100,
+            power / 100,
+            daily * share / 100,
+        )
+        if so_far is not None:
+            st.markdown(markdown_literal(so_far.sentence))
 
 
 # ---------------------------------------------------------------- the page

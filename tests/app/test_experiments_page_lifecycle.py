@@ -139,3 +139,11 @@ def test_a_link_naming_an_experiment_opens_it(with_demo15):
     # and the person can still choose another one afterwards
     at.selectbox(key="experiment_choice").set_value("prompt-v2").run()
     assert at.selectbox(key="experiment_choice").value == "prompt-v2"
+
+
+def test_the_plan_corrects_for_every_comparison_and_a_running_test_shows_its_power(with_demo15):
+    at = run(EXPERIMENTS)  # the demo's experiment, running: 1 primary + 3 guardrails
+    said = texts(at) + " ".join(m.value.replace("\\", "") for m in at.markdown)
+    assert "the result corrects for 4 comparison(s) (4 metric(s) × 1 variant(s)" in said
+    assert "Planned at a 1.25 % significance level per comparison" in said
+    assert re.search(r"Power so far to detect a 5 % change: \d+ %", said)
