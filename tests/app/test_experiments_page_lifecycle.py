@@ -147,3 +147,15 @@ def test_the_plan_corrects_for_every_comparison_and_a_running_test_shows_its_pow
     assert "the result corrects for 4 comparison(s) (4 metric(s) × 1 variant(s)" in said
     assert "Planned at a 1.25 % significance level per comparison" in said
     assert re.search(r"Power so far to detect a 5 % change: \d+ %", said)
+
+
+def test_a_bayesian_reading_shows_the_chance_to_beat_control_instead_of_p_values(with_demo15):
+    at = run(EXPERIMENTS)
+    at.selectbox(key="method_prompt-v2").select("bayesian").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert "p-value" not in table.columns
+    chances = table["Chance to beat control"]
+    assert all(re.fullmatch(r"\d{1,3} %", c) for c in chances)
+    statements = [c.value for c in at.caption if "Intervals are" in c.value]
+    assert len(statements) == 1 and "credible" in statements[0]
