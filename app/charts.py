@@ -18,6 +18,10 @@ def _escaped(node: Any, key: str = "") -> Any:
     # plotly.express from column names); everything else may hold data.
     if key.endswith("template"):
         return node
+    if key in ("bdata", "dtype", "shape"):
+        # Plotly's binary arrays (numbers as base64 typed arrays): data, not text; cut or
+        # escaped they no longer decode and the chart draws nothing
+        return node
     if isinstance(node, str):
         return plotly_literal(node)
     if isinstance(node, dict):
