@@ -4,6 +4,7 @@ Usage:
     .venv/bin/python bench/nab_eval.py                # defaults, both folders, per series
     .venv/bin/python bench/nab_eval.py --select       # the cross-folder choice of the default
     .venv/bin/python bench/nab_eval.py --root DIR ... # other labelled folders (same layout)
+    .venv/bin/python bench/nab_eval.py --refractory 12  # no new alarm within 12 h of one
 
 An alarm is the time an episode was confirmed (`Episode.confirmed_at`), i.e. when an alert
 would have fired: the detector is online, each verdict uses only the data up to its point, so
@@ -24,6 +25,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -161,15 +163,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--select", action="store_true", help="cross-folder choice")
     parser.add_argument("--root", action="append", type=Path, help="a labelled folder")
     parser.add_argument("--no-compare", action="store_true", help="online detector only")
+    parser.add_argument("--refractory", type=float, default=0.0, help="hours (default 0)")
     args = parser.parse_args(argv[1:])
     roots = {p.name: p for p in args.root} if args.root else FOLDERS
     data = {name: load_nab(path) for name, path in roots.items()}
+    base = replace(OnlineConfig(), refractory=timedelta(hours=args.refractory))
     if args.select:
-        print(select_default(data, OnlineConfig()))
+        print(select_default(data, base))
         return 0
+    title = "Online detector (OnlineConfig defaults)"
+    if args.refractory:
+        title = f"Online detector (defaults, refractory {args.refractory:g} h)"
     for folder, series in data.items():
         print(f"== {folder} ({len(series)} series)")
-        print(table("Online detector (OnlineConfig defaults)", evaluate(series, online_alarms)))
+        print(table(title, evaluate(series, partial(online_alarms, config=base))))
         if not args.no_compare:
             print(f"Trailing median/MAD baseline: {evaluate(series, baseline_alarms).summary()}")
         print()

@@ -234,6 +234,38 @@ def test_after_an_outage_longer_than_the_warmup_the_detector_learns_again():
     assert result.episodes == []
 
 
+def test_a_lone_spike_between_gaps_does_not_become_the_level():
+    # Sparse sampling: three hours without data, one spike, three more hours. The level is
+    # the median of the last values however far apart, so the spike does not become it.
+    index, values = series("flat_noise", "5min", 12, seed=12, tz="UTC")
+    k = 8 * 288
+    keep = np.ones(len(index), dtype=bool)
+    keep[k - 36 : k] = keep[k + 1 : k + 37] = False
+    values[k] += 10.0  # 20 sigma
+    result = scan(index[keep], values[keep])
+    assert [(e.kind, e.confirmed_at) for e in result.episodes] == [
+        ("spike", index[k].tz_localize(None))
+    ]
+    after = result.verdicts[int(np.searchsorted(index[keep], index[k])) + 1]
+    assert after.status == "normal"
+    assert after.expected == pytest.approx(42.0, abs=1.0)
+
+
+def test_no_new_alarm_within_the_refractory_period():
+    index, values = noisy(seed=13)
+    k = 8 * 288
+    spikes = [k, k + 36, k + 120]  # then 3 h and 10 h later
+    values[spikes] += 40.0
+    plain = scan(index, values).alarms
+    assert plain == [index[i].tz_localize(None) for i in spikes]
+    config = OnlineConfig(refractory=timedelta(hours=6))
+    quiet = scan(index, values, config).alarms
+    assert quiet == [index[i].tz_localize(None) for i in (spikes[0], spikes[2])]
+    # The last alarm's time is carried in the state: any split gives the same alarms.
+    _, events = split_run(index.to_numpy(), values, np.array([k + 1, k + 50]), config)
+    assert [e.confirmed_at for e in events if e.is_open] == quiet
+
+
 def test_duplicates_unsorted_points_and_rereads_change_nothing():
     index, values = noisy(days=6, seed=10)
     once = scan(index, values)
