@@ -106,7 +106,7 @@ def time_chart(
         "title": title,
         "height": 360,
         "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-        "legend": {"orientation": "h", "y": -0.15},
+        "legend": {"orientation": "h", "y": -0.3},  # below the x axis' title
         "hovermode": "x unified",
     }
     layout["xaxis"] = {"title": {"text": "time (UTC)"}}
@@ -117,6 +117,8 @@ def time_chart(
             "overlaying": "y",
             "side": "right",
             "showgrid": False,
+            "tickmode": "auto",  # round ticks of its own, not ticks synced to the left axis
+            "rangemode": "tozero",
             "title": {"text": ", ".join(secondary.values())},
         }
     fig.update_layout(**layout)
