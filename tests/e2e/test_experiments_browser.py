@@ -94,11 +94,18 @@ def test_define_an_experiment_and_see_its_verdict(workbench, page):
 def test_benchmark_report_downloads_with_the_regression(workbench, page, tmp_path):
     truth = _demo_truth(workbench["data_dir"])  # once published: the watermark holds the anchor
     bad, previous = truth.bad_release.release, truth.bad_release.previous_release
-    _open_when_ready(page, workbench["url"] + "/benchmarks", "Download report (HTML)")
-    _choose(page, "Baseline release", previous)
-    _choose(page, "Candidate release", bad)
+    # the comparison opened from a shared link (the releases are bound to the URL)
+    link = f"/benchmarks?bench_baseline={previous}&bench_candidate={bad}"
+    _open_when_ready(page, workbench["url"] + link, "Download report (HTML)")
+    assert page.get_by_label("Baseline release", exact=True).input_value() == previous
+    assert page.get_by_label("Candidate release", exact=True).input_value() == bad
     page.get_by_text(f"Worse: {bad} made").first.wait_for(timeout=60_000)
     assert page.get_by_test_id("stException").count() == 0
+    # the chart draws its points (its numbers reach Plotly whole), the huge change off scale
+    chart = page.locator(".js-plotly-plot").first
+    chart.evaluate("e => e.scrollIntoView()")
+    chart.locator("path.point").first.wait_for(timeout=30_000)
+    assert chart.get_by_text("off scale:").count() >= 1
 
     with page.expect_download() as got:
         page.get_by_role("button", name="Download report (HTML)").click()
