@@ -227,12 +227,23 @@ def _regression(
     return None
 
 
-_RATE_SQL = """
-WITH r AS (
+# Requests per release from the requests_hourly rollup when the snapshot has it (the same
+# counts for the hours that start in the window; a page's window is whole hours), else from
+# the requests themselves. Errors are few: they are read raw, with the sample-rate rule below.
+_REQUESTS_BY_RELEASE = {
+    True: """
+  SELECT coalesce(release, '(unknown)') AS release, CAST(sum(n) AS BIGINT) AS requests,
+         CAST(sum(n_5xx) AS BIGINT) AS http_5xx
+  FROM requests_hourly WHERE hour >= ? AND hour < ? GROUP BY 1
+""",
+    False: """
   SELECT coalesce(release, '(unknown)') AS release, count(*) AS requests,
          count(*) FILTER (WHERE status_code >= 500) AS http_5xx
   FROM requests WHERE started_at >= ? AND started_at < ? GROUP BY 1
-), e AS (
+""",
+}
+_RATE_SQL = """
+WITH r AS ({requests}), e AS (
   SELECT coalesce(release, '(unknown)') AS release, count(*) AS errors,
          sum(CASE WHEN sample_rate > 0 AND sample_rate <= 1 THEN 1.0 / sample_rate
                   ELSE 1.0 / ? END) AS estimated_errors
@@ -256,10 +267,15 @@ def error_rate_by_release(
 ) -> ErrorRates:
     """Per release: requests, 5xx share, captured and sample-corrected errors per request.
 
-    The 5xx share carries a Wilson 95 % interval.
+    The 5xx share carries a Wilson 95 % interval. Requests are counted from the hourly rollup
+    when the snapshot has it (the hours that start in [start, end)).
     """
     rate = default_sample_rate if 0 < default_sample_rate <= 1 else 1.0
-    df = con.execute(_RATE_SQL, [start, end, rate, start, end]).df()
+    rollup = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'requests_hourly'"
+    ).fetchone()
+    sql = _RATE_SQL.replace("{requests}", _REQUESTS_BY_RELEASE[bool(rollup and rollup[0])])
+    df = con.execute(sql, [start, end, rate, start, end]).df()
     if df.empty:
         return ErrorRates(df, "no requests or errors in this window")
     n = df["requests"].to_numpy(float)

@@ -16,6 +16,7 @@ from analysis.errors import (
     normalise_frames,
     normalise_message,
 )
+from tests.rollup_tables import build_rollups
 
 MIGRATION = Path(__file__).resolve().parents[2] / "collectors" / "migrations" / "0001_initial.sql"
 T0 = datetime(2025, 4, 1)
@@ -193,3 +194,10 @@ def test_error_rate_by_release_matches_hand_count(con):
     assert f.loc["v1", "http_5xx_rate"] == pytest.approx(4 / 200)
     assert f.loc["v2", "errors_per_request"] == pytest.approx(12 / 100)
     assert f.loc["v1", "http_5xx_ci_low"] < 0.02 < f.loc["v1", "http_5xx_ci_high"]
+    # the same figures with the requests counted from the hourly rollup, as in a snapshot
+    build_rollups(con, "requests")
+    rolled = error_rate_by_release(con, T0, T0 + timedelta(days=1)).frame.set_index("release")
+    pd.testing.assert_frame_equal(rolled, f)
+    hours = error_rate_by_release(con, T0 + timedelta(hours=1), T0 + timedelta(hours=4)).frame
+    counts = hours.set_index("release")["requests"]
+    assert (counts["v1"], counts["v2"]) == (140, 40)  # minutes 60-199 and 200-239
