@@ -64,10 +64,9 @@ Method (per series):
    alarm, as alerting does after a page.
 
 Measured with bench/nab_eval.py (defaults chosen there by a cross-folder rule): NAB
-development folder nab (12 series) window recall 0.71, alarm precision 0.48, NAB standard
-score 57.7; nab-more (17 series) 0.84, 0.31, 63.1. A 12-hour refractory raises the NAB scores
-to 58.3 and 64.5 but lowers precision (0.43, 0.30: it also drops repeat alarms inside a
-window), so it is not the default.
+development folder nab (12 series) window recall 0.79, alarm precision 0.50, NAB standard
+score 64.2; nab-more (17 series) 0.84, 0.32, 63.7. A 12-hour refractory lowers precision (it
+also drops repeat alarms inside a window), so it is not the default.
 """
 
 from __future__ import annotations
@@ -134,7 +133,7 @@ class OnlineConfig:
     cycles: int = 3
     season_halfwidth: int = 2
     seasons: tuple[str, ...] = ("daily", "weekly")
-    season_gain: float = 0.1
+    season_gain: float = 0.3
     selection_blocks: int = 7
     cooldown: timedelta = timedelta(hours=2)
     refractory: timedelta = timedelta(0)

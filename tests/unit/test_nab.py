@@ -150,10 +150,11 @@ def online_results(request):
     }
 
 
-def test_online_detector_finds_seven_windows_in_ten_on_each_folder(online_results):
-    assert online_results["online"].recall >= 0.7, online_results["online"]
+def test_online_detector_finds_three_windows_in_four_on_each_folder(online_results):
+    assert online_results["online"].recall >= 0.75, online_results["online"]
 
 
 def test_online_detector_beats_the_baseline_on_each_folder(online_results):
     assert online_results["online"].precision > 2 * online_results["baseline"].precision
-    assert online_results["nab_online"] >= 55 > online_results["nab_baseline"]
+    assert online_results["nab_online"] >= 63
+    assert online_results["nab_baseline"] < 55
