@@ -256,8 +256,11 @@ def _settings(rule: Rule) -> tuple[str, str, float]:
 
 
 def state_key(rule: Rule) -> str:
-    """What a carried detector depends on: the metric and the detector's settings."""
-    text = json.dumps([str(rule.param("metric")), *_settings(rule)])
+    """What a carried detector depends on: the metric and the detector's settings, defaults
+    included (a detector saved under other defaults starts again)."""
+    sensitivity, timezone, _ = _settings(rule)
+    config = detector_config(timezone, sensitivity).to_dict()
+    text = json.dumps([str(rule.param("metric")), *_settings(rule), config], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -233,3 +233,18 @@ def test_direction_picks_which_episodes_alert(root):
         found[direction] = bool(KINDS["anomaly"].check(Context(con, at, catalogue()), rule))
     con.close()
     assert found == {"worse": True, "up": True, "down": False, "both": True}
+
+
+def test_a_detector_saved_under_other_defaults_starts_again(monkeypatch):
+    rule = settings().rules[0]
+    key = anomaly.state_key(rule)
+    assert anomaly.state_key(settings().rules[0]) == key  # same settings: the state is reused
+    real = anomaly.detector_config
+
+    def upgraded(timezone: str = "UTC", sensitivity: str = "normal"):
+        from dataclasses import replace
+
+        return replace(real(timezone, sensitivity), season_gain=0.5)
+
+    monkeypatch.setattr(anomaly, "detector_config", upgraded)
+    assert anomaly.state_key(rule) != key
