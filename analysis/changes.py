@@ -24,6 +24,7 @@ from analysis.anomalies import anomaly_view
 from analysis.benchmarks import BenchmarkSettings, release_benchmarks, releases
 from analysis.experiment_rules import Method
 from analysis.metrics import Metric, builtin_metrics
+from analysis.report import key_changes
 from analysis.uptime import incidents
 
 KINDS = ("incident", "anomaly", "outage", "release", "experiment", "security")
@@ -269,8 +270,10 @@ def release_verdicts(
     out: dict[str, tuple[str, str, str]] = {}
     for c in report.comparisons:
         release = c.candidate.release or c.candidate.label
-        worse = [r.title for r in c.rows if r.regression]
-        better = [r.title for r in c.rows if r.improvement]
+        # one per measure (its 95th percentile for its median and 99th), largest change first
+        ranked = key_changes(c, limit=len(c.rows))
+        worse = [r.title for r in ranked if r.regression]
+        better = [r.title for r in ranked if r.improvement]
         if worse:
             title = f"Release {release}: {len(worse)} regression(s) against {c.baseline.label}"
             tone = "bad"
