@@ -138,9 +138,23 @@ if mode == "Two releases" and len(names) < 2:
 baseline, candidate = release_slices(names) if mode == "Two releases" else period_slices(end)
 c1, c2, c3 = st.columns(3)
 threshold = c1.number_input(
-    "Practical threshold (relative change, %)", 0.0, 100.0, 5.0, 1.0, key="bench_threshold"
+    "Practical threshold (relative change, %)",
+    0.0,
+    100.0,
+    5.0,
+    1.0,
+    key="bench_threshold",
+    help="Changes smaller than this are reported but not flagged: a real but tiny change "
+    "is not worth an alarm.",
 )
-alpha = c2.selectbox("Significance level", (0.05, 0.01, 0.1), key="bench_alpha")
+alpha = c2.selectbox(
+    "Significance level",
+    (0.05, 0.01, 0.1),
+    key="bench_alpha",
+    help="How sure a change must be before it is flagged: at 0.05, when a release changed "
+    "nothing, at most one comparison in twenty flags anything by chance (the level holds for "
+    "all measures together: Holm's correction).",
+)
 equal_load = c3.checkbox(
     "Compare at equal traffic load",
     value=True,
