@@ -87,11 +87,14 @@ def test_the_chart_is_titled_in_words_and_marks_every_deployment(page):
     assert "per hour" not in title.replace("by hour", "")
     assert spec["layout"]["yaxis"]["title"]["text"] == "percent"
     hours = pd.to_datetime(spec["data"][0]["x"])
+    # a failed build never went live: it gets no marker
     shown = [
         d
         for d in truth.deployments
         if hours.min() <= naive(d.created_at) < hours.max() + timedelta(hours=1)
+        and d.status != "FAILED"
     ]
+    assert any(d.status == "FAILED" for d in truth.deployments)
     lines = [s for s in spec["layout"]["shapes"] if s.get("type") == "line"]
     assert len(shown) >= 1 and len(lines) == len(shown)
 
