@@ -30,9 +30,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import duckdb
 
@@ -57,6 +56,19 @@ PAGES = (
     ("collector_status.py", "Collectors"),
 )
 PERIODS = {7: "Last 7 days", 30: "Last 30 days"}
+# The generator's last full day (its data ends at midnight on 2026-12-01).
+FULL_DAY = "2026-11-30"
+# The tables a live minute adds rows to (gen_large_warehouse.append_live_minute).
+LIVE_TABLES = (
+    "calls",
+    "voice_turns",
+    "voice_quality",
+    "feedback",
+    "feature_usage",
+    "experiment_exposures",
+    "requests",
+    "errors",
+)
 # As app/views/experiments.py's defaults for an experiment found in the exposures, plus one.
 EXPERIMENT_METRICS = (
     "resolved_rate",
@@ -81,7 +93,7 @@ def has_period_picker(page: str) -> bool:
 def _cursor() -> duckdb.DuckDBPyConnection:
     from app import data
 
-    return cast(Callable[[], duckdb.DuckDBPyConnection], data.cursor)()
+    return data.cursor()
 
 
 def child_page(page: str, repeat: int, timeout: float) -> dict[str, Any]:
@@ -189,6 +201,16 @@ def child_live_minute(size: str, root: Path) -> dict[str, Any]:
     t = time.perf_counter()
     published = publish(con, root / "serving")
     seconds = time.perf_counter() - t
+    # A minute that lands in a day already full of data (any minute but the first of a day)
+    # makes the publisher rewrite that whole day: mark the last full day dirty in the same
+    # tables, as a late row in it would, and time that publish too.
+    con.executemany(
+        "INSERT INTO dirty_partitions VALUES (?, ?) ON CONFLICT DO NOTHING",
+        [(table, FULL_DAY) for table in LIVE_TABLES],
+    )
+    t = time.perf_counter()
+    full_day = publish(con, root / "serving")
+    full_day_s = time.perf_counter() - t
     con.close()
     return {
         "rows": added,
@@ -196,6 +218,8 @@ def child_live_minute(size: str, root: Path) -> dict[str, Any]:
         "publish_s": seconds,
         "days_written": published.days_written,
         "files_written": published.files_written,
+        "full_day_publish_s": full_day_s,
+        "full_day_days_written": full_day.days_written,
         "peak_mb": _peak_mb(),
     }
 
@@ -367,7 +391,9 @@ def main() -> None:
                 f"  one live minute ({sum(live['rows'].values()):,} rows: "
                 f"{json.dumps(live['rows'])}): appended in {live['append_s']:.2f} s, "
                 f"published in {live['publish_s']:.2f} s ({live['days_written']} table-days, "
-                f"{live['files_written']} files)"
+                f"{live['files_written']} files); the same minute into a full day (the last "
+                f"day marked dirty in those tables): published in "
+                f"{live['full_day_publish_s']:.2f} s ({live['full_day_days_written']} table-days)"
             )
         if "failed" not in after:
             lines.append(
