@@ -53,9 +53,10 @@ PENDING = ".publish-pending.json"  # what a failed publish finished, for its ret
 GRACE_SECONDS = 600
 # At most this many rows are staged (read, sorted, rolled up) at once; see _stage.
 MAX_STAGED_ROWS = 2_000_000
-# Per publishing cursor (by id): (the cursor, table, first day, last day) that _stage staged
-# last. The cursor is kept so that its id cannot be reused before _drop_staged forgets it.
-_staged: dict[int, tuple[Any, str, date, date]] = {}
+# Per publishing cursor (by id): (the cursor, table, first day, last day, each staged day's
+# latest time) that _stage staged last. The cursor is kept so that its id cannot be reused
+# before _drop_staged forgets it.
+_staged: dict[int, tuple[Any, str, date, date, dict[date, datetime]]] = {}
 # Days are published on this many cursors at once, each taking whole tables (a table's manifest
 # entries are then written by one thread). Its small COPYs keep about one core busy each: on 2
 # cores, two workers publish 1M rows over 31 days in about half the time (measured).
@@ -341,7 +342,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table_name: str, day: date) -> None:
     statement each instead of one per day. Nothing is done when `day` is staged already."""
     staged = _staged.get(id(con))
     if staged is not None:
-        _, staged_table, first, last = staged
+        _, staged_table, first, last, _ = staged
         if staged_table == table_name and first <= day <= last:
             return
     t = TABLES[table_name].time_column
@@ -373,7 +374,9 @@ def _stage(con: duckdb.DuckDBPyConnection, table_name: str, day: date) -> None:
     )
     for rollup in rollups_for(table_name):  # every rollup groups by hour: days never mix
         con.execute(f"CREATE OR REPLACE TEMP TABLE _rollup_{rollup.name} AS {rollup.select}")
-    _staged[id(con)] = (con, table_name, day, last)
+    # Each day's latest time in one statement, not one per day (0.3 s of a 1M-row first publish).
+    latest = con.execute(f"SELECT CAST({t} AS DATE), max({t}) FROM src GROUP BY ALL").fetchall()
+    _staged[id(con)] = (con, table_name, day, last, dict(latest))
 
 
 def _drop_staged(con: duckdb.DuckDBPyConnection) -> None:
@@ -506,11 +509,7 @@ def _publish_day(
     files += 1
     if rows:
         entry["days"][key] = {"file": _rel(serving, target), "rows": rows}
-        latest_row = con.execute(
-            f"SELECT max({t}) FROM src WHERE {t} >= ? AND {t} < ?", _day_range(day)
-        ).fetchone()
-        assert latest_row is not None  # an aggregate returns one row
-        latest = latest_row[0]
+        latest = _staged[id(con)][4][day]
         if entry["latest"] is None or latest.isoformat() > entry["latest"]:
             entry["latest"] = latest.isoformat()
     else:

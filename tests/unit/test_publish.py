@@ -66,6 +66,21 @@ def test_a_new_minute_republishes_only_its_day(con, tmp_path):
     assert snap.con.execute("SELECT sum(n_5xx) FROM requests_hourly").fetchone()[0] == 1
 
 
+def test_the_manifest_names_each_tables_newest_row_time(con, tmp_path):
+    # Several days staged at once (first publish), then one older day, then a newer row.
+    run_source(con, Rows([req(i, 30 + i * 60) for i in range(24 * 5)]))
+    publish(con, tmp_path / "serving")
+    newest = (NOW - timedelta(minutes=30)).replace(tzinfo=None).isoformat()
+    assert read_manifest(tmp_path / "serving")["tables"]["requests"]["latest"] == newest
+    run_source(con, Rows([req(10_000, 3 * 24 * 60 + 7)]))  # an old day changes
+    publish(con, tmp_path / "serving")
+    assert read_manifest(tmp_path / "serving")["tables"]["requests"]["latest"] == newest
+    run_source(con, Rows([req(10_001, 1)]))
+    publish(con, tmp_path / "serving")
+    newer = (NOW - timedelta(minutes=1)).replace(tzinfo=None).isoformat()
+    assert read_manifest(tmp_path / "serving")["tables"]["requests"]["latest"] == newer
+
+
 def test_nothing_changed_republishes_no_day(con, tmp_path):
     run_source(con, Rows([req(1, 5)]))
     publish(con, tmp_path / "serving")
