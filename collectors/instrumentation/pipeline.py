@@ -292,7 +292,7 @@ class Pipeline:
         while q:
             if deadline is None:
                 self._process_lock.acquire()
-            elif not self._process_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            elif not self._acquired_before(self._process_lock, deadline):
                 break
             try:
                 done = 0
@@ -334,13 +334,20 @@ class Pipeline:
             )
 
     # -- shipper side -----------------------------------------------------------------------
+    @staticmethod
+    def _acquired_before(lock: threading.Lock, deadline: float) -> bool:
+        """`lock`, if it can be had before `deadline`. Past it, no: a free lock is granted even
+        with a timeout of 0, and shutdown would then ship batch after batch to a slow sink."""
+        remaining = deadline - time.monotonic()
+        return remaining > 0 and lock.acquire(timeout=remaining)
+
     def ship_pending(self, deadline: float | None = None) -> int:
         """Hand queued rows to the sink in per-table batches; returns the rows handed."""
         sent = 0
         while self.outbox:
             if deadline is None:
                 self._ship_lock.acquire()
-            elif not self._ship_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            elif not self._acquired_before(self._ship_lock, deadline):
                 break
             markers: list[FlushMarker] = []
             try:

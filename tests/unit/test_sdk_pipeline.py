@@ -230,6 +230,19 @@ def test_shutdown_honours_its_timeout_with_a_slow_sink():
     assert time.monotonic() - started < 2.6
 
 
+def test_shipping_stops_at_its_deadline_even_when_nobody_else_holds_the_lock():
+    # Shutdown ships what is left by itself once the workers have stopped; a free lock was
+    # granted past the deadline (a timeout of 0 still acquires), so it shipped all 30 batches.
+    from collectors.instrumentation.pipeline import Pipeline
+
+    sink = SlowSink(0.2)
+    pipeline = Pipeline(sink, batch_size=10)
+    pipeline.outbox.extend(("requests", {"n": i}) for i in range(300))
+    pipeline.ship_pending(deadline=time.monotonic() + 0.5)
+    assert 0 < len(sink.rows["requests"]) <= 40  # the batches begun before the deadline
+    assert len(pipeline.outbox) >= 260  # the rest waits (the spool or the next start has it)
+
+
 def test_flush_honours_its_timeout_with_a_slow_sink():
     configure_monitoring(None, {"sink": {"batch_size": 10}}, sink=SlowSink(0.5))
     for i in range(100):
