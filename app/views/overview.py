@@ -155,7 +155,8 @@ def what_changed(timeline: changes.Timeline) -> None:
             when, what, link = st.columns([2, 8, 2])
             when.caption(f"{c.at:%a %d %b %H:%M}")
             what.markdown(
-                markdown_literal(f"{TONE_ICONS.get(c.tone, '')} **{KIND_LABELS[c.kind]}** · ")
+                # our own markup stays Markdown; only the text from data is made literal
+                f"{TONE_ICONS.get(c.tone, '')} **{KIND_LABELS[c.kind]}** · "
                 + markdown_literal(c.title)
                 + ("  \n" + markdown_literal(c.detail) if c.detail else "")
             )

@@ -43,6 +43,10 @@ def test_overview_shows_six_kpis_with_values_and_changes(with_demo):
     assert 300 < float(values["p95 turn latency"].split()[0].replace(",", "")) < 10_000
     assert 1 <= float(values["Mean MOS"]) <= 5
     assert all(m.delta is not None for m in at.metric if m.label != "Uptime")
+    # "what changed": each entry opens with its kind in bold, not in literal asterisks
+    entries = [m.value for m in at.markdown if " · " in m.value]
+    assert entries and all("\\*" not in e for e in entries), entries[:2]
+    assert all(e.split(" · ")[0].split(" ", 1)[1].startswith("**") for e in entries), entries[:2]
 
 
 def test_overview_period_picker_changes_the_window(with_demo):
