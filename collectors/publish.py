@@ -23,11 +23,12 @@ import json
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,25 @@ PENDING = ".publish-pending.json"  # what a failed publish finished, for its ret
 GRACE_SECONDS = 600
 # At most this many rows are staged (read, sorted, rolled up) at once; see _stage.
 MAX_STAGED_ROWS = 2_000_000
-# Per publishing cursor (by id): (the cursor, table, first day, last day, each staged day's
-# latest time) that _stage staged last. The cursor is kept so that its id cannot be reused
-# before _drop_staged forgets it.
-_staged: dict[int, tuple[Any, str, date, date, dict[date, datetime]]] = {}
+STAGING = ".staging"  # rollup files written ahead of their day's publish (see _stage)
+
+
+@dataclass
+class _Staging:
+    """What _stage staged last on a publishing cursor."""
+
+    cursor: Any  # kept so that its id cannot be reused before _drop_staged forgets it
+    table: str
+    first: date
+    last: date
+    latest: dict[date, datetime]  # each staged day's latest time
+    folder: Path | None = None  # where the staged days' rollup files were written ahead
+    ahead: set[str] = field(default_factory=set)  # the rollups written ahead
+    files: dict[tuple[str, date], tuple[Path, int]] = field(default_factory=dict)
+
+
+# Per publishing cursor (by id): what _stage staged last.
+_staged: dict[int, _Staging] = {}
 # Days are published on this many cursors at once, each taking whole tables (a table's manifest
 # entries are then written by one thread). Its small COPYs keep about one core busy each: on 2
 # cores, two workers publish 1M rows over 31 days in about half the time (measured).
@@ -335,16 +351,15 @@ def _day_range(day: date) -> list[datetime]:
     return [start, start + timedelta(days=1)]
 
 
-def _stage(con: duckdb.DuckDBPyConnection, table_name: str, day: date) -> None:
+def _stage(con: duckdb.DuckDBPyConnection, serving: Path, table_name: str, day: date) -> None:
     """Make the temp table `src` hold `day`'s rows sorted by time, and `_rollup_<name>` each
     rollup of them. A backfill dirties many days: the dirty days right after `day` are staged
     with it (up to MAX_STAGED_ROWS rows), so their rows are read, sorted and rolled up in one
-    statement each instead of one per day. Nothing is done when `day` is staged already."""
+    statement each instead of one per day, and each rollup's days are written in one COPY
+    (_write_rollup_days). Nothing is done when `day` is staged already."""
     staged = _staged.get(id(con))
-    if staged is not None:
-        _, staged_table, first, last, _ = staged
-        if staged_table == table_name and first <= day <= last:
-            return
+    if staged is not None and staged.table == table_name and staged.first <= day <= staged.last:
+        return
     t = TABLES[table_name].time_column
     later = con.execute(
         "SELECT day FROM dirty_partitions WHERE table_name = ? AND day > ? ORDER BY day",
@@ -376,10 +391,60 @@ def _stage(con: duckdb.DuckDBPyConnection, table_name: str, day: date) -> None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _rollup_{rollup.name} AS {rollup.select}")
     # Each day's latest time in one statement, not one per day (0.3 s of a 1M-row first publish).
     latest = con.execute(f"SELECT CAST({t} AS DATE), max({t}) FROM src GROUP BY ALL").fetchall()
-    _staged[id(con)] = (con, table_name, day, last, dict(latest))
+    _drop_folder(con)
+    staging = _staged[id(con)] = _Staging(con, table_name, day, last, dict(latest))
+    if last > day:
+        staging.folder = serving / STAGING / uuid.uuid4().hex
+        for rollup in rollups_for(table_name):
+            files = _write_rollup_days(con, rollup.name, staging.folder)
+            if files is not None:
+                staging.ahead.add(rollup.name)
+                staging.files.update(files)
+
+
+def _write_rollup_days(
+    con: duckdb.DuckDBPyConnection, name: str, folder: Path
+) -> dict[tuple[str, date], tuple[Path, int]] | None:
+    """Write each day of the staged rollup `name` to its own file in one COPY (a COPY per day
+    costs about 1 ms more per file: 465 files on a first publish of 30 days); each file is
+    checked against its day's row count. Returns (name, day) -> (file, rows), or None when
+    DuckDB split a day into several files (then each day is copied on its own)."""
+    counts = con.execute(
+        f"SELECT CAST(hour AS DATE), count(*) FROM _rollup_{name} GROUP BY ALL"
+    ).fetchall()
+    out = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    con.execute(
+        f"COPY (SELECT *, CAST(hour AS DATE) AS _day FROM _rollup_{name}) TO '{out.as_posix()}' "
+        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARTITION_BY (_day), "
+        "FILENAME_PATTERN 'part')"
+    )
+    files: dict[tuple[str, date], tuple[Path, int]] = {}
+    for day, rows in counts:
+        found = sorted((out / f"_day={day.isoformat()}").glob("*.parquet"))
+        if len(found) != 1:
+            shutil.rmtree(out, ignore_errors=True)
+            for path, _ in files.values():
+                _checked.pop(str(path), None)
+            return None
+        problem = parquet_problem(found[0], rows)
+        if problem:
+            raise PublishError(f"{name} of {day} was not written correctly ({problem})")
+        files[(name, day)] = (found[0], rows)
+    return files
+
+
+def _drop_folder(con: duckdb.DuckDBPyConnection) -> None:
+    """Delete the rollup files _stage wrote ahead on `con` (those not published)."""
+    staged = _staged.get(id(con))
+    if staged is not None and staged.folder is not None:
+        shutil.rmtree(staged.folder, ignore_errors=True)
+        for path, _ in staged.files.values():
+            _checked.pop(str(path), None)
 
 
 def _drop_staged(con: duckdb.DuckDBPyConnection) -> None:
+    _drop_folder(con)
     _staged.pop(id(con), None)
     con.execute("DROP TABLE IF EXISTS src")
     for rollup in ROLLUPS:
@@ -498,7 +563,8 @@ def _publish_day(
     version: int,
 ) -> int:
     spec = TABLES[table_name]
-    _stage(con, table_name, day)
+    _stage(con, serving, table_name, day)
+    staged = _staged[id(con)]
     key = day.isoformat()
     t = spec.time_column
     files = 0
@@ -509,7 +575,7 @@ def _publish_day(
     files += 1
     if rows:
         entry["days"][key] = {"file": _rel(serving, target), "rows": rows}
-        latest = _staged[id(con)][4][day]
+        latest = staged.latest[day]
         if entry["latest"] is None or latest.isoformat() > entry["latest"]:
             entry["latest"] = latest.isoformat()
     else:
@@ -520,7 +586,18 @@ def _publish_day(
         r_entry = manifest["rollups"].setdefault(rollup.name, {"days": {}})
         r_target = serving / "rollups" / rollup.name / f"{key}-v{version}.parquet"
         r_select = f"SELECT * FROM _rollup_{rollup.name} WHERE hour >= ? AND hour < ?"
-        r_rows = _copy(con, r_select, _day_range(day), r_target) if rows else 0
+        ahead = staged.files.pop((rollup.name, day), None)
+        if not rows:
+            r_rows = 0
+        elif rollup.name not in staged.ahead:
+            r_rows = _copy(con, r_select, _day_range(day), r_target)
+        elif ahead is None:  # written ahead: the day has no rows of this rollup
+            r_rows = 0
+        else:
+            path, r_rows = ahead
+            r_target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, r_target)
+            _checked[str(r_target)] = _checked.pop(str(path))
         if r_rows:
             r_entry["days"][key] = {"file": _rel(serving, r_target), "rows": r_rows}
             files += 1
@@ -552,6 +629,13 @@ def _collect_garbage(serving: Path, manifest: dict[str, Any], expired: set[str])
     publishes (never referenced by a manifest) older than that."""
     keep = referenced_files(manifest) | set(manifest.get("retired", {}))
     cutoff = time.time() - GRACE_SECONDS
+    if (serving / STAGING).is_dir():  # left by a publish that was killed
+        for leftover in (serving / STAGING).iterdir():
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            except FileNotFoundError:
+                pass
     for folder in ("tables", "rollups", "bookkeeping"):
         for path in (serving / folder).rglob("*.parquet*"):
             rel = _rel(serving, path)
