@@ -221,6 +221,24 @@ def test_a_replaced_file_outlives_its_manifest_by_the_grace_period(con, tmp_path
     assert all(name.startswith("bookkeeping/") for name in retired)  # last publish's own
 
 
+def test_rollup_files_left_by_a_killed_publish_go_after_the_grace_period(con, tmp_path):
+    import os
+    import time
+
+    from collectors.publish import STAGING
+
+    serving = tmp_path / "serving"
+    old, recent = serving / STAGING / "old", serving / STAGING / "recent"
+    for folder in (old, recent):
+        (folder / "requests_hourly" / "_day=2026-12-01").mkdir(parents=True)
+        (folder / "requests_hourly" / "_day=2026-12-01" / "part0.parquet").write_bytes(b"x")
+    os.utime(old, (time.time() - 86_400, time.time() - 86_400))
+    run_source(con, Rows([req(i, i * 60) for i in range(48)]))
+    publish(con, serving)
+    assert not old.exists()
+    assert recent.exists(), "it may belong to a publish still running"
+
+
 def test_a_rebuilt_snapshot_continues_the_version_numbers(con, tmp_path):
     serving = tmp_path / "serving"
     run_source(con, Rows([req(1, 5)]))
