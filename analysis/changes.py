@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pandas as pd
@@ -357,6 +357,36 @@ def decide(plan: ExperimentPlan) -> Callable[[ex.ExperimentResult], Decision]:
 # What the Experiments page reads for an experiment found only in the exposures.
 DEFAULT_PRIMARY = ("resolved_rate",)
 DEFAULT_GUARDRAILS = ("p95_e2e_latency", "llm_ttft", "abandoned_rate")
+
+
+class SavedPlan(ex.SavedDefinition, Protocol):
+    """A saved experiment with what a plan needs (collectors.control.SavedExperiment)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def primary_metrics(self) -> tuple[str, ...]: ...
+    @property
+    def guardrail_metrics(self) -> tuple[str, ...]: ...
+    @property
+    def method(self) -> Method: ...
+
+
+def saved_experiment_plans(
+    saved: Sequence[SavedPlan],
+    discovered: Sequence[Mapping[str, object]],
+    registry: Mapping[str, Metric],
+) -> list[ExperimentPlan]:
+    """`experiment_plans` for experiments as the control store saves them."""
+    return experiment_plans(
+        saved,
+        {e.key: e.status for e in saved},
+        {e.key: e.primary_metrics for e in saved},
+        {e.key: e.guardrail_metrics for e in saved},
+        {e.key: e.method for e in saved},
+        discovered,
+        registry,
+    )
 
 
 def experiment_plans(

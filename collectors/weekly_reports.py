@@ -84,14 +84,8 @@ def weekly_report_page(
         end = week_ending(week_end or data_end)
         control = root / "control.sqlite"
         saved = list(ControlStore(control).experiments().values()) if control.exists() else []
-        plans = changes.experiment_plans(
-            saved,
-            {e.key: e.status for e in saved},
-            {e.key: e.primary_metrics for e in saved},
-            {e.key: e.guardrail_metrics for e in saved},
-            {e.key: e.method for e in saved},
-            ex.discovered_experiments(con),
-            metric_registry(metrics),
+        plans = changes.saved_experiment_plans(
+            saved, ex.discovered_experiments(con), metric_registry(metrics)
         )
         episodes = AlertStore(control).episodes(end - WEEK, end) if control.exists() else None
         return end, weekly_html(weekly_report(con, end, episodes, plans))

@@ -72,14 +72,8 @@ def last_release(folder: str, end: datetime) -> BenchmarkComparison | None:
 def decisions(folder: str, end: datetime, revision: str) -> list[changes.Decision]:
     con = data.cursor()
     saved = list(data.control_store().experiments().values())
-    plans = changes.experiment_plans(
-        saved,
-        {e.key: e.status for e in saved},
-        {e.key: e.primary_metrics for e in saved},
-        {e.key: e.guardrail_metrics for e in saved},
-        {e.key: e.method for e in saved},
-        ex.discovered_experiments(con),
-        metric_registry(data.custom_metrics()),
+    plans = changes.saved_experiment_plans(
+        saved, ex.discovered_experiments(con), metric_registry(data.custom_metrics())
     )
     return changes.experiment_decisions(con, plans)
 
