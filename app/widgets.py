@@ -172,13 +172,30 @@ def column_label(name: str) -> str:
     return name.replace("_", " ")
 
 
+def _whole_numbers(column, dtype) -> bool:
+    """Whether a numeric column holds only whole numbers: a count, shown with separators."""
+    kind = getattr(dtype, "kind", None)
+    if kind in ("i", "u"):
+        return True
+    if kind != "f":
+        return False
+    values = column.dropna()
+    return bool(len(values)) and bool((values == values.round()).all())
+
+
 def data_table(frame, **kwargs) -> None:
-    """st.dataframe with formula-safe text (its toolbar downloads what it shows as CSV) and
-    headers in words with units for the columns the page does not label itself."""
+    """st.dataframe with formula-safe text (its toolbar downloads what it shows as CSV),
+    headers in words with units for the columns the page does not label itself, and counts
+    with thousands separators (695,037, not 695037)."""
     if hasattr(frame, "columns"):  # a DataFrame (pandas is not imported here for that alone)
         given = dict(kwargs.get("column_config") or {})
-        labels = {
-            c: column_label(c) for c in frame.columns if isinstance(c, str) and c not in given
-        }
+        labels: dict[object, object] = {}
+        for i, (c, dtype) in enumerate(frame.dtypes.items()):
+            if not isinstance(c, str) or c in given:
+                continue
+            if _whole_numbers(frame.iloc[:, i], dtype):  # counts (DuckDB's sums arrive as floats)
+                labels[c] = st.column_config.NumberColumn(column_label(c), format="localized")
+            else:
+                labels[c] = column_label(c)
         kwargs["column_config"] = {**labels, **given}
     st.dataframe(spreadsheet_safe(frame), **kwargs)

@@ -114,6 +114,10 @@ def test_performance_tables_show_headers_in_words(with_demo):
         for column in table.value.columns:
             label = labels.get(str(column), {}).get("label", str(column))
             assert "_" not in label, (column, label)
+    # counts with thousands separators: the route table's request counts
+    routes = next(t for t in at.dataframe if "requests" in t.value.columns)
+    config = json.loads(routes.proto.columns)["requests"]
+    assert config.get("type_config", {}).get("format") == "localized", config
 
 
 def test_benchmarks_say_how_outages_are_left_out_and_can_keep_them(with_demo15):
