@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+
+import duckdb
 
 from collectors.demo_truth import DemoTruth, demo_truth
 from collectors.service import CollectorService, DataPaths, Job
@@ -35,3 +37,25 @@ def demo_truth_of(root: Path) -> DemoTruth:
         con.close()
     assert row is not None, f"no demo watermark in {root}"
     return demo_truth(7, datetime.fromisoformat(json.loads(row[0])["anchor"]), 15)
+
+
+def simulated_warehouse(
+    anchor: datetime, window: timedelta, history_days: int = 30, rollups: bool = True
+) -> tuple[duckdb.DuckDBPyConnection, DemoTruth]:
+    """An in-memory warehouse holding the demo simulator's rows for the `window` before
+    `anchor` (seed 7), with the hourly rollups the snapshot carries unless `rollups` is off."""
+    from bench.bench_experiment import build_rollups, create_schema
+    from collectors.sources.demo import DemoSimulator
+
+    sim = DemoSimulator(7, anchor, history_days)
+    tables = sim.window(int((anchor - window).timestamp() * 1e6), int(anchor.timestamp() * 1e6))
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    create_schema(con)
+    for name, table in tables.items():
+        con.register("src", table)
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")  # noqa: S608 - our tables
+        con.unregister("src")
+    if rollups:
+        build_rollups(con)  # pages read percentiles and rates from the hourly rollups
+    return con, sim.truth

@@ -357,7 +357,8 @@ def test_experiment_definitions_refresh_and_survive_an_outage(stub, tmp_path, mo
 
 @pytest.mark.postgres
 def test_migration_creates_the_tables_with_service_role_only():
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg  # the test extra installs it: a missing one fails, never skips
+
     from tests.integration.pgcluster import fresh_database
 
     dsn = fresh_database()

@@ -5,33 +5,21 @@ past finds at each step what checking it live at that moment finds."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import duckdb
 import pytest
 
 from analysis.alerts.kinds import KINDS
 from analysis.alerts.model import Context, Rule, steps
 from analysis.alerts.windows import window_values
 from analysis.metrics import catalogue, metric_value
+from tests.demo_data import simulated_warehouse
 
-demo = pytest.importorskip("collectors.sources.demo")
-MIGRATION = Path(__file__).resolve().parents[2] / "collectors" / "migrations" / "0001_initial.sql"
 ANCHOR = datetime(2025, 8, 20, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def con():
-    sim = demo.DemoSimulator(7, ANCHOR, 30)
-    start = ANCHOR - timedelta(hours=30)
-    tables = sim.window(int(start.timestamp() * 1e6), int(ANCHOR.timestamp() * 1e6))
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(MIGRATION.read_text())
-    for name, table in tables.items():
-        con.register("src", table)
-        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")  # noqa: S608 - our tables
-        con.unregister("src")
+    con, _ = simulated_warehouse(ANCHOR, timedelta(hours=30), rollups=False)
     yield con
     con.close()
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,11 +16,8 @@ from analysis import backlog as bl
 from analysis import changes
 from analysis.benchmarks import BenchmarkSettings, release_benchmarks
 from analysis.overview import headline
-from bench.bench_experiment import build_rollups
+from tests.demo_data import simulated_warehouse
 
-demo = pytest.importorskip("collectors.sources.demo")
-
-MIGRATION = Path(__file__).resolve().parents[2] / "collectors" / "migrations" / "0001_initial.sql"
 ANCHOR = datetime(2025, 8, 20, 12, 0, tzinfo=UTC)
 DAYS = 21  # every planted episode sits in the last 21 days (the failed build: 19 days back)
 
@@ -33,18 +28,9 @@ def naive(t: datetime) -> datetime:
 
 @pytest.fixture(scope="module")
 def world():
-    sim = demo.DemoSimulator(7, ANCHOR, 30)
     start = ANCHOR - timedelta(days=DAYS)
-    tables = sim.window(int(start.timestamp() * 1e6), int(ANCHOR.timestamp() * 1e6))
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(MIGRATION.read_text())
-    for name, tab in tables.items():
-        con.register("src", tab)
-        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")
-        con.unregister("src")
-    build_rollups(con)
-    yield con, sim.truth, naive(start), naive(ANCHOR)
+    con, truth = simulated_warehouse(ANCHOR, timedelta(days=DAYS))
+    yield con, truth, naive(start), naive(ANCHOR)
     con.close()
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import duckdb
 import pytest
 
 from analysis.errors import error_groups, error_rate_by_release
@@ -13,11 +11,8 @@ from analysis.latency import stage_percentiles
 from analysis.security import api_usage_anomalies, credential_stuffing, failed_login_bursts
 from analysis.uptime import incidents
 from analysis.ux import feedback_drivers
-from bench.bench_experiment import build_rollups
+from tests.demo_data import simulated_warehouse
 
-demo = pytest.importorskip("collectors.sources.demo")
-
-MIGRATION = Path(__file__).resolve().parents[2] / "collectors" / "migrations" / "0001_initial.sql"
 ANCHOR = datetime(2025, 8, 20, 12, 0, tzinfo=UTC)
 DAYS = 14  # every planted episode sits in the last 14 days before the anchor
 
@@ -28,18 +23,9 @@ def naive(t: datetime) -> datetime:
 
 @pytest.fixture(scope="module")
 def world():
-    sim = demo.DemoSimulator(7, ANCHOR, 30)
     start = ANCHOR - timedelta(days=DAYS)
-    tables = sim.window(int(start.timestamp() * 1e6), int(ANCHOR.timestamp() * 1e6))
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(MIGRATION.read_text())
-    for name, tab in tables.items():
-        con.register("src", tab)
-        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")
-        con.unregister("src")
-    build_rollups(con)  # latency percentiles are read from the hourly histograms, as pages do
-    yield con, sim.truth, naive(start), naive(ANCHOR)
+    con, truth = simulated_warehouse(ANCHOR, timedelta(days=DAYS))
+    yield con, truth, naive(start), naive(ANCHOR)
     con.close()
 
 

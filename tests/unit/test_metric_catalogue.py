@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import numpy as np
 import pytest
 
@@ -25,9 +24,7 @@ from analysis.metrics import (
 )
 from analysis.metrics import builtin as builtin_module
 from analysis.metrics.definition import from_facts
-from bench.bench_experiment import build_rollups, create_schema
-
-demo = pytest.importorskip("collectors.sources.demo")
+from tests.demo_data import simulated_warehouse
 
 ANCHOR = datetime(2025, 8, 20, 12, 0, tzinfo=UTC)
 DAYS = 2
@@ -38,17 +35,7 @@ START = END - timedelta(days=DAYS)
 @pytest.fixture(scope="module")
 def con():
     """Two days of the demo's traffic (every table) with the rollups the snapshot carries."""
-    tables = demo.DemoSimulator(7, ANCHOR, DAYS).window(
-        int((ANCHOR - timedelta(days=DAYS)).timestamp() * 1e6), int(ANCHOR.timestamp() * 1e6)
-    )
-    c = duckdb.connect()
-    c.execute("SET TimeZone = 'UTC'")
-    create_schema(c)
-    for name, tab in tables.items():
-        c.register("src", tab)
-        c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")
-        c.unregister("src")
-    build_rollups(c)
+    c, _ = simulated_warehouse(ANCHOR, timedelta(days=DAYS), history_days=DAYS)
     yield c
     c.close()
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from markdown_it import MarkdownIt
 
 from app.safe_text import markdown_literal, plotly_literal, quote_block
 
 # An independent CommonMark implementation checks what the escaped text renders to.
-md = pytest.importorskip("markdown_it").MarkdownIt("commonmark")
+md = MarkdownIt("commonmark")
 
 NASTY = [
     "<script>alert(1)</script> **bold**",
